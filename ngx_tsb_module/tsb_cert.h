@@ -1,0 +1,48 @@
+
+/*
+ * Copyright (C) ngx_tsb_module authors
+ *
+ * Issued certificates: PEM <-> DER, the facts we put into response headers,
+ * and the check that an issued certificate carries the CSR's key.
+ */
+
+
+#ifndef _TSB_CERT_H_INCLUDED_
+#define _TSB_CERT_H_INCLUDED_
+
+
+#include <time.h>
+
+#include "tsb_common.h"
+
+
+typedef struct {
+    tsb_buf_t    der;
+    char         serial_hex[80];       /* upper-case hex, no separators */
+    time_t       not_before;
+    time_t       not_after;
+    unsigned char  spki_sha256[32];
+    char        *subject_cn;           /* UTF-8 or NULL */
+} tsb_cert_t;
+
+
+/*
+ * Exactly one certificate from PEM ("CERTIFICATE" label), DER, or bare
+ * base64 DER; trailing garbage refused.  502 "upstream.certificate" when
+ * the caller passes upstream data; the caller may remap the status.
+ */
+int tsb_cert_load(const unsigned char *in, size_t len, tsb_cert_t *cert,
+    tsb_error_t *err);
+
+void tsb_cert_free(tsb_cert_t *cert);
+
+/* PEM text of DER, 64-column lines, trailing newline */
+int tsb_cert_der_to_pem(const unsigned char *der, size_t len,
+    tsb_buf_t *pem);
+
+/* base64 of DER without armor or newlines (import/plain) */
+int tsb_cert_der_to_base64(const unsigned char *der, size_t len,
+    tsb_buf_t *b64);
+
+
+#endif /* _TSB_CERT_H_INCLUDED_ */

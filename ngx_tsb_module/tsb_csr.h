@@ -1,0 +1,101 @@
+
+/*
+ * Copyright (C) ngx_tsb_module authors
+ *
+ * CSR intake: decode what a client sent (PEM with either label, DER, bare
+ * base64), parse it with OpenSSL, verify its self-signature and describe it
+ * as plain facts the policy engine can judge.
+ */
+
+
+#ifndef _TSB_CSR_H_INCLUDED_
+#define _TSB_CSR_H_INCLUDED_
+
+
+#include "tsb_common.h"
+
+
+#define TSB_KEY_UNKNOWN  0
+#define TSB_KEY_RSA      1
+#define TSB_KEY_EC       2
+#define TSB_KEY_ED25519  3
+#define TSB_KEY_ED448    4
+#define TSB_KEY_DSA      5
+
+#define TSB_SAN_DNS      1
+#define TSB_SAN_IP       2
+#define TSB_SAN_EMAIL    3
+#define TSB_SAN_URI      4
+#define TSB_SAN_OTHER    5     /* otherName, dirName, RID, x400, ... */
+
+
+typedef struct {
+    int          type;         /* TSB_SAN_* */
+    char        *value;        /* UTF-8, NUL-terminated; IPs in text form */
+} tsb_san_t;
+
+
+typedef struct {
+    void        *req;          /* X509_REQ *, owned */
+    tsb_buf_t    der;          /* the CSR as DER, owned */
+
+    /* subject commonName attributes, UTF-8 (ASN1_STRING_to_UTF8) */
+    char       **common_names;
+    size_t       n_common_names;
+
+    tsb_san_t   *sans;
+    size_t       n_sans;
+
+    int          key_type;     /* TSB_KEY_* */
+    int          key_bits;     /* RSA modulus / EC field size */
+    const char  *key_curve;    /* "P-256", "P-384", "P-521", other short name
+                                  or NULL; static string */
+    int          sig_nid;      /* signature algorithm NID */
+    int          sig_md_nid;   /* its digest NID (NID_undef for EdDSA) */
+
+    /* extensions requested in the CSR (extensionRequest attribute) */
+    unsigned     key_usage;    /* TSB_KU_* bits */
+    int          has_key_usage;
+    unsigned     ext_key_usage;         /* TSB_EKU_* bits */
+    int          has_ext_key_usage;
+    int          has_unknown_eku;       /* an EKU OID we have no name for */
+    int          basic_ca;              /* basicConstraints CA:TRUE */
+    int          has_basic_constraints;
+    long         basic_pathlen;         /* -1 when absent */
+
+    unsigned char  spki_sha256[32];     /* SHA-256 of the DER SPKI */
+} tsb_csr_t;
+
+
+/*
+ * Turns a client body into exactly one DER CSR.  Accepts:
+ *   - PEM, label "CERTIFICATE REQUEST" or "NEW CERTIFICATE REQUEST";
+ *   - DER (first byte 0x30);
+ *   - bare base64 of DER (whitespace allowed).
+ * Anything after the CSR other than whitespace is refused (400,
+ * "csr.trailing_data"); two PEM blocks are refused ("csr.multiple").
+ * Errors: 400 "csr.encoding".
+ */
+int tsb_csr_decode(const unsigned char *in, size_t len, tsb_buf_t *der,
+    tsb_error_t *err);
+
+/*
+ * Parses DER (exactly, no trailing bytes), verifies the self-signature
+ * (400 "csr.signature"), and fills the facts.  Returns 0 and a new
+ * tsb_csr_t in *out, or -1 with err set (400 "csr.parse", ...).  Clears the
+ * OpenSSL error queue on failure.
+ */
+int tsb_csr_parse(const unsigned char *der, size_t len, tsb_csr_t **out,
+    tsb_error_t *err);
+
+/* decode + parse in one call */
+int tsb_csr_load(const unsigned char *in, size_t len, tsb_csr_t **out,
+    tsb_error_t *err);
+
+void tsb_csr_free(tsb_csr_t *csr);
+
+/* PEM with the standard "CERTIFICATE REQUEST" label, NUL-terminated */
+int tsb_csr_to_pem(const tsb_csr_t *csr, tsb_buf_t *pem);
+
+
+#endif /* _TSB_CSR_H_INCLUDED_ */

@@ -1,0 +1,73 @@
+
+/*
+ * Copyright (C) ngx_tsb_module authors
+ *
+ * The issuance policy of one location, evaluated against a parsed CSR and
+ * the request the client asked for.  The policy only ever restricts: a
+ * request that names something outside the allowed sets is refused, never
+ * narrowed silently.
+ */
+
+
+#ifndef _TSB_POLICY_H_INCLUDED_
+#define _TSB_POLICY_H_INCLUDED_
+
+
+#include "tsb_common.h"
+#include "tsb_csr.h"
+#include "tsb_json.h"
+
+
+/*
+ * One commonName / SAN pattern, already expanded (nginx variables are
+ * resolved by the glue before evaluation):
+ *   "host.example"     exact, case-insensitive, a trailing dot ignored;
+ *   "*.svc.example"    exactly one label in place of '*';
+ *   "~regex"           POSIX extended regex, anchored by the writer.
+ */
+typedef struct {
+    const char  *pattern;
+    size_t       len;
+} tsb_name_pattern_t;
+
+
+typedef struct {
+    const tsb_name_pattern_t  *names;      /* allowed CN / DNS SAN names */
+    size_t                     n_names;    /* 0: any name refused */
+
+    unsigned     allowed_key_usage;        /* TSB_KU_* mask */
+    unsigned     default_key_usage;        /* used when the client gives none */
+    unsigned     allowed_ext_key_usage;    /* TSB_EKU_* mask */
+    unsigned     default_ext_key_usage;
+
+    int          allow_ca;                 /* CA issuance allowed */
+    long         max_path_len;             /* with allow_ca; -1 unlimited */
+
+    int          min_rsa_bits;             /* default 2048 */
+    int          allow_ed25519;
+
+    const char  *sign_key_name;            /* fixed by the location */
+    const char  *signature_algorithm;      /* default when the client gives
+                                              none; NULL: "SHA256_WITH_RSA" */
+    const char *const  *allowed_signature_algorithms;  /* NULL-terminated;
+                                              NULL: only the default */
+    int          allow_key_password;       /* client keyPassword allowed */
+} tsb_policy_t;
+
+
+/*
+ * Judges the request.  On success (0) fills in what the client left out
+ * (commonName from the CSR, keyUsage/extendedKeyUsage defaults,
+ * signKeyName, signatureAlgorithm, certificateAuthority=false) so the caller
+ * can build the upstream body from req.  On refusal (-1) err is set:
+ * 403 "policy.*" for a rule, 400 for an inconsistent request.
+ */
+int tsb_policy_check(const tsb_policy_t *policy, const tsb_csr_t *csr,
+    tsb_sign_req_t *req, tsb_error_t *err);
+
+/* one pattern against one name: 1 match, 0 no match */
+int tsb_policy_name_match(const char *pattern, size_t plen,
+    const char *name, size_t nlen);
+
+
+#endif /* _TSB_POLICY_H_INCLUDED_ */

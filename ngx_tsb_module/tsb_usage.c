@@ -1,0 +1,235 @@
+
+/*
+ * Copyright (C) ngx_tsb_module authors
+ */
+
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/objects.h>
+
+#include "tsb_common.h"
+
+
+typedef struct {
+    const char  *name;
+    unsigned     bit;
+    int          nid;
+} tsb_usage_name_t;
+
+
+static const tsb_usage_name_t  tsb_key_usages[] = {
+    { "DIGITAL_SIGNATURE",  TSB_KU_DIGITAL_SIGNATURE,  0 },
+    { "CONTENT_COMMITMENT", TSB_KU_CONTENT_COMMITMENT, 0 },
+    { "KEY_ENCIPHERMENT",   TSB_KU_KEY_ENCIPHERMENT,   0 },
+    { "DATA_ENCIPHERMENT",  TSB_KU_DATA_ENCIPHERMENT,  0 },
+    { "KEY_AGREEMENT",      TSB_KU_KEY_AGREEMENT,      0 },
+    { "KEY_CERT_SIGN",      TSB_KU_KEY_CERT_SIGN,      0 },
+    { "CRL_SIGN",           TSB_KU_CRL_SIGN,           0 },
+    { "ENCIPHER_ONLY",      TSB_KU_ENCIPHER_ONLY,      0 },
+    { "DECIPHER_ONLY",      TSB_KU_DECIPHER_ONLY,      0 },
+    { NULL, 0, 0 }
+};
+
+
+static const tsb_usage_name_t  tsb_ext_key_usages[] = {
+    { "ANY_EXTENDED_KEY_USAGE", TSB_EKU_ANY,           NID_anyExtendedKeyUsage },
+    { "SERVER_AUTH",            TSB_EKU_SERVER_AUTH,   NID_server_auth },
+    { "CLIENT_AUTH",            TSB_EKU_CLIENT_AUTH,   NID_client_auth },
+    { "CODE_SIGNING",           TSB_EKU_CODE_SIGNING,  NID_code_sign },
+    { "EMAIL_PROTECTION",       TSB_EKU_EMAIL_PROTECTION, NID_email_protect },
+    { "TIME_STAMPING",          TSB_EKU_TIME_STAMPING, NID_time_stamp },
+    { "OCSP_SIGNING",           TSB_EKU_OCSP_SIGNING,  NID_OCSP_sign },
+    { NULL, 0, 0 }
+};
+
+
+void
+tsb_error_set(tsb_error_t *err, int status, const char *reason,
+    const char *fmt, ...)
+{
+    va_list  args;
+
+    if (err == NULL) {
+        return;
+    }
+
+    err->status = status;
+    err->reason = reason;
+
+    va_start(args, fmt);
+    vsnprintf(err->detail, sizeof(err->detail), fmt, args);
+    va_end(args);
+}
+
+
+void
+tsb_buf_free(tsb_buf_t *b)
+{
+    if (b == NULL) {
+        return;
+    }
+
+    free(b->data);
+    b->data = NULL;
+    b->len = 0;
+}
+
+
+void
+tsb_secure_zero(void *p, size_t n)
+{
+    volatile unsigned char  *v = p;
+
+    while (n--) {
+        *v++ = 0;
+    }
+}
+
+
+static unsigned
+tsb_usage_lookup(const tsb_usage_name_t *t, const char *name, size_t len)
+{
+    for ( /* void */ ; t->name; t++) {
+        if (strlen(t->name) == len && memcmp(t->name, name, len) == 0) {
+            return t->bit;
+        }
+    }
+
+    return 0;
+}
+
+
+static const char *
+tsb_usage_name(const tsb_usage_name_t *t, unsigned bit)
+{
+    for ( /* void */ ; t->name; t++) {
+        if (t->bit == bit) {
+            return t->name;
+        }
+    }
+
+    return NULL;
+}
+
+
+unsigned
+tsb_key_usage_bit(const char *name, size_t len)
+{
+    return tsb_usage_lookup(tsb_key_usages, name, len);
+}
+
+
+unsigned
+tsb_ext_key_usage_bit(const char *name, size_t len)
+{
+    return tsb_usage_lookup(tsb_ext_key_usages, name, len);
+}
+
+
+const char *
+tsb_key_usage_name(unsigned bit)
+{
+    return tsb_usage_name(tsb_key_usages, bit);
+}
+
+
+const char *
+tsb_ext_key_usage_name(unsigned bit)
+{
+    return tsb_usage_name(tsb_ext_key_usages, bit);
+}
+
+
+int
+tsb_ext_key_usage_nid(unsigned bit)
+{
+    const tsb_usage_name_t  *t;
+
+    for (t = tsb_ext_key_usages; t->name; t++) {
+        if (t->bit == bit) {
+            return t->nid;
+        }
+    }
+
+    return 0;
+}
+
+
+unsigned
+tsb_ext_key_usage_from_nid(int nid)
+{
+    const tsb_usage_name_t  *t;
+
+    for (t = tsb_ext_key_usages; t->name; t++) {
+        if (t->nid == nid) {
+            return t->bit;
+        }
+    }
+
+    return 0;
+}
+
+
+static long
+tsb_usage_parse_list(const tsb_usage_name_t *t, const char *s, size_t len,
+    const char **bad, size_t *bad_len)
+{
+    long         mask;
+    size_t       i, start;
+    unsigned     bit;
+
+    mask = 0;
+    i = 0;
+
+    while (i < len) {
+
+        while (i < len && (s[i] == ' ' || s[i] == ',' || s[i] == '\t')) {
+            i++;
+        }
+
+        start = i;
+
+        while (i < len && s[i] != ' ' && s[i] != ',' && s[i] != '\t') {
+            i++;
+        }
+
+        if (i == start) {
+            break;
+        }
+
+        bit = tsb_usage_lookup(t, s + start, i - start);
+
+        if (bit == 0) {
+            if (bad) {
+                *bad = s + start;
+                *bad_len = i - start;
+            }
+
+            return -1;
+        }
+
+        mask |= bit;
+    }
+
+    return mask;
+}
+
+
+long
+tsb_key_usage_parse_list(const char *s, size_t len, const char **bad,
+    size_t *bad_len)
+{
+    return tsb_usage_parse_list(tsb_key_usages, s, len, bad, bad_len);
+}
+
+
+long
+tsb_ext_key_usage_parse_list(const char *s, size_t len, const char **bad,
+    size_t *bad_len)
+{
+    return tsb_usage_parse_list(tsb_ext_key_usages, s, len, bad, bad_len);
+}
