@@ -31,7 +31,11 @@
 
 typedef struct {
     int          type;         /* TSB_SAN_* */
-    char        *value;        /* UTF-8, NUL-terminated; IPs in text form */
+    char        *value;        /* NUL-terminated; DNS, email and URI are
+                                  printable ASCII (anything else is refused
+                                  with 400 "csr.san"); IPs in text form;
+                                  for TSB_SAN_OTHER the kind of name
+                                  ("otherName", "directoryName", ...) */
 } tsb_san_t;
 
 
@@ -42,6 +46,9 @@ typedef struct {
     /* subject commonName attributes, UTF-8 (ASN1_STRING_to_UTF8) */
     char       **common_names;
     size_t       n_common_names;
+    size_t      *common_name_lens;      /* raw UTF-8 lengths: a NUL inside
+                                           a CN makes strlen() shorter */
+    int          cn_has_nul;            /* some CN holds a NUL byte */
 
     tsb_san_t   *sans;
     size_t       n_sans;
@@ -83,7 +90,12 @@ int tsb_csr_decode(const unsigned char *in, size_t len, tsb_buf_t *der,
  * Parses DER (exactly, no trailing bytes), verifies the self-signature
  * (400 "csr.signature"), and fills the facts.  Returns 0 and a new
  * tsb_csr_t in *out, or -1 with err set (400 "csr.parse", ...).  Clears the
- * OpenSSL error queue on failure.
+ * OpenSSL error queue on failure.  Other reasons: "csr.key" (a public key
+ * OpenSSL cannot decode), "csr.extensions" (a malformed, repeated or
+ * doubly requested extension, an unknown keyUsage bit), "csr.common_name"
+ * (a CN that does not convert to UTF-8), "csr.san" (a SAN with NUL,
+ * control or non-ASCII bytes, a malformed IP address), 500
+ * "internal.memory".
  */
 int tsb_csr_parse(const unsigned char *der, size_t len, tsb_csr_t **out,
     tsb_error_t *err);

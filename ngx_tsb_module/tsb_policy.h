@@ -52,6 +52,15 @@ typedef struct {
     const char *const  *allowed_signature_algorithms;  /* NULL-terminated;
                                               NULL: only the default */
     int          allow_key_password;       /* client keyPassword allowed */
+
+    /*
+     * SAN kinds a CSR may carry, as a mask of 1 << TSB_SAN_*; 0 means
+     * 1 << TSB_SAN_DNS.  Every allowed SAN's value must still match one
+     * of names (an IP in text form, a whole email address, a whole URI,
+     * so these need exact or "~regex" patterns); TSB_SAN_OTHER is never
+     * accepted, whatever the mask says.
+     */
+    unsigned     allowed_san_types;
 } tsb_policy_t;
 
 
@@ -65,9 +74,24 @@ typedef struct {
 int tsb_policy_check(const tsb_policy_t *policy, const tsb_csr_t *csr,
     tsb_sign_req_t *req, tsb_error_t *err);
 
-/* one pattern against one name: 1 match, 0 no match */
+/*
+ * One pattern against one name: 1 match, 0 no match.  An empty name, or a
+ * name with a NUL byte, never matches.  A name holding '*' never matches a
+ * wildcard pattern (it would ask for a wildcard certificate); allow those
+ * with a "~regex".  One trailing dot of the name is dropped before a regex
+ * is applied too.  The regex is compiled on each call; the glue should
+ * check it at configuration time with tsb_policy_pattern_check().
+ */
 int tsb_policy_name_match(const char *pattern, size_t plen,
     const char *name, size_t nlen);
+
+/*
+ * Configuration-time check of one pattern: 0 when usable, -1 with a
+ * message in errbuf ('*' elsewhere than as the whole leftmost label, an
+ * empty pattern, a regex that does not compile).
+ */
+int tsb_policy_pattern_check(const char *pattern, size_t plen, char *errbuf,
+    size_t errlen);
 
 
 #endif /* _TSB_POLICY_H_INCLUDED_ */

@@ -1,0 +1,899 @@
+
+/*
+ * Copyright (C) ngx_tsb_module authors
+ *
+ * The issuance policy.  Every check only refuses; what the client left out
+ * is filled from the policy, and nothing the client or the CSR asked for
+ * is dropped quietly.  The request is changed only when every check
+ * passed, so a refused request is left as the client sent it.
+ */
+
+
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/objects.h>
+
+#include "tsb_policy.h"
+
+
+#define TSB_POLICY_QUOTE_MAX   64
+#define TSB_POLICY_MIN_RSA     2048
+#define TSB_POLICY_SIG_ALG     "SHA256_WITH_RSA"
+
+#define TSB_TEXT_OK            0
+#define TSB_TEXT_NUL           1
+#define TSB_TEXT_CONTROL       2
+#define TSB_TEXT_UTF8          3
+
+
+static int tsb_policy_check_key(const tsb_policy_t *policy,
+    const tsb_csr_t *csr, tsb_error_t *err);
+static int tsb_policy_check_sig(const tsb_csr_t *csr, tsb_error_t *err);
+static int tsb_policy_check_cn(const tsb_policy_t *policy,
+    const tsb_csr_t *csr, const tsb_sign_req_t *req, const char **cn,
+    tsb_error_t *err);
+static int tsb_policy_check_sans(const tsb_policy_t *policy,
+    const tsb_csr_t *csr, tsb_error_t *err);
+static int tsb_policy_check_ca(const tsb_policy_t *policy,
+    const tsb_csr_t *csr, const tsb_sign_req_t *req, unsigned ku,
+    int *is_ca, tsb_error_t *err);
+static int tsb_policy_check_sig_alg(const tsb_policy_t *policy,
+    const tsb_sign_req_t *req, const char **alg, tsb_error_t *err);
+static int tsb_policy_names_match(const tsb_policy_t *policy,
+    const char *name, size_t len);
+static int tsb_policy_regex_match(const char *pattern, size_t plen,
+    const char *name, size_t nlen);
+static int tsb_policy_text(const unsigned char *s, size_t len);
+static const char *tsb_policy_quote(const char *s, size_t len, char *buf,
+    size_t size);
+static int tsb_policy_casecmp(const char *a, const char *b, size_t n);
+static unsigned tsb_policy_lowest_bit(unsigned mask);
+static const char *tsb_policy_san_type_name(const tsb_san_t *san);
+
+
+int
+tsb_policy_check(const tsb_policy_t *policy, const tsb_csr_t *csr,
+    tsb_sign_req_t *req, tsb_error_t *err)
+{
+    int          is_ca;
+    char        *new_cn, *new_key, *new_alg;
+    unsigned     ku, eku, bad;
+    const char  *cn, *alg, *name;
+
+    if (tsb_policy_check_key(policy, csr, err) != 0
+        || tsb_policy_check_sig(csr, err) != 0
+        || tsb_policy_check_cn(policy, csr, req, &cn, err) != 0
+        || tsb_policy_check_sans(policy, csr, err) != 0)
+    {
+        return -1;
+    }
+
+    /*
+     * What is issued is the union of what the envelope and the CSR ask
+     * for: a keyUsage hidden in the CSR must be judged as well.
+     */
+
+    ku = 0;
+
+    if (req->key_usage_present) {
+        ku |= req->key_usage;
+    }
+
+    if (csr->has_key_usage) {
+        ku |= csr->key_usage;
+    }
+
+    if (!req->key_usage_present && !csr->has_key_usage) {
+        ku = policy->default_key_usage;
+    }
+
+    eku = 0;
+
+    if (req->ext_key_usage_present) {
+        eku |= req->ext_key_usage;
+    }
+
+    if (csr->has_ext_key_usage) {
+        eku |= csr->ext_key_usage;
+    }
+
+    if (!req->ext_key_usage_present && !csr->has_ext_key_usage) {
+        eku = policy->default_ext_key_usage;
+    }
+
+    /*
+     * The CA question goes first: KEY_CERT_SIGN listed in
+     * allowed_key_usage by mistake must not open CA issuance.
+     */
+
+    if (tsb_policy_check_ca(policy, csr, req, ku, &is_ca, err) != 0) {
+        return -1;
+    }
+
+    bad = ku & ~policy->allowed_key_usage;
+
+    if (bad) {
+        name = tsb_key_usage_name(tsb_policy_lowest_bit(bad));
+        tsb_error_set(err, 403, "policy.key_usage",
+                      "keyUsage %s is not allowed here",
+                      name ? name : "(unknown)");
+        return -1;
+    }
+
+    if (csr->has_unknown_eku) {
+        tsb_error_set(err, 403, "policy.extended_key_usage",
+                      "the CSR requests an extendedKeyUsage that is not "
+                      "allowed here");
+        return -1;
+    }
+
+    bad = eku & ~policy->allowed_ext_key_usage;
+
+    if (bad) {
+        name = tsb_ext_key_usage_name(tsb_policy_lowest_bit(bad));
+        tsb_error_set(err, 403, "policy.extended_key_usage",
+                      "extendedKeyUsage %s is not allowed here",
+                      name ? name : "(unknown)");
+        return -1;
+    }
+
+    if (policy->sign_key_name != NULL && req->sign_key_name != NULL
+        && strcmp(policy->sign_key_name, req->sign_key_name) != 0)
+    {
+        tsb_error_set(err, 403, "policy.sign_key_name",
+                      "this location signs with its own key; leave "
+                      "signKeyName out or name that key");
+        return -1;
+    }
+
+    if (policy->sign_key_name == NULL && req->sign_key_name == NULL) {
+        tsb_error_set(err, 400, "request.sign_key_name",
+                      "signKeyName is required");
+        return -1;
+    }
+
+    if (tsb_policy_check_sig_alg(policy, req, &alg, err) != 0) {
+        return -1;
+    }
+
+    if (req->key_password_present && req->key_password != NULL
+        && !policy->allow_key_password)
+    {
+        /* never a word of the password itself */
+        tsb_error_set(err, 403, "policy.key_password",
+                      "keyPassword is not accepted here");
+        return -1;
+    }
+
+    /* all passed: fill in what the client left out */
+
+    new_cn = NULL;
+    new_key = NULL;
+    new_alg = NULL;
+
+    if (req->common_name == NULL) {
+        new_cn = strdup(cn);
+        if (new_cn == NULL) {
+            goto nomem;
+        }
+    }
+
+    if (req->sign_key_name == NULL) {
+        new_key = strdup(policy->sign_key_name);
+        if (new_key == NULL) {
+            goto nomem;
+        }
+    }
+
+    if (req->signature_algorithm == NULL) {
+        new_alg = strdup(alg);
+        if (new_alg == NULL) {
+            goto nomem;
+        }
+    }
+
+    if (new_cn) {
+        req->common_name = new_cn;
+    }
+
+    if (new_key) {
+        req->sign_key_name = new_key;
+    }
+
+    if (new_alg) {
+        req->signature_algorithm = new_alg;
+    }
+
+    req->key_usage = ku;
+    req->key_usage_present = 1;
+    req->ext_key_usage = eku;
+    req->ext_key_usage_present = 1;
+
+    if (req->certificate_authority == -1) {
+        req->certificate_authority = is_ca;
+    }
+
+    return 0;
+
+nomem:
+
+    free(new_cn);
+    free(new_key);
+    free(new_alg);
+
+    tsb_error_set(err, 500, "internal.memory", "out of memory");
+
+    return -1;
+}
+
+
+static int
+tsb_policy_check_key(const tsb_policy_t *policy, const tsb_csr_t *csr,
+    tsb_error_t *err)
+{
+    int  min;
+
+    switch (csr->key_type) {
+
+    case TSB_KEY_RSA:
+        min = policy->min_rsa_bits > 0 ? policy->min_rsa_bits
+                                       : TSB_POLICY_MIN_RSA;
+
+        if (csr->key_bits < min) {
+            tsb_error_set(err, 403, "policy.key_size",
+                          "an RSA key of %d bits is below the minimum of %d",
+                          csr->key_bits, min);
+            return -1;
+        }
+
+        return 0;
+
+    case TSB_KEY_EC:
+        if (csr->key_curve != NULL
+            && (strcmp(csr->key_curve, "P-256") == 0
+                || strcmp(csr->key_curve, "P-384") == 0
+                || strcmp(csr->key_curve, "P-521") == 0))
+        {
+            return 0;
+        }
+
+        /* key_curve is OpenSSL's static short name, safe to show */
+        tsb_error_set(err, 403, "policy.key_type",
+                      "EC curve %s is not allowed here; use P-256, P-384 "
+                      "or P-521",
+                      csr->key_curve ? csr->key_curve : "(explicit)");
+        return -1;
+
+    case TSB_KEY_ED25519:
+        if (policy->allow_ed25519) {
+            return 0;
+        }
+
+        tsb_error_set(err, 403, "policy.key_type",
+                      "Ed25519 keys are not allowed here");
+        return -1;
+
+    case TSB_KEY_ED448:
+        tsb_error_set(err, 403, "policy.key_type",
+                      "Ed448 keys are not allowed here");
+        return -1;
+
+    case TSB_KEY_DSA:
+        tsb_error_set(err, 403, "policy.key_type",
+                      "DSA keys are not allowed here");
+        return -1;
+
+    default:
+        tsb_error_set(err, 403, "policy.key_type",
+                      "the CSR's key type is not allowed here");
+        return -1;
+    }
+}
+
+
+/*
+ * An allow list of digests rather than a deny list: a digest we do not
+ * know is not one we vouch for.  Only EdDSA signs without a separate one.
+ */
+
+static int
+tsb_policy_check_sig(const tsb_csr_t *csr, tsb_error_t *err)
+{
+    const char  *sn;
+
+    switch (csr->sig_md_nid) {
+
+    case NID_sha224:
+    case NID_sha256:
+    case NID_sha384:
+    case NID_sha512:
+    case NID_sha512_224:
+    case NID_sha512_256:
+    case NID_sha3_224:
+    case NID_sha3_256:
+    case NID_sha3_384:
+    case NID_sha3_512:
+        return 0;
+
+    case NID_undef:
+        if (csr->key_type == TSB_KEY_ED25519
+            || csr->key_type == TSB_KEY_ED448)
+        {
+            return 0;
+        }
+
+        tsb_error_set(err, 403, "policy.signature_algorithm",
+                      "the CSR's signature digest cannot be determined");
+        return -1;
+
+    default:
+        sn = OBJ_nid2sn(csr->sig_md_nid);
+        tsb_error_set(err, 403, "policy.signature_algorithm",
+                      "the CSR is signed with %s, which is not accepted; "
+                      "use SHA-256 or stronger",
+                      sn ? sn : "an unknown digest");
+        return -1;
+    }
+}
+
+
+static int
+tsb_policy_check_cn(const tsb_policy_t *policy, const tsb_csr_t *csr,
+    const tsb_sign_req_t *req, const char **cn, tsb_error_t *err)
+{
+    char         q1[TSB_POLICY_QUOTE_MAX + 8], q2[TSB_POLICY_QUOTE_MAX + 8];
+    size_t       len;
+    const char  *name;
+
+    *cn = NULL;
+
+    if (csr->n_common_names == 0) {
+        tsb_error_set(err, 400, "csr.common_name",
+                      "the CSR has no commonName");
+        return -1;
+    }
+
+    if (csr->n_common_names > 1) {
+        tsb_error_set(err, 400, "csr.common_name",
+                      "the CSR has %zu commonName attributes",
+                      csr->n_common_names);
+        return -1;
+    }
+
+    name = csr->common_names[0];
+    len = csr->common_name_lens ? csr->common_name_lens[0] : strlen(name);
+
+    switch (tsb_policy_text((const unsigned char *) name, len)) {
+
+    case TSB_TEXT_OK:
+        break;
+
+    case TSB_TEXT_NUL:
+        tsb_error_set(err, 400, "csr.common_name", "NUL in commonName");
+        return -1;
+
+    case TSB_TEXT_CONTROL:
+        tsb_error_set(err, 400, "csr.common_name",
+                      "control character in commonName");
+        return -1;
+
+    default:
+        tsb_error_set(err, 400, "csr.common_name",
+                      "the commonName is not valid UTF-8");
+        return -1;
+    }
+
+    if (req->common_name != NULL && strcmp(req->common_name, name) != 0) {
+        tsb_error_set(err, 400, "request.common_name",
+                      "commonName %s does not match the CSR's CN %s",
+                      tsb_policy_quote(req->common_name,
+                                       strlen(req->common_name),
+                                       q1, sizeof(q1)),
+                      tsb_policy_quote(name, len, q2, sizeof(q2)));
+        return -1;
+    }
+
+    if (!tsb_policy_names_match(policy, name, len)) {
+        tsb_error_set(err, 403, "policy.common_name",
+                      "commonName %s is not allowed here",
+                      tsb_policy_quote(name, len, q1, sizeof(q1)));
+        return -1;
+    }
+
+    *cn = name;
+
+    return 0;
+}
+
+
+static int
+tsb_policy_check_sans(const tsb_policy_t *policy, const tsb_csr_t *csr,
+    tsb_error_t *err)
+{
+    char              q[TSB_POLICY_QUOTE_MAX + 8];
+    size_t            i;
+    unsigned          types;
+    const tsb_san_t  *san;
+
+    types = policy->allowed_san_types ? policy->allowed_san_types
+                                      : 1u << TSB_SAN_DNS;
+
+    for (i = 0; i < csr->n_sans; i++) {
+        san = &csr->sans[i];
+
+        if (san->type == TSB_SAN_OTHER
+            || san->type < 0 || san->type >= 32
+            || !(types & (1u << san->type)))
+        {
+            tsb_error_set(err, 403, "policy.san_type",
+                          "subjectAltName of type %s is not allowed here",
+                          tsb_policy_san_type_name(san));
+            return -1;
+        }
+
+        /* every SAN, not just one of them, must be within the names */
+
+        if (!tsb_policy_names_match(policy, san->value,
+                                    strlen(san->value)))
+        {
+            tsb_error_set(err, 403, "policy.san",
+                          "subjectAltName %s:%s is not allowed here",
+                          tsb_policy_san_type_name(san),
+                          tsb_policy_quote(san->value, strlen(san->value),
+                                           q, sizeof(q)));
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
+static int
+tsb_policy_check_ca(const tsb_policy_t *policy, const tsb_csr_t *csr,
+    const tsb_sign_req_t *req, unsigned ku, int *is_ca, tsb_error_t *err)
+{
+    const char  *why;
+
+    why = NULL;
+
+    if (req->certificate_authority == 1) {
+        why = "the request sets certificateAuthority";
+
+    } else if (csr->has_basic_constraints && csr->basic_ca) {
+        why = "the CSR asks for basicConstraints CA:TRUE";
+
+    } else if (ku & TSB_KU_KEY_CERT_SIGN) {
+        why = "keyUsage KEY_CERT_SIGN is requested";
+
+    } else if (ku & TSB_KU_CRL_SIGN) {
+        why = "keyUsage CRL_SIGN is requested";
+    }
+
+    /*
+     * When the client leaves certificateAuthority out, a CA request that
+     * passed is issued as one: a keyCertSign certificate without CA:TRUE
+     * would be useless, and silently so.
+     */
+
+    *is_ca = (why != NULL);
+
+    if (why == NULL) {
+        return 0;
+    }
+
+    if (!policy->allow_ca) {
+        tsb_error_set(err, 403, "policy.ca",
+                      "CA certificates are not issued here (%s)", why);
+        return -1;
+    }
+
+    if (policy->max_path_len >= 0 && csr->basic_pathlen > policy->max_path_len)
+    {
+        tsb_error_set(err, 403, "policy.ca",
+                      "pathLenConstraint %ld exceeds the maximum of %ld",
+                      csr->basic_pathlen, policy->max_path_len);
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static int
+tsb_policy_check_sig_alg(const tsb_policy_t *policy,
+    const tsb_sign_req_t *req, const char **alg, tsb_error_t *err)
+{
+    char                 q[TSB_POLICY_QUOTE_MAX + 8];
+    const char          *def;
+    const char *const   *a;
+
+    def = policy->signature_algorithm ? policy->signature_algorithm
+                                      : TSB_POLICY_SIG_ALG;
+    *alg = def;
+
+    if (req->signature_algorithm == NULL) {
+        return 0;
+    }
+
+    if (policy->allowed_signature_algorithms == NULL) {
+        if (strcmp(req->signature_algorithm, def) == 0) {
+            return 0;
+        }
+
+    } else {
+        for (a = policy->allowed_signature_algorithms; *a; a++) {
+            if (strcmp(req->signature_algorithm, *a) == 0) {
+                return 0;
+            }
+        }
+    }
+
+    tsb_error_set(err, 403, "policy.signature_algorithm",
+                  "signatureAlgorithm %s is not allowed here",
+                  tsb_policy_quote(req->signature_algorithm,
+                                   strlen(req->signature_algorithm),
+                                   q, sizeof(q)));
+    return -1;
+}
+
+
+static int
+tsb_policy_names_match(const tsb_policy_t *policy, const char *name,
+    size_t len)
+{
+    size_t  i;
+
+    for (i = 0; i < policy->n_names; i++) {
+        if (tsb_policy_name_match(policy->names[i].pattern,
+                                  policy->names[i].len, name, len))
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+int
+tsb_policy_name_match(const char *pattern, size_t plen, const char *name,
+    size_t nlen)
+{
+    const char  *dot;
+
+    if (pattern == NULL || name == NULL || plen == 0 || nlen == 0
+        || memchr(name, '\0', nlen) != NULL)
+    {
+        return 0;
+    }
+
+    if (name[nlen - 1] == '.') {
+        nlen--;
+    }
+
+    if (nlen == 0) {
+        return 0;
+    }
+
+    if (pattern[0] == '~') {
+        return tsb_policy_regex_match(pattern + 1, plen - 1, name, nlen);
+    }
+
+    if (pattern[plen - 1] == '.') {
+        plen--;
+    }
+
+    if (plen == 0) {
+        return 0;
+    }
+
+    if (plen > 2 && pattern[0] == '*' && pattern[1] == '.') {
+
+        if (memchr(pattern + 1, '*', plen - 1) != NULL) {
+            return 0;
+        }
+
+        /* exactly one non-empty label, itself no wildcard */
+
+        dot = memchr(name, '.', nlen);
+
+        if (dot == NULL || dot == name
+            || memchr(name, '*', dot - name) != NULL)
+        {
+            return 0;
+        }
+
+        return (size_t) (name + nlen - dot) == plen - 1
+               && tsb_policy_casecmp(dot, pattern + 1, plen - 1) == 0;
+    }
+
+    /* a '*' anywhere else is no wildcard we support: it matches nothing */
+
+    if (memchr(pattern, '*', plen) != NULL) {
+        return 0;
+    }
+
+    return nlen == plen && tsb_policy_casecmp(name, pattern, plen) == 0;
+}
+
+
+int
+tsb_policy_pattern_check(const char *pattern, size_t plen, char *errbuf,
+    size_t errlen)
+{
+    int      rc;
+    char    *p;
+    regex_t  re;
+
+    if (errlen > 0) {
+        errbuf[0] = '\0';
+    }
+
+    if (pattern == NULL || plen == 0 || memchr(pattern, '\0', plen)) {
+        snprintf(errbuf, errlen, "empty name pattern");
+        return -1;
+    }
+
+    if (pattern[0] == '~') {
+        p = malloc(plen);
+        if (p == NULL) {
+            snprintf(errbuf, errlen, "out of memory");
+            return -1;
+        }
+
+        memcpy(p, pattern + 1, plen - 1);
+        p[plen - 1] = '\0';
+
+        rc = regcomp(&re, p, REG_EXTENDED | REG_NOSUB | REG_ICASE);
+        free(p);
+
+        if (rc != 0) {
+            regerror(rc, &re, errbuf, errlen);
+            return -1;
+        }
+
+        regfree(&re);
+        return 0;
+    }
+
+    if (pattern[plen - 1] == '.') {
+        plen--;
+    }
+
+    if (plen == 0) {
+        snprintf(errbuf, errlen, "empty name pattern");
+        return -1;
+    }
+
+    if (pattern[0] == '*' && (plen < 3 || pattern[1] != '.')) {
+        snprintf(errbuf, errlen,
+                 "\"*\" must be the whole leftmost label, as in "
+                 "\"*.example.com\"");
+        return -1;
+    }
+
+    if (memchr(pattern + 1, '*', plen - 1) != NULL) {
+        snprintf(errbuf, errlen,
+                 "\"*\" is allowed only as the whole leftmost label");
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/*
+ * The regex is compiled per call; cheap enough for a handful of patterns
+ * per request, and it keeps the policy a plain value.  Precompiling at
+ * configuration time is the obvious next step if profiles say so.
+ */
+
+static int
+tsb_policy_regex_match(const char *pattern, size_t plen, const char *name,
+    size_t nlen)
+{
+    int       rc;
+    char     *p, *n;
+    regex_t   re;
+
+    if (plen == 0 || memchr(pattern, '\0', plen) != NULL) {
+        return 0;
+    }
+
+    p = malloc(plen + 1);
+    n = malloc(nlen + 1);
+
+    if (p == NULL || n == NULL) {
+        free(p);
+        free(n);
+        return 0;
+    }
+
+    memcpy(p, pattern, plen);
+    p[plen] = '\0';
+    memcpy(n, name, nlen);
+    n[nlen] = '\0';
+
+    rc = regcomp(&re, p, REG_EXTENDED | REG_NOSUB | REG_ICASE);
+    free(p);
+
+    if (rc != 0) {
+        free(n);
+        return 0;
+    }
+
+    rc = regexec(&re, n, 0, NULL, 0);
+
+    regfree(&re);
+    free(n);
+
+    return rc == 0;
+}
+
+
+/* NUL, C0/C1 controls and DEL, and strict UTF-8 (no overlongs, no
+ * surrogates, nothing past U+10FFFF) */
+
+static int
+tsb_policy_text(const unsigned char *s, size_t len)
+{
+    size_t         i, n, k;
+    unsigned char  c, lo, hi;
+
+    if (memchr(s, '\0', len) != NULL) {
+        return TSB_TEXT_NUL;
+    }
+
+    for (i = 0; i < len; i += n) {
+        c = s[i];
+
+        if (c < 0x20 || c == 0x7f) {
+            return TSB_TEXT_CONTROL;
+        }
+
+        if (c < 0x80) {
+            n = 1;
+            continue;
+        }
+
+        lo = 0x80;
+        hi = 0xbf;
+
+        if (c >= 0xc2 && c <= 0xdf) {
+            n = 2;
+
+        } else if (c >= 0xe0 && c <= 0xef) {
+            n = 3;
+
+            if (c == 0xe0) {
+                lo = 0xa0;
+
+            } else if (c == 0xed) {
+                hi = 0x9f;
+            }
+
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            n = 4;
+
+            if (c == 0xf0) {
+                lo = 0x90;
+
+            } else if (c == 0xf4) {
+                hi = 0x8f;
+            }
+
+        } else {
+            return TSB_TEXT_UTF8;
+        }
+
+        if (len - i < n || s[i + 1] < lo || s[i + 1] > hi) {
+            return TSB_TEXT_UTF8;
+        }
+
+        for (k = 2; k < n; k++) {
+            if (s[i + k] < 0x80 || s[i + k] > 0xbf) {
+                return TSB_TEXT_UTF8;
+            }
+        }
+
+        /* U+0080..U+009F, the C1 controls */
+
+        if (c == 0xc2 && s[i + 1] <= 0x9f) {
+            return TSB_TEXT_CONTROL;
+        }
+    }
+
+    return TSB_TEXT_OK;
+}
+
+
+/*
+ * A value fit for a detail: quoted, cut at a character boundary when
+ * long, and replaced by a placeholder when it is not clean text.
+ */
+
+static const char *
+tsb_policy_quote(const char *s, size_t len, char *buf, size_t size)
+{
+    size_t  n;
+
+    if (tsb_policy_text((const unsigned char *) s, len) != TSB_TEXT_OK
+        || size < TSB_POLICY_QUOTE_MAX + 8)
+    {
+        return "(a value with unprintable characters)";
+    }
+
+    n = len;
+
+    if (n > TSB_POLICY_QUOTE_MAX) {
+        n = TSB_POLICY_QUOTE_MAX;
+
+        while (n > 0 && ((unsigned char) s[n] & 0xc0) == 0x80) {
+            n--;
+        }
+    }
+
+    snprintf(buf, size, "\"%.*s\"%s", (int) n, s, n < len ? "..." : "");
+
+    return buf;
+}
+
+
+/* ASCII only: no locale may change what a name matches */
+
+static int
+tsb_policy_casecmp(const char *a, const char *b, size_t n)
+{
+    size_t         i;
+    unsigned char  ca, cb;
+
+    for (i = 0; i < n; i++) {
+        ca = (unsigned char) a[i];
+        cb = (unsigned char) b[i];
+
+        if (ca >= 'A' && ca <= 'Z') {
+            ca |= 0x20;
+        }
+
+        if (cb >= 'A' && cb <= 'Z') {
+            cb |= 0x20;
+        }
+
+        if (ca != cb) {
+            return ca < cb ? -1 : 1;
+        }
+    }
+
+    return 0;
+}
+
+
+static unsigned
+tsb_policy_lowest_bit(unsigned mask)
+{
+    return mask & (~mask + 1);
+}
+
+
+static const char *
+tsb_policy_san_type_name(const tsb_san_t *san)
+{
+    switch (san->type) {
+    case TSB_SAN_DNS:
+        return "DNS";
+    case TSB_SAN_IP:
+        return "IP";
+    case TSB_SAN_EMAIL:
+        return "email";
+    case TSB_SAN_URI:
+        return "URI";
+    default:
+        /* for TSB_SAN_OTHER the value is our own static kind name */
+        return (san->type == TSB_SAN_OTHER && san->value) ? san->value
+                                                           : "other";
+    }
+}
