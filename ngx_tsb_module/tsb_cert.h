@@ -18,7 +18,8 @@
 
 typedef struct {
     tsb_buf_t    der;
-    char         serial_hex[80];       /* upper-case hex, no separators */
+    char         serial_hex[80];       /* upper-case hex, no separators,
+                                          as BN_bn2hex(): "0A", zero "0" */
     time_t       not_before;
     time_t       not_after;
     unsigned char  spki_sha256[32];
@@ -36,11 +37,11 @@ int tsb_cert_load(const unsigned char *in, size_t len, tsb_cert_t *cert,
 
 void tsb_cert_free(tsb_cert_t *cert);
 
-/* PEM text of DER, 64-column lines, trailing newline */
+/* PEM text of DER, 64-column lines, trailing newline; NUL-terminated */
 int tsb_cert_der_to_pem(const unsigned char *der, size_t len,
     tsb_buf_t *pem);
 
-/* base64 of DER without armor or newlines (import/plain) */
+/* base64 of DER without armor or newlines (import/plain); NUL-terminated */
 int tsb_cert_der_to_base64(const unsigned char *der, size_t len,
     tsb_buf_t *b64);
 

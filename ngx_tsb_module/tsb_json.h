@@ -60,7 +60,10 @@ int tsb_sign_req_parse(const unsigned char *buf, size_t len,
 
 void tsb_sign_req_free(tsb_sign_req_t *req);
 
-/* {"signCertificateRequest": {...}} for the upstream, from req */
+/*
+ * {"signCertificateRequest": {...}} for the upstream, from req.  out holds
+ * the keyPassword: wipe it (tsb_secure_zero) before tsb_buf_free().
+ */
 int tsb_sign_req_build(const tsb_sign_req_t *req, tsb_buf_t *out);
 
 
@@ -108,6 +111,7 @@ void tsb_status_free(tsb_status_t *st);
 /* re-emits the status in the TSB's own shape */
 int tsb_status_build(const tsb_status_t *st, tsb_buf_t *out);
 
+/* NULL for TSB_STATUS_UNKNOWN; TSB_STATUS_UNKNOWN for an unknown name */
 const char *tsb_status_name(int status);
 int tsb_status_from_name(const char *name, size_t len);
 
@@ -123,7 +127,13 @@ int tsb_status_is_terminal(int status);
 int tsb_upstream_error_parse(const unsigned char *buf, size_t len,
     char **reason, char **message);
 
-/* {"error": ..., "reason": ..., "detail": ...} */
+/*
+ * {"error": ..., "reason": ..., "detail": ...}; NULL is "", bytes that are
+ * not UTF-8 become '?'.  Fails only when out of memory.
+ *
+ * All functions here return 0 or -1; every tsb_buf_t they fill is
+ * NUL-terminated (len excludes the NUL).
+ */
 int tsb_error_build(const char *error, const char *reason,
     const char *detail, tsb_buf_t *out);
 
