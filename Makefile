@@ -1,0 +1,84 @@
+# ngx_tsb_module: build, test and demo.
+#
+#   make            build build/ngx_http_tsb_module.so against Debian's nginx
+#   make test       install what is missing (as root), build, run every test
+#   make demo       start nginx + the module + the TSB simulator on loopback
+#   make NGINX_SRC=/path/to/nginx-1.x   build against another nginx tree
+
+NGINX_SRC   ?= /usr/share/nginx/src
+NGINX_BIN   ?= /usr/sbin/nginx
+PYTHON      ?= /usr/bin/python3
+BUILD       ?= build
+CC          ?= cc
+
+MODULE_SO    = $(BUILD)/ngx_http_tsb_module.so
+NGX_TREE     = $(BUILD)/nginx-src
+SRC_DIR      = ngx_tsb_module
+MODULE_SRCS  = $(wildcard $(SRC_DIR)/*.c $(SRC_DIR)/*.h) config
+
+# the plain C parts: no nginx types, unit tested and fuzzed directly
+CORE_SRCS    = $(SRC_DIR)/tsb_usage.c $(SRC_DIR)/tsb_csr.c \
+               $(SRC_DIR)/tsb_policy.c $(SRC_DIR)/tsb_json.c \
+               $(SRC_DIR)/tsb_cert.c
+UNIT_TESTS   = $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(wildcard t/unit/test_*.c))
+UNIT_CFLAGS  = -std=c99 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 \
+               -fsanitize=address,undefined -fno-omit-frame-pointer \
+               -I$(SRC_DIR)
+UNIT_LIBS    = -lyajl -lcrypto
+
+# Debian packages the build, the tests and the demo need
+DEB_PKGS     = nginx nginx-dev libcurl4-openssl-dev libyajl-dev libssl-dev \
+               gcc make openssl curl python3 python3-cryptography perl \
+               libjson-pp-perl libio-socket-ssl-perl libhttp-tiny-perl
+
+.PHONY: all build deps unit test integration demo demo-stop clean
+
+all: build
+
+build: $(MODULE_SO)
+
+deps:
+	@sh .ci/deps.sh $(DEB_PKGS)
+
+# Configure a private copy of the nginx tree once, with the flags the
+# installed nginx was built with (Debian ships them in conf_flags), so the
+# module's signature matches the binary that loads it.
+$(NGX_TREE)/Makefile: config
+	rm -rf $(NGX_TREE)
+	mkdir -p $(BUILD)
+	cp -a $(NGINX_SRC) $(NGX_TREE)
+	cd $(NGX_TREE) && bash -c 'set -e; flags=(--with-compat); \
+	    if [ -f conf_flags ]; then . ./conf_flags; \
+	        flags=("$${NGX_CONF_FLAGS[@]}"); fi; \
+	    ./configure "$${flags[@]}" --add-dynamic-module=$(CURDIR) \
+	        --with-cc-opt="-g -O2 -Wall -Wextra -Werror" >configure.log \
+	    || { tail -30 configure.log; exit 1; }'
+
+$(MODULE_SO): $(NGX_TREE)/Makefile $(MODULE_SRCS)
+	$(MAKE) -C $(NGX_TREE) -f objs/Makefile modules
+	cp $(NGX_TREE)/objs/ngx_http_tsb_module.so $@
+
+$(BUILD)/unit/%: t/unit/%.c $(CORE_SRCS) $(wildcard $(SRC_DIR)/tsb_*.h) \
+                 t/unit/tap.h $(wildcard t/unit/*.h)
+	@mkdir -p $(BUILD)/unit
+	$(CC) $(UNIT_CFLAGS) -o $@ $< $(CORE_SRCS) $(UNIT_LIBS)
+
+unit: $(UNIT_TESTS)
+	prove --exec '' $(UNIT_TESTS)
+
+integration: build
+	prove -r t/ --ext .t
+
+test: deps
+	$(MAKE) build
+	$(MAKE) unit
+	$(MAKE) integration
+
+demo: deps build
+	@sh conf/demo.sh start
+
+demo-stop:
+	@sh conf/demo.sh stop
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,617 @@
+
+/*
+ * Copyright (C) ngx_tsb_module authors
+ *
+ * Directives, configuration and process hooks of ngx_http_tsb_module.
+ * The handlers live in ngx_http_tsb_handlers.c, the upstream client in
+ * ngx_http_tsb_upstream.c.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_tsb_module.h"
+
+
+#define NGX_HTTP_TSB_HANDLER_NONE         0
+#define NGX_HTTP_TSB_HANDLER_SIGN         1
+#define NGX_HTTP_TSB_HANDLER_STATUS       2
+#define NGX_HTTP_TSB_HANDLER_CERTIFICATE  3
+
+
+static void *ngx_http_tsb_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_tsb_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_http_tsb_build_policy(ngx_conf_t *cf,
+    ngx_http_tsb_loc_conf_t *conf);
+static char *ngx_http_tsb_upstream_url(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_tsb_handler(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_tsb_usage_list(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_tsb_str_list(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_tsb_init_module(ngx_cycle_t *cycle);
+static ngx_int_t ngx_http_tsb_init_process(ngx_cycle_t *cycle);
+static void ngx_http_tsb_exit_process(ngx_cycle_t *cycle);
+
+
+/* which usage table a *_key_usage directive parses against */
+#define NGX_HTTP_TSB_KU   0
+#define NGX_HTTP_TSB_EKU  1
+
+typedef struct {
+    ngx_uint_t   table;
+    size_t       offset;
+} ngx_http_tsb_usage_post_t;
+
+
+static ngx_http_tsb_usage_post_t  ngx_http_tsb_allow_ku = {
+    NGX_HTTP_TSB_KU, offsetof(ngx_http_tsb_loc_conf_t, allowed_key_usage)
+};
+
+static ngx_http_tsb_usage_post_t  ngx_http_tsb_default_ku = {
+    NGX_HTTP_TSB_KU, offsetof(ngx_http_tsb_loc_conf_t, default_key_usage)
+};
+
+static ngx_http_tsb_usage_post_t  ngx_http_tsb_allow_eku = {
+    NGX_HTTP_TSB_EKU,
+    offsetof(ngx_http_tsb_loc_conf_t, allowed_ext_key_usage)
+};
+
+static ngx_http_tsb_usage_post_t  ngx_http_tsb_default_eku = {
+    NGX_HTTP_TSB_EKU,
+    offsetof(ngx_http_tsb_loc_conf_t, default_ext_key_usage)
+};
+
+
+static ngx_command_t  ngx_http_tsb_commands[] = {
+
+    { ngx_string("tsb_upstream"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_tsb_upstream_url,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("tsb_api_key"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tsb_loc_conf_t, upstream.api_key),
+      NULL },
+
+    { ngx_string("tsb_bearer_token"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tsb_loc_conf_t, upstream.bearer),
+      NULL },
+
+    { ngx_string("tsb_connect_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tsb_loc_conf_t, upstream.connect_timeout),
+      NULL },
+
+    { ngx_string("tsb_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tsb_loc_conf_t, upstream.timeout),
+      NULL },
+
+    { ngx_string("tsb_max_body_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tsb_loc_conf_t, max_body_size),
+      NULL },
+
+    { ngx_string("tsb_retry_after"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tsb_loc_conf_t, retry_after),
+      NULL },
+
+    { ngx_string("tsb_status_uri"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tsb_loc_conf_t, status_uri),
+      NULL },
+
+    { ngx_string("tsb_sign"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_tsb_handler,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      NGX_HTTP_TSB_HANDLER_SIGN,
+      NULL },
+
+    { ngx_string("tsb_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_tsb_handler,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      NGX_HTTP_TSB_HANDLER_STATUS,
+      NULL },
+
+    { ngx_string("tsb_certificate"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_tsb_handler,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      NGX_HTTP_TSB_HANDLER_CERTIFICATE,
+      NULL },
+
+    { ngx_string("tsb_sign_key_name"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tsb_loc_conf_t, sign_key_name),
+      NULL },
+
+    { ngx_string("tsb_signature_algorithm"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_tsb_str_list,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tsb_loc_conf_t, signature_algorithms),
+      NULL },
+
+    { ngx_string("tsb_allow_common_name"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_tsb_str_list,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tsb_loc_conf_t, names),
+      NULL },
+
+    { ngx_string("tsb_allow_key_usage"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_tsb_usage_list,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      &ngx_http_tsb_allow_ku },
+
+    { ngx_string("tsb_default_key_usage"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_tsb_usage_list,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      &ngx_http_tsb_default_ku },
+
+    { ngx_string("tsb_allow_extended_key_usage"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_tsb_usage_list,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      &ngx_http_tsb_allow_eku },
+
+    { ngx_string("tsb_default_extended_key_usage"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_tsb_usage_list,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      &ngx_http_tsb_default_eku },
+
+    { ngx_string("tsb_allow_ca"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tsb_loc_conf_t, allow_ca),
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_tsb_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    NULL,                                  /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_tsb_create_loc_conf,          /* create location configuration */
+    ngx_http_tsb_merge_loc_conf            /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_tsb_module = {
+    NGX_MODULE_V1,
+    &ngx_http_tsb_module_ctx,              /* module context */
+    ngx_http_tsb_commands,                 /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    ngx_http_tsb_init_module,              /* init module */
+    ngx_http_tsb_init_process,             /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_http_tsb_exit_process,             /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static void *
+ngx_http_tsb_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_tsb_loc_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_http_tsb_loc_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     conf->upstream.url = { 0, NULL };
+     *     conf->upstream.api_key = { 0, NULL };
+     *     conf->upstream.bearer = { 0, NULL };
+     *     conf->status_uri = { 0, NULL };
+     *     conf->sign_key_name = { 0, NULL };
+     *     conf->policy = { 0 };
+     */
+
+    conf->upstream.connect_timeout = NGX_CONF_UNSET_MSEC;
+    conf->upstream.timeout = NGX_CONF_UNSET_MSEC;
+    conf->upstream.max_response = NGX_CONF_UNSET_SIZE;
+
+    conf->max_body_size = NGX_CONF_UNSET_SIZE;
+    conf->retry_after = NGX_CONF_UNSET;
+
+    conf->names = NGX_CONF_UNSET_PTR;
+    conf->signature_algorithms = NGX_CONF_UNSET_PTR;
+    conf->allowed_key_usage = NGX_CONF_UNSET_UINT;
+    conf->default_key_usage = NGX_CONF_UNSET_UINT;
+    conf->allowed_ext_key_usage = NGX_CONF_UNSET_UINT;
+    conf->default_ext_key_usage = NGX_CONF_UNSET_UINT;
+    conf->allow_ca = NGX_CONF_UNSET;
+
+    return conf;
+}
+
+
+static char *
+ngx_http_tsb_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_tsb_loc_conf_t *prev = parent;
+    ngx_http_tsb_loc_conf_t *conf = child;
+
+    ngx_http_core_loc_conf_t  *clcf;
+
+    ngx_conf_merge_str_value(conf->upstream.url, prev->upstream.url, "");
+    ngx_conf_merge_str_value(conf->upstream.api_key,
+                             prev->upstream.api_key, "");
+    ngx_conf_merge_str_value(conf->upstream.bearer,
+                             prev->upstream.bearer, "");
+    ngx_conf_merge_msec_value(conf->upstream.connect_timeout,
+                              prev->upstream.connect_timeout, 5000);
+    ngx_conf_merge_msec_value(conf->upstream.timeout,
+                              prev->upstream.timeout, 30000);
+    ngx_conf_merge_size_value(conf->upstream.max_response,
+                              prev->upstream.max_response,
+                              NGX_HTTP_TSB_MAX_RESPONSE);
+
+    ngx_conf_merge_size_value(conf->max_body_size, prev->max_body_size,
+                              64 * 1024);
+    ngx_conf_merge_sec_value(conf->retry_after, prev->retry_after, 5);
+    ngx_conf_merge_str_value(conf->status_uri, prev->status_uri,
+                             "/tsb/request/");
+
+    ngx_conf_merge_ptr_value(conf->names, prev->names, NULL);
+    ngx_conf_merge_ptr_value(conf->signature_algorithms,
+                             prev->signature_algorithms, NULL);
+    ngx_conf_merge_uint_value(conf->allowed_key_usage,
+                              prev->allowed_key_usage,
+                              TSB_KU_DIGITAL_SIGNATURE
+                              |TSB_KU_KEY_ENCIPHERMENT);
+    ngx_conf_merge_uint_value(conf->default_key_usage,
+                              prev->default_key_usage,
+                              TSB_KU_DIGITAL_SIGNATURE);
+    ngx_conf_merge_uint_value(conf->allowed_ext_key_usage,
+                              prev->allowed_ext_key_usage,
+                              TSB_EKU_SERVER_AUTH|TSB_EKU_CLIENT_AUTH);
+    ngx_conf_merge_uint_value(conf->default_ext_key_usage,
+                              prev->default_ext_key_usage,
+                              TSB_EKU_SERVER_AUTH);
+    ngx_conf_merge_value(conf->allow_ca, prev->allow_ca, 0);
+    ngx_conf_merge_str_value(conf->sign_key_name, prev->sign_key_name, "");
+
+    if (conf->default_key_usage & ~conf->allowed_key_usage) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "tsb_default_key_usage is not within "
+                           "tsb_allow_key_usage");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->default_ext_key_usage & ~conf->allowed_ext_key_usage) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "tsb_default_extended_key_usage is not within "
+                           "tsb_allow_extended_key_usage");
+        return NGX_CONF_ERROR;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler == ngx_http_tsb_sign_handler
+        || clcf->handler == ngx_http_tsb_status_handler
+        || clcf->handler == ngx_http_tsb_certificate_handler)
+    {
+        if (conf->upstream.url.len == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "a tsb handler in location \"%V\" needs "
+                               "\"tsb_upstream\"", &clcf->name);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (clcf->handler == ngx_http_tsb_sign_handler) {
+
+        if (conf->sign_key_name.len == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"tsb_sign\" in location \"%V\" needs "
+                               "\"tsb_sign_key_name\"", &clcf->name);
+            return NGX_CONF_ERROR;
+        }
+
+        /*
+         * The sign handler reads the body from memory only: make sure a
+         * body that tsb_max_body_size accepts is never written to a
+         * temporary file (and read back with blocking I/O).
+         */
+        if (clcf->client_body_buffer_size < conf->max_body_size) {
+            clcf->client_body_buffer_size = conf->max_body_size;
+        }
+    }
+
+    return ngx_http_tsb_build_policy(cf, conf);
+}
+
+
+static char *
+ngx_http_tsb_build_policy(ngx_conf_t *cf, ngx_http_tsb_loc_conf_t *conf)
+{
+    ngx_uint_t           i;
+    ngx_str_t           *s;
+    const char         **algs;
+    tsb_policy_t        *p;
+    tsb_name_pattern_t  *names;
+
+    p = &conf->policy;
+    ngx_memzero(p, sizeof(tsb_policy_t));
+
+    if (conf->names) {
+        s = conf->names->elts;
+
+        names = ngx_pcalloc(cf->pool,
+                            conf->names->nelts * sizeof(tsb_name_pattern_t));
+        if (names == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        for (i = 0; i < conf->names->nelts; i++) {
+            names[i].pattern = (const char *) s[i].data;
+            names[i].len = s[i].len;
+        }
+
+        p->names = names;
+        p->n_names = conf->names->nelts;
+    }
+
+    p->allowed_key_usage = conf->allowed_key_usage;
+    p->default_key_usage = conf->default_key_usage;
+    p->allowed_ext_key_usage = conf->allowed_ext_key_usage;
+    p->default_ext_key_usage = conf->default_ext_key_usage;
+    p->allow_ca = conf->allow_ca;
+    p->max_path_len = -1;
+    p->min_rsa_bits = 2048;
+    p->allow_ed25519 = 0;
+    p->allow_key_password = 0;
+
+    /* configuration strings are NUL-terminated by the parser */
+    p->sign_key_name = conf->sign_key_name.len
+                       ? (const char *) conf->sign_key_name.data : NULL;
+
+    if (conf->signature_algorithms) {
+        s = conf->signature_algorithms->elts;
+
+        algs = ngx_pcalloc(cf->pool, (conf->signature_algorithms->nelts + 1)
+                                     * sizeof(char *));
+        if (algs == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        for (i = 0; i < conf->signature_algorithms->nelts; i++) {
+            algs[i] = (const char *) s[i].data;
+        }
+
+        p->signature_algorithm = algs[0];
+        p->allowed_signature_algorithms = algs;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_tsb_upstream_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_tsb_loc_conf_t *tlcf = conf;
+
+    ngx_str_t  *value, url;
+
+    if (tlcf->upstream.url.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    url = value[1];
+
+    if (!(url.len > 7 && ngx_strncasecmp(url.data, (u_char *) "http://", 7)
+                         == 0)
+        && !(url.len > 8 && ngx_strncasecmp(url.data, (u_char *) "https://", 8)
+                            == 0))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid TSB URL \"%V\": it must start with "
+                           "\"http://\" or \"https://\"", &url);
+        return NGX_CONF_ERROR;
+    }
+
+    /* paths are appended as "/v1/...": keep the base without a slash */
+    while (url.len && url.data[url.len - 1] == '/') {
+        url.len--;
+    }
+
+    url.data[url.len] = '\0';
+    tlcf->upstream.url = url;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_tsb_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler) {
+        return "is duplicate: the location already has a content handler";
+    }
+
+    switch (cmd->offset) {
+
+    case NGX_HTTP_TSB_HANDLER_SIGN:
+        clcf->handler = ngx_http_tsb_sign_handler;
+        break;
+
+    case NGX_HTTP_TSB_HANDLER_STATUS:
+        clcf->handler = ngx_http_tsb_status_handler;
+        break;
+
+    default: /* NGX_HTTP_TSB_HANDLER_CERTIFICATE */
+        clcf->handler = ngx_http_tsb_certificate_handler;
+        break;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* a list directive; repeating it adds to the list */
+
+static char *
+ngx_http_tsb_str_list(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char  *p = conf;
+
+    ngx_str_t     *value, *s;
+    ngx_uint_t     i;
+    ngx_array_t  **a;
+
+    a = (ngx_array_t **) (p + cmd->offset);
+
+    if (*a == NGX_CONF_UNSET_PTR) {
+        *a = ngx_array_create(cf->pool, 4, sizeof(ngx_str_t));
+        if (*a == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        if (value[i].len == 0) {
+            return "takes no empty values";
+        }
+
+        s = ngx_array_push(*a);
+        if (s == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *s = value[i];
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_tsb_usage_list(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char  *p = conf;
+
+    long                        bits;
+    size_t                      bad_len;
+    ngx_str_t                  *value;
+    ngx_uint_t                  i, *mask;
+    const char                 *bad;
+    ngx_http_tsb_usage_post_t  *post;
+
+    post = cmd->post;
+    mask = (ngx_uint_t *) (p + post->offset);
+
+    if (*mask != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    *mask = 0;
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strcmp(value[i].data, "none") == 0 && cf->args->nelts == 2) {
+            break;
+        }
+
+        bits = (post->table == NGX_HTTP_TSB_KU)
+               ? tsb_key_usage_parse_list((char *) value[i].data,
+                                          value[i].len, &bad, &bad_len)
+               : tsb_ext_key_usage_parse_list((char *) value[i].data,
+                                              value[i].len, &bad, &bad_len);
+
+        if (bits < 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "unknown %s \"%*s\"",
+                               post->table == NGX_HTTP_TSB_KU
+                               ? "key usage" : "extended key usage",
+                               bad_len, bad);
+            return NGX_CONF_ERROR;
+        }
+
+        *mask |= (ngx_uint_t) bits;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_tsb_init_module(ngx_cycle_t *cycle)
+{
+    return ngx_http_tsb_upstream_init_module(cycle);
+}
+
+
+static ngx_int_t
+ngx_http_tsb_init_process(ngx_cycle_t *cycle)
+{
+    return ngx_http_tsb_upstream_init_process(cycle);
+}
+
+
+static void
+ngx_http_tsb_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_tsb_upstream_exit_process(cycle);
+}
