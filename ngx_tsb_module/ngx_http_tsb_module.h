@@ -45,12 +45,47 @@ typedef struct {
 } ngx_http_tsb_loc_conf_t;
 
 
+#define NGX_HTTP_TSB_FORMAT_JSON  0
+#define NGX_HTTP_TSB_FORMAT_PEM   1
+#define NGX_HTTP_TSB_FORMAT_DER   2
+
+#define NGX_HTTP_TSB_ID_MAX       64
+
+
+/* per request: what the handlers parsed and must free */
+typedef struct {
+    tsb_csr_t                     *csr;
+    tsb_sign_req_t                 req;
+    ngx_str_t                      id;
+    ngx_uint_t                     format;
+} ngx_http_tsb_ctx_t;
+
+
 extern ngx_module_t  ngx_http_tsb_module;
+
+extern ngx_str_t  ngx_http_tsb_type_json;
+extern ngx_str_t  ngx_http_tsb_type_pem;
+extern ngx_str_t  ngx_http_tsb_type_der;
 
 
 ngx_int_t ngx_http_tsb_sign_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_tsb_status_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_tsb_certificate_handler(ngx_http_request_t *r);
+
+/* ngx_http_tsb_response.c */
+ngx_http_tsb_ctx_t *ngx_http_tsb_get_ctx(ngx_http_request_t *r);
+ngx_int_t ngx_http_tsb_upstream_failed(ngx_http_request_t *r,
+    ngx_http_tsb_fetch_t *f);
+ngx_int_t ngx_http_tsb_add_header(ngx_http_request_t *r, const char *name,
+    ngx_str_t *value);
+ngx_int_t ngx_http_tsb_send(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *type, const u_char *data, size_t len);
+ngx_int_t ngx_http_tsb_send_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *reason, const char *detail);
+ngx_int_t ngx_http_tsb_send_tsb_error(ngx_http_request_t *r,
+    tsb_error_t *err);
+ngx_int_t ngx_http_tsb_method_not_allowed(ngx_http_request_t *r,
+    const char *allow);
 
 
 #endif /* _NGX_HTTP_TSB_MODULE_H_INCLUDED_ */

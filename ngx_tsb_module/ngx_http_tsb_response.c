@@ -1,0 +1,318 @@
+
+/*
+ * Copyright (C) ngx_tsb_module authors
+ *
+ * Answers: JSON errors in one shape, response helpers shared by the
+ * handlers, and the mapping of upstream failures to what a client sees.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_tsb_module.h"
+
+
+ngx_str_t  ngx_http_tsb_type_json = ngx_string("application/json");
+ngx_str_t  ngx_http_tsb_type_pem = ngx_string("application/x-pem-file");
+ngx_str_t  ngx_http_tsb_type_der = ngx_string("application/pkix-cert");
+
+
+static void ngx_http_tsb_ctx_cleanup(void *data);
+static const char *ngx_http_tsb_error_name(ngx_uint_t status);
+
+
+/*
+ * Maps a transfer that did not bring a 2xx answer to the client's answer;
+ * NGX_DECLINED when there is a 2xx body to look at.
+ */
+
+ngx_int_t
+ngx_http_tsb_upstream_failed(ngx_http_request_t *r, ngx_http_tsb_fetch_t *f)
+{
+    char       *reason, *message;
+    char        detail[TSB_DETAIL_MAX];
+    ngx_int_t   rc;
+
+    if (f->result == CURLE_OK && f->status >= 200 && f->status < 300) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "tsb: %V %V answered %l in %M ms",
+                      &f->method, &f->url, f->status, f->elapsed);
+        return NGX_DECLINED;
+    }
+
+    if (f->result != CURLE_OK) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "tsb: %V %V failed after %M ms: %s",
+                      &f->method, &f->url, f->elapsed,
+                      f->errbuf[0] ? f->errbuf
+                                   : curl_easy_strerror(f->result));
+
+        if (f->result == CURLE_OPERATION_TIMEDOUT) {
+            return ngx_http_tsb_send_error(r, NGX_HTTP_GATEWAY_TIME_OUT,
+                       "upstream.timeout",
+                       "the TSB did not answer in time");
+        }
+
+        if (f->too_large) {
+            return ngx_http_tsb_send_error(r, NGX_HTTP_BAD_GATEWAY,
+                       "upstream.too_large",
+                       "the TSB's answer was larger than the gateway accepts");
+        }
+
+        if (f->result == CURLE_COULDNT_CONNECT
+            || f->result == CURLE_COULDNT_RESOLVE_HOST
+            || f->result == CURLE_COULDNT_RESOLVE_PROXY)
+        {
+            return ngx_http_tsb_send_error(r, NGX_HTTP_BAD_GATEWAY,
+                       "upstream.unreachable",
+                       "the TSB cannot be reached");
+        }
+
+        return ngx_http_tsb_send_error(r, NGX_HTTP_BAD_GATEWAY,
+                   "upstream.error", curl_easy_strerror(f->result));
+    }
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "tsb: %V %V answered %l in %M ms",
+                  &f->method, &f->url, f->status, f->elapsed);
+
+    if (f->status == NGX_HTTP_UNAUTHORIZED
+        || f->status == NGX_HTTP_FORBIDDEN)
+    {
+        /* the gateway's own credentials: nothing the client can fix */
+        return ngx_http_tsb_send_error(r, NGX_HTTP_BAD_GATEWAY,
+                   "upstream.auth",
+                   "the TSB refused the gateway's credentials");
+    }
+
+    if (f->status >= 400 && f->status < 500) {
+        reason = NULL;
+        message = NULL;
+
+        (void) tsb_upstream_error_parse(f->body, f->body_len, &reason,
+                                        &message);
+
+        *ngx_snprintf((u_char *) detail, sizeof(detail) - 1,
+                      "the TSB refused the request (%l): %s", f->status,
+                      message ? message
+                              : (reason ? reason : "no reason given")) = '\0';
+
+        free(reason);
+        free(message);
+
+        rc = ngx_http_tsb_send_error(r, (ngx_uint_t) f->status,
+                                     "upstream.rejected", detail);
+        return rc;
+    }
+
+    *ngx_snprintf((u_char *) detail, sizeof(detail) - 1,
+                  "the TSB answered %l", f->status) = '\0';
+
+    return ngx_http_tsb_send_error(r, NGX_HTTP_BAD_GATEWAY, "upstream.status",
+                                   detail);
+}
+
+
+ngx_http_tsb_ctx_t *
+ngx_http_tsb_get_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t  *cln;
+    ngx_http_tsb_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_tsb_module);
+    if (ctx) {
+        return ctx;
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_tsb_ctx_t));
+    if (ctx == NULL) {
+        return NULL;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    ctx->req.certificate_authority = -1;
+    ctx->req.validity = -1;
+
+    cln->handler = ngx_http_tsb_ctx_cleanup;
+    cln->data = ctx;
+
+    ngx_http_set_ctx(r, ctx, ngx_http_tsb_module);
+
+    return ctx;
+}
+
+
+static void
+ngx_http_tsb_ctx_cleanup(void *data)
+{
+    ngx_http_tsb_ctx_t  *ctx = data;
+
+    if (ctx->csr) {
+        tsb_csr_free(ctx->csr);
+        ctx->csr = NULL;
+    }
+
+    tsb_sign_req_free(&ctx->req);
+}
+
+
+ngx_int_t
+ngx_http_tsb_add_header(ngx_http_request_t *r, const char *name,
+    ngx_str_t *value)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key.len = ngx_strlen(name);
+    h->key.data = (u_char *) name;
+    h->value = *value;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_tsb_send(ngx_http_request_t *r, ngx_uint_t status, ngx_str_t *type,
+    const u_char *data, size_t len)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    r->headers_out.status = status;
+    r->headers_out.content_type = *type;
+    r->headers_out.content_type_len = type->len;
+    r->headers_out.content_length_n = len;
+
+    if (len == 0) {
+        r->header_only = 1;
+    }
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b = ngx_create_temp_buf(r->pool, len);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->last = ngx_cpymem(b->last, data, len);
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+static const char *
+ngx_http_tsb_error_name(ngx_uint_t status)
+{
+    switch (status) {
+    case NGX_HTTP_BAD_REQUEST:
+        return "bad_request";
+    case NGX_HTTP_UNAUTHORIZED:
+        return "unauthorized";
+    case NGX_HTTP_FORBIDDEN:
+        return "forbidden";
+    case NGX_HTTP_NOT_FOUND:
+        return "not_found";
+    case NGX_HTTP_NOT_ALLOWED:
+        return "method_not_allowed";
+    case NGX_HTTP_CONFLICT:
+        return "conflict";
+    case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE:
+        return "payload_too_large";
+    case NGX_HTTP_UNSUPPORTED_MEDIA_TYPE:
+        return "unsupported_media_type";
+    case 429:
+        return "too_many_requests";
+    case NGX_HTTP_BAD_GATEWAY:
+        return "bad_gateway";
+    case NGX_HTTP_SERVICE_UNAVAILABLE:
+        return "service_unavailable";
+    case NGX_HTTP_GATEWAY_TIME_OUT:
+        return "gateway_timeout";
+    default:
+        return status >= 500 ? "internal_error" : "client_error";
+    }
+}
+
+
+ngx_int_t
+ngx_http_tsb_send_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *reason, const char *detail)
+{
+    ngx_int_t   rc;
+    ngx_uint_t  level;
+    tsb_buf_t   out;
+
+    /* a refusal is an operator-visible event; a 5xx is our problem */
+    level = (status >= NGX_HTTP_INTERNAL_SERVER_ERROR) ? NGX_LOG_ERR
+                                                       : NGX_LOG_WARN;
+
+    ngx_log_error(level, r->connection->log, 0,
+                  "tsb: refused with %ui %s: %s", status, reason, detail);
+
+    /* a body nobody read must not be taken for the next request */
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        r->keepalive = 0;
+    }
+
+    if (tsb_error_build(ngx_http_tsb_error_name(status), reason, detail,
+                        &out)
+        != 0)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_tsb_send(r, status, &ngx_http_tsb_type_json, out.data,
+                           out.len);
+    tsb_buf_free(&out);
+
+    return rc;
+}
+
+
+ngx_int_t
+ngx_http_tsb_send_tsb_error(ngx_http_request_t *r, tsb_error_t *err)
+{
+    return ngx_http_tsb_send_error(r, err->status ? err->status
+                                                  : NGX_HTTP_BAD_REQUEST,
+                                   err->reason ? err->reason : "request",
+                                   err->detail);
+}
+
+
+ngx_int_t
+ngx_http_tsb_method_not_allowed(ngx_http_request_t *r, const char *allow)
+{
+    ngx_str_t  value;
+
+    value.len = ngx_strlen(allow);
+    value.data = (u_char *) allow;
+
+    if (ngx_http_tsb_add_header(r, "Allow", &value) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_tsb_send_error(r, NGX_HTTP_NOT_ALLOWED,
+                                   "request.method",
+                                   "this location does not take that method");
+}
