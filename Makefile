@@ -19,7 +19,7 @@ MODULE_SRCS  = $(wildcard $(SRC_DIR)/*.c $(SRC_DIR)/*.h) config
 # the plain C parts: no nginx types, unit tested and fuzzed directly
 CORE_SRCS    = $(SRC_DIR)/tsb_usage.c $(SRC_DIR)/tsb_csr.c \
                $(SRC_DIR)/tsb_policy.c $(SRC_DIR)/tsb_json.c \
-               $(SRC_DIR)/tsb_cert.c
+               $(SRC_DIR)/tsb_cert.c $(SRC_DIR)/tsb_path.c
 UNIT_TESTS   = $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(wildcard t/unit/test_*.c))
 UNIT_CFLAGS  = -std=c99 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 \
                -fsanitize=address,undefined -fno-omit-frame-pointer \
