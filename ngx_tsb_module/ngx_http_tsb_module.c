@@ -13,6 +13,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_tsb_module.h"
+#include "ngx_http_tsb_cache.h"
 
 
 #define NGX_HTTP_TSB_HANDLER_NONE         0
@@ -124,6 +125,48 @@ static ngx_command_t  ngx_http_tsb_commands[] = {
       ngx_conf_set_str_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_tsb_loc_conf_t, status_uri),
+      NULL },
+
+    { ngx_string("tsb_cache_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_tsb_cache_zone,
+      0,
+      0,
+      NULL },
+
+    { ngx_string("tsb_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_tsb_cache,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("tsb_cache_valid"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_2MORE,
+      ngx_http_tsb_cache_valid,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("tsb_cache_use_stale"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tsb_loc_conf_t, cache_use_stale),
+      NULL },
+
+    { ngx_string("tsb_wait_max"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tsb_loc_conf_t, wait_max),
+      NULL },
+
+    { ngx_string("tsb_refresh_interval"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tsb_loc_conf_t, refresh_interval),
       NULL },
 
     { ngx_string("tsb_sign"),
@@ -241,6 +284,7 @@ ngx_module_t  ngx_http_tsb_module = {
 static void *
 ngx_http_tsb_create_loc_conf(ngx_conf_t *cf)
 {
+    ngx_uint_t                i;
     ngx_http_tsb_loc_conf_t  *conf;
 
     conf = ngx_pcalloc(cf->pool, sizeof(ngx_http_tsb_loc_conf_t));
@@ -266,6 +310,15 @@ ngx_http_tsb_create_loc_conf(ngx_conf_t *cf)
     conf->max_body_size = NGX_CONF_UNSET_SIZE;
     conf->retry_after = NGX_CONF_UNSET;
 
+    conf->cache_zone = NGX_CONF_UNSET_PTR;
+    conf->cache_use_stale = NGX_CONF_UNSET;
+    conf->wait_max = NGX_CONF_UNSET;
+    conf->refresh_interval = NGX_CONF_UNSET_MSEC;
+
+    for (i = 0; i < 8; i++) {
+        conf->cache_valid[i] = NGX_CONF_UNSET;
+    }
+
     conf->names = NGX_CONF_UNSET_PTR;
     conf->signature_algorithms = NGX_CONF_UNSET_PTR;
     conf->allowed_key_usage = NGX_CONF_UNSET_UINT;
@@ -278,12 +331,26 @@ ngx_http_tsb_create_loc_conf(ngx_conf_t *cf)
 }
 
 
+/* freshness by status, as in the TSB_STATUS_* order */
+static time_t  ngx_http_tsb_cache_valid_default[8] = {
+    0,                  /* unknown */
+    2,                  /* PENDING */
+    2,                  /* APPROVED */
+    30 * 86400,         /* EXECUTED */
+    3600,               /* FAILED */
+    3600,               /* EXPIRED */
+    3600,               /* REJECTED */
+    3600                /* CANCELLED */
+};
+
+
 static char *
 ngx_http_tsb_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 {
     ngx_http_tsb_loc_conf_t *prev = parent;
     ngx_http_tsb_loc_conf_t *conf = child;
 
+    ngx_uint_t                 i;
     ngx_http_core_loc_conf_t  *clcf;
 
     ngx_conf_merge_str_value(conf->upstream.url, prev->upstream.url, "");
@@ -304,6 +371,18 @@ ngx_http_tsb_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_sec_value(conf->retry_after, prev->retry_after, 5);
     ngx_conf_merge_str_value(conf->status_uri, prev->status_uri,
                              "/tsb/request/");
+
+    ngx_conf_merge_ptr_value(conf->cache_zone, prev->cache_zone, NULL);
+    ngx_conf_merge_sec_value(conf->cache_use_stale, prev->cache_use_stale,
+                             3600);
+    ngx_conf_merge_sec_value(conf->wait_max, prev->wait_max, 60);
+    ngx_conf_merge_msec_value(conf->refresh_interval,
+                              prev->refresh_interval, 1000);
+
+    for (i = 0; i < 8; i++) {
+        ngx_conf_merge_sec_value(conf->cache_valid[i], prev->cache_valid[i],
+                                 ngx_http_tsb_cache_valid_default[i]);
+    }
 
     ngx_conf_merge_ptr_value(conf->names, prev->names, NULL);
     ngx_conf_merge_ptr_value(conf->signature_algorithms,

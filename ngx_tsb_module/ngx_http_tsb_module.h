@@ -30,6 +30,13 @@ typedef struct {
     time_t                         retry_after;
     ngx_str_t                      status_uri;
 
+    /* status cache (ngx_http_tsb_cache.c) */
+    ngx_shm_zone_t                *cache_zone;
+    time_t                         cache_valid[8];     /* by TSB_STATUS_* */
+    time_t                         cache_use_stale;
+    time_t                         wait_max;
+    ngx_msec_t                     refresh_interval;
+
     /* policy, as configured (NGX_CONF_UNSET_* until merged) */
     ngx_array_t                   *names;              /* ngx_str_t */
     ngx_uint_t                     allowed_key_usage;
@@ -48,6 +55,7 @@ typedef struct {
 #define NGX_HTTP_TSB_FORMAT_JSON  0
 #define NGX_HTTP_TSB_FORMAT_PEM   1
 #define NGX_HTTP_TSB_FORMAT_DER   2
+#define NGX_HTTP_TSB_FORMAT_CHAIN 3
 
 #define NGX_HTTP_TSB_ID_MAX       64
 
@@ -74,6 +82,8 @@ ngx_int_t ngx_http_tsb_certificate_handler(ngx_http_request_t *r);
 
 /* ngx_http_tsb_response.c */
 ngx_http_tsb_ctx_t *ngx_http_tsb_get_ctx(ngx_http_request_t *r);
+ngx_int_t ngx_http_tsb_upstream_error(ngx_log_t *log,
+    ngx_http_tsb_fetch_t *f, tsb_error_t *err);
 ngx_int_t ngx_http_tsb_upstream_failed(ngx_http_request_t *r,
     ngx_http_tsb_fetch_t *f);
 ngx_int_t ngx_http_tsb_add_header(ngx_http_request_t *r, const char *name,

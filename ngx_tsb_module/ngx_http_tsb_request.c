@@ -3,7 +3,8 @@
  * Copyright (C) ngx_tsb_module authors
  *
  * Request status and certificate handlers: GET {prefix}/{id}[.pem|.der],
- * answered from the TSB's GET /v1/request/{id}.
+ * answered from the status cache when the location has one, else from the
+ * TSB's GET /v1/request/{id} directly.
  */
 
 
@@ -12,15 +13,27 @@
 #include <ngx_http.h>
 
 #include "ngx_http_tsb_module.h"
+#include "ngx_http_tsb_cache.h"
 
 
 static ngx_int_t ngx_http_tsb_request_handler(ngx_http_request_t *r,
     ngx_uint_t certificate);
 static ngx_int_t ngx_http_tsb_parse_id(ngx_http_request_t *r,
     ngx_http_tsb_ctx_t *ctx, ngx_uint_t certificate);
+static ngx_msec_t ngx_http_tsb_wait_arg(ngx_http_request_t *r);
 static void ngx_http_tsb_status_done(ngx_http_tsb_fetch_t *f);
-static ngx_int_t ngx_http_tsb_send_certificate(ngx_http_request_t *r,
-    ngx_http_tsb_ctx_t *ctx, tsb_status_t *st);
+static ngx_int_t ngx_http_tsb_serve(ngx_http_request_t *r,
+    ngx_http_tsb_entry_t *e, ngx_uint_t cache_status, tsb_error_t *err);
+static ngx_int_t ngx_http_tsb_serve_status(ngx_http_request_t *r,
+    ngx_http_tsb_entry_t *e);
+static ngx_int_t ngx_http_tsb_serve_certificate(ngx_http_request_t *r,
+    ngx_http_tsb_ctx_t *ctx, ngx_http_tsb_entry_t *e);
+static ngx_int_t ngx_http_tsb_not_modified(ngx_http_request_t *r,
+    ngx_str_t *etag);
+
+
+static ngx_str_t  ngx_http_tsb_type_chain =
+    ngx_string("application/pem-certificate-chain");
 
 
 ngx_int_t
@@ -43,6 +56,7 @@ ngx_http_tsb_request_handler(ngx_http_request_t *r, ngx_uint_t certificate)
     u_char                   *p;
     ngx_int_t                 rc;
     ngx_str_t                 path;
+    ngx_msec_t                wait;
     ngx_http_tsb_ctx_t       *ctx;
     ngx_http_tsb_fetch_t     *f;
     ngx_http_tsb_loc_conf_t  *tlcf;
@@ -64,9 +78,16 @@ ngx_http_tsb_request_handler(ngx_http_request_t *r, ngx_uint_t certificate)
                    "(letters, digits and '-', optionally .pem or .der)");
     }
 
+    wait = ngx_http_tsb_wait_arg(r);
+
     rc = ngx_http_discard_request_body(r);
     if (rc != NGX_OK) {
         return rc;
+    }
+
+    if (tlcf->cache_zone) {
+        return ngx_http_tsb_cache_handle(r, &ctx->id, wait,
+                                         ngx_http_tsb_serve);
     }
 
     path.len = sizeof("/v1/request/") - 1 + ctx->id.len;
@@ -148,80 +169,185 @@ ngx_http_tsb_parse_id(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx,
 }
 
 
+/* ?wait=<seconds>, capped by tsb_wait_max; 0 without a cache */
+
+static ngx_msec_t
+ngx_http_tsb_wait_arg(ngx_http_request_t *r)
+{
+    ngx_int_t                 n;
+    ngx_str_t                 value;
+    ngx_http_tsb_loc_conf_t  *tlcf;
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tsb_module);
+
+    if (tlcf->cache_zone == NULL
+        || ngx_http_arg(r, (u_char *) "wait", 4, &value) != NGX_OK)
+    {
+        return 0;
+    }
+
+    n = ngx_atoi(value.data, value.len);
+
+    if (n <= 0) {
+        return 0;
+    }
+
+    if (n > tlcf->wait_max) {
+        n = tlcf->wait_max;
+    }
+
+    return (ngx_msec_t) n * 1000;
+}
+
+
 static void
 ngx_http_tsb_status_done(ngx_http_tsb_fetch_t *f)
 {
-    ngx_int_t            rc;
-    tsb_buf_t            out;
-    tsb_error_t          err;
-    tsb_status_t         st;
-    ngx_http_request_t  *r;
-    ngx_http_tsb_ctx_t  *ctx;
+    ngx_int_t             rc;
+    tsb_error_t           err;
+    ngx_http_request_t   *r;
+    ngx_http_tsb_ctx_t   *ctx;
+    ngx_http_tsb_entry_t  e;
 
     r = f->request;
     ctx = f->data;
 
-    if (f->result == CURLE_OK && f->status == NGX_HTTP_NOT_FOUND) {
-        ngx_http_finalize_request(r,
-            ngx_http_tsb_send_error(r, NGX_HTTP_NOT_FOUND, "request.unknown",
-                                    "the TSB does not know this request id"));
-        return;
-    }
-
-    rc = ngx_http_tsb_upstream_failed(r, f);
-    if (rc != NGX_DECLINED) {
-        ngx_http_finalize_request(r, rc);
-        return;
-    }
-
     ngx_memzero(&err, sizeof(tsb_error_t));
+
+    if (f->result == CURLE_OK && f->status == NGX_HTTP_NOT_FOUND) {
+        rc = NGX_ERROR;
+
+    } else {
+        rc = ngx_http_tsb_upstream_error(r->connection->log, f, &err);
+
+        if (rc == NGX_DECLINED) {
+            rc = NGX_OK;
+        }
+    }
+
+    if (rc == NGX_OK || f->status == NGX_HTTP_NOT_FOUND) {
+        rc = ngx_http_tsb_entry_from_upstream(r->pool, r->connection->log,
+                                              f, &ctx->id, NULL,
+                                              ngx_http_get_module_loc_conf(r,
+                                                  ngx_http_tsb_module),
+                                              &e, &err);
+    }
+
+    ngx_http_finalize_request(r,
+        ngx_http_tsb_serve(r, rc == NGX_OK ? &e : NULL,
+                           NGX_HTTP_TSB_CACHE_NONE, &err));
+}
+
+
+/* one answer for every path: direct, cached, waited for, or stale */
+
+static ngx_int_t
+ngx_http_tsb_serve(ngx_http_request_t *r, ngx_http_tsb_entry_t *e,
+    ngx_uint_t cache_status, tsb_error_t *err)
+{
+    ngx_str_t            value;
+    const char          *name;
+    ngx_http_tsb_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_tsb_module);
+
+    if (cache_status != NGX_HTTP_TSB_CACHE_NONE) {
+        name = ngx_http_tsb_cache_status_name(cache_status);
+        value.data = (u_char *) name;
+        value.len = ngx_strlen(name);
+
+        if (ngx_http_tsb_add_header(r, "X-Cache-Status", &value) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (cache_status == NGX_HTTP_TSB_CACHE_STALE) {
+            ngx_str_set(&value, "110 - \"Response is Stale\"");
+
+            if (ngx_http_tsb_add_header(r, "Warning", &value) != NGX_OK) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+        }
+    }
+
+    if (e == NULL) {
+        return ngx_http_tsb_send_tsb_error(r, err);
+    }
+
+    if (e->mismatch) {
+        return ngx_http_tsb_send_error(r, NGX_HTTP_BAD_GATEWAY,
+                   "issued.mismatch",
+                   "the issued certificate does not match the request the "
+                   "gateway accepted; it is not served");
+    }
+
+    if (ctx->format == NGX_HTTP_TSB_FORMAT_JSON) {
+        return ngx_http_tsb_serve_status(r, e);
+    }
+
+    return ngx_http_tsb_serve_certificate(r, ctx, e);
+}
+
+
+static ngx_int_t
+ngx_http_tsb_serve_status(ngx_http_request_t *r, ngx_http_tsb_entry_t *e)
+{
+    ngx_int_t     rc;
+    tsb_buf_t     out, pem;
+    tsb_error_t   err;
+    tsb_status_t  st;
+
+    if (e->status != TSB_STATUS_EXECUTED || e->der.len == 0) {
+        return ngx_http_tsb_send(r, NGX_HTTP_OK, &ngx_http_tsb_type_json,
+                                 e->status_json.data, e->status_json.len);
+    }
+
+    /* the TSB's shape carries the certificate as PEM in "result" */
+
     ngx_memzero(&st, sizeof(tsb_status_t));
+    ngx_memzero(&err, sizeof(tsb_error_t));
 
-    if (tsb_status_parse(f->body, f->body_len, &st, &err) != 0) {
-        ngx_http_finalize_request(r, ngx_http_tsb_send_tsb_error(r, &err));
-        return;
+    if (tsb_status_parse(e->status_json.data, e->status_json.len, &st, &err)
+        != 0)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ctx->format != NGX_HTTP_TSB_FORMAT_JSON) {
-        rc = ngx_http_tsb_send_certificate(r, ctx, &st);
+    if (tsb_cert_der_to_pem(e->der.data, e->der.len, &pem) != 0) {
         tsb_status_free(&st);
-        ngx_http_finalize_request(r, rc);
-        return;
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (tsb_status_build(&st, &out) != 0) {
-        tsb_status_free(&st);
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-    }
-
+    st.result = (char *) pem.data;
+    rc = tsb_status_build(&st, &out);
     tsb_status_free(&st);
+
+    if (rc != 0) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     rc = ngx_http_tsb_send(r, NGX_HTTP_OK, &ngx_http_tsb_type_json,
                            out.data, out.len);
     tsb_buf_free(&out);
 
-    ngx_http_finalize_request(r, rc);
+    return rc;
 }
 
 
 static ngx_int_t
-ngx_http_tsb_send_certificate(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx,
-    tsb_status_t *st)
+ngx_http_tsb_serve_certificate(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx,
+    ngx_http_tsb_entry_t *e)
 {
     u_char                   *p;
     ngx_int_t                 rc;
     ngx_str_t                 value;
-    tsb_buf_t                 out;
-    tsb_cert_t                cert;
-    tsb_error_t               err;
-    const char               *name;
+    tsb_buf_t                 pem;
+    const char               *name, *ext;
     char                      reason[64], detail[128];
     ngx_http_tsb_loc_conf_t  *tlcf;
 
     tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tsb_module);
 
-    switch (st->status) {
+    switch (e->status) {
 
     case TSB_STATUS_EXECUTED:
         break;
@@ -239,23 +365,28 @@ ngx_http_tsb_send_certificate(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx,
         value.len = ngx_sprintf(value.data, "%T", tlcf->retry_after)
                     - value.data;
 
-        if (ngx_http_tsb_add_header(r, "Retry-After", &value) != NGX_OK
-            || tsb_status_build(st, &out) != 0)
-        {
+        if (ngx_http_tsb_add_header(r, "Retry-After", &value) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        rc = ngx_http_tsb_send(r, NGX_HTTP_ACCEPTED, &ngx_http_tsb_type_json,
-                               out.data, out.len);
-        tsb_buf_free(&out);
+        ngx_str_set(&value, "no-store");
 
-        return rc;
+        if (ngx_http_tsb_add_header(r, "Cache-Control", &value) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_tsb_send(r, NGX_HTTP_ACCEPTED,
+                                 &ngx_http_tsb_type_json,
+                                 e->status_json.data, e->status_json.len);
 
     default:
 
         /* REJECTED, FAILED, EXPIRED, CANCELLED: no certificate, ever */
 
-        name = tsb_status_name(st->status);
+        name = tsb_status_name(e->status);
+        if (name == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
 
         p = ngx_cpymem(reason, "request.", sizeof("request.") - 1);
         while (*name && p < (u_char *) reason + sizeof(reason) - 1) {
@@ -266,41 +397,133 @@ ngx_http_tsb_send_certificate(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx,
 
         *ngx_snprintf((u_char *) detail, sizeof(detail) - 1,
                       "the request is %s: there is no certificate",
-                      tsb_status_name(st->status)) = '\0';
+                      tsb_status_name(e->status)) = '\0';
 
         return ngx_http_tsb_send_error(r, NGX_HTTP_CONFLICT, reason, detail);
     }
 
-    ngx_memzero(&err, sizeof(tsb_error_t));
-    ngx_memzero(&cert, sizeof(tsb_cert_t));
-
-    if (st->result == NULL
-        || tsb_cert_load((u_char *) st->result, ngx_strlen(st->result),
-                         &cert, &err)
-           != 0)
-    {
+    if (e->der.len == 0) {
         return ngx_http_tsb_send_error(r, NGX_HTTP_BAD_GATEWAY,
                    "upstream.certificate",
                    "the TSB reported EXECUTED without a usable certificate");
     }
 
-    if (ctx->format == NGX_HTTP_TSB_FORMAT_DER) {
-        rc = ngx_http_tsb_send(r, NGX_HTTP_OK, &ngx_http_tsb_type_der,
-                               cert.der.data, cert.der.len);
-        tsb_cert_free(&cert);
-        return rc;
+    /* validators and the certificate's own facts */
+
+    if (e->etag.len) {
+        if (ngx_http_tsb_add_header(r, "ETag", &e->etag) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
     }
 
-    if (tsb_cert_der_to_pem(cert.der.data, cert.der.len, &out) != 0) {
-        tsb_cert_free(&cert);
+    r->headers_out.last_modified_time = e->last_modified;
+
+    ngx_str_set(&value, "private, max-age=86400");
+
+    if (ngx_http_tsb_add_header(r, "Cache-Control", &value) != NGX_OK
+        || ngx_http_tsb_add_header(r, "X-Certificate-Serial", &e->serial)
+           != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    tsb_cert_free(&cert);
+    value.data = ngx_pnalloc(r->pool, sizeof("Mon, 28 Sep 1970 06:00:00 GMT"));
+    if (value.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
-    rc = ngx_http_tsb_send(r, NGX_HTTP_OK, &ngx_http_tsb_type_pem,
-                           out.data, out.len);
-    tsb_buf_free(&out);
+    value.len = ngx_http_time(value.data, e->not_after) - value.data;
+
+    if (ngx_http_tsb_add_header(r, "X-Certificate-Not-After", &value)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ext = (ctx->format == NGX_HTTP_TSB_FORMAT_DER) ? ".der" : ".pem";
+
+    value.len = sizeof("attachment; filename=\"\"") - 1 + e->filename.len
+                + 4;
+    value.data = ngx_pnalloc(r->pool, value.len);
+    if (value.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_sprintf(value.data, "attachment; filename=\"%V%s\"", &e->filename,
+                ext);
+
+    if (ngx_http_tsb_add_header(r, "Content-Disposition", &value) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (e->etag.len && ngx_http_tsb_not_modified(r, &e->etag)) {
+        r->headers_out.status = NGX_HTTP_NOT_MODIFIED;
+        r->header_only = 1;
+        ngx_http_clear_content_length(r);
+
+        return ngx_http_send_header(r);
+    }
+
+    if (ctx->format == NGX_HTTP_TSB_FORMAT_DER) {
+        return ngx_http_tsb_send(r, NGX_HTTP_OK, &ngx_http_tsb_type_der,
+                                 e->der.data, e->der.len);
+    }
+
+    if (tsb_cert_der_to_pem(e->der.data, e->der.len, &pem) != 0) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_tsb_send(r, NGX_HTTP_OK,
+                           ctx->format == NGX_HTTP_TSB_FORMAT_CHAIN
+                           ? &ngx_http_tsb_type_chain : &ngx_http_tsb_type_pem,
+                           pem.data, pem.len);
+    tsb_buf_free(&pem);
 
     return rc;
+}
+
+
+/* If-None-Match: a list of entity tags, or "*" */
+
+static ngx_int_t
+ngx_http_tsb_not_modified(ngx_http_request_t *r, ngx_str_t *etag)
+{
+    u_char  *p, *last, *start;
+
+    if (r->headers_in.if_none_match == NULL) {
+        return 0;
+    }
+
+    p = r->headers_in.if_none_match->value.data;
+    last = p + r->headers_in.if_none_match->value.len;
+
+    while (p < last) {
+
+        while (p < last && (*p == ' ' || *p == ',' || *p == '\t')) {
+            p++;
+        }
+
+        start = p;
+
+        while (p < last && *p != ',' && *p != ' ' && *p != '\t') {
+            p++;
+        }
+
+        if (p - start == 1 && *start == '*') {
+            return 1;
+        }
+
+        /* a weak tag matches too: If-None-Match compares weakly */
+        if (p - start > 2 && start[0] == 'W' && start[1] == '/') {
+            start += 2;
+        }
+
+        if ((size_t) (p - start) == etag->len
+            && ngx_strncmp(start, etag->data, etag->len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
 }

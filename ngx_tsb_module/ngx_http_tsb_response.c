@@ -24,57 +24,56 @@ static const char *ngx_http_tsb_error_name(ngx_uint_t status);
 
 
 /*
- * Maps a transfer that did not bring a 2xx answer to the client's answer;
- * NGX_DECLINED when there is a 2xx body to look at.
+ * Maps a transfer that did not bring a 2xx answer to what the client is
+ * told; NGX_DECLINED when there is a 2xx body to look at.  Logs the call
+ * with the URL, status and time, never the credentials.
  */
 
 ngx_int_t
-ngx_http_tsb_upstream_failed(ngx_http_request_t *r, ngx_http_tsb_fetch_t *f)
+ngx_http_tsb_upstream_error(ngx_log_t *log, ngx_http_tsb_fetch_t *f,
+    tsb_error_t *err)
 {
-    char       *reason, *message;
-    char        detail[TSB_DETAIL_MAX];
-    ngx_int_t   rc;
+    char  *reason, *message;
 
     if (f->result == CURLE_OK && f->status >= 200 && f->status < 300) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+        ngx_log_error(NGX_LOG_INFO, log, 0,
                       "tsb: %V %V answered %l in %M ms",
                       &f->method, &f->url, f->status, f->elapsed);
         return NGX_DECLINED;
     }
 
     if (f->result != CURLE_OK) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+        ngx_log_error(NGX_LOG_ERR, log, 0,
                       "tsb: %V %V failed after %M ms: %s",
                       &f->method, &f->url, f->elapsed,
                       f->errbuf[0] ? f->errbuf
                                    : curl_easy_strerror(f->result));
 
         if (f->result == CURLE_OPERATION_TIMEDOUT) {
-            return ngx_http_tsb_send_error(r, NGX_HTTP_GATEWAY_TIME_OUT,
-                       "upstream.timeout",
-                       "the TSB did not answer in time");
-        }
+            tsb_error_set(err, NGX_HTTP_GATEWAY_TIME_OUT, "upstream.timeout",
+                          "the TSB did not answer in time");
 
-        if (f->too_large) {
-            return ngx_http_tsb_send_error(r, NGX_HTTP_BAD_GATEWAY,
-                       "upstream.too_large",
-                       "the TSB's answer was larger than the gateway accepts");
-        }
+        } else if (f->too_large) {
+            tsb_error_set(err, NGX_HTTP_BAD_GATEWAY, "upstream.too_large",
+                          "the TSB's answer was larger than the gateway "
+                          "accepts");
 
-        if (f->result == CURLE_COULDNT_CONNECT
-            || f->result == CURLE_COULDNT_RESOLVE_HOST
-            || f->result == CURLE_COULDNT_RESOLVE_PROXY)
+        } else if (f->result == CURLE_COULDNT_CONNECT
+                   || f->result == CURLE_COULDNT_RESOLVE_HOST
+                   || f->result == CURLE_COULDNT_RESOLVE_PROXY)
         {
-            return ngx_http_tsb_send_error(r, NGX_HTTP_BAD_GATEWAY,
-                       "upstream.unreachable",
-                       "the TSB cannot be reached");
+            tsb_error_set(err, NGX_HTTP_BAD_GATEWAY, "upstream.unreachable",
+                          "the TSB cannot be reached");
+
+        } else {
+            tsb_error_set(err, NGX_HTTP_BAD_GATEWAY, "upstream.error",
+                          "%s", curl_easy_strerror(f->result));
         }
 
-        return ngx_http_tsb_send_error(r, NGX_HTTP_BAD_GATEWAY,
-                   "upstream.error", curl_easy_strerror(f->result));
+        return NGX_ERROR;
     }
 
-    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+    ngx_log_error(NGX_LOG_ERR, log, 0,
                   "tsb: %V %V answered %l in %M ms",
                   &f->method, &f->url, f->status, f->elapsed);
 
@@ -82,9 +81,9 @@ ngx_http_tsb_upstream_failed(ngx_http_request_t *r, ngx_http_tsb_fetch_t *f)
         || f->status == NGX_HTTP_FORBIDDEN)
     {
         /* the gateway's own credentials: nothing the client can fix */
-        return ngx_http_tsb_send_error(r, NGX_HTTP_BAD_GATEWAY,
-                   "upstream.auth",
-                   "the TSB refused the gateway's credentials");
+        tsb_error_set(err, NGX_HTTP_BAD_GATEWAY, "upstream.auth",
+                      "the TSB refused the gateway's credentials");
+        return NGX_ERROR;
     }
 
     if (f->status >= 400 && f->status < 500) {
@@ -94,24 +93,37 @@ ngx_http_tsb_upstream_failed(ngx_http_request_t *r, ngx_http_tsb_fetch_t *f)
         (void) tsb_upstream_error_parse(f->body, f->body_len, &reason,
                                         &message);
 
-        *ngx_snprintf((u_char *) detail, sizeof(detail) - 1,
-                      "the TSB refused the request (%l): %s", f->status,
+        tsb_error_set(err, (int) f->status, "upstream.rejected",
+                      "the TSB refused the request (%ld): %s", f->status,
                       message ? message
-                              : (reason ? reason : "no reason given")) = '\0';
-
+                              : (reason ? reason : "no reason given"));
         free(reason);
         free(message);
 
-        rc = ngx_http_tsb_send_error(r, (ngx_uint_t) f->status,
-                                     "upstream.rejected", detail);
-        return rc;
+        return NGX_ERROR;
     }
 
-    *ngx_snprintf((u_char *) detail, sizeof(detail) - 1,
-                  "the TSB answered %l", f->status) = '\0';
+    tsb_error_set(err, NGX_HTTP_BAD_GATEWAY, "upstream.status",
+                  "the TSB answered %ld", f->status);
 
-    return ngx_http_tsb_send_error(r, NGX_HTTP_BAD_GATEWAY, "upstream.status",
-                                   detail);
+    return NGX_ERROR;
+}
+
+
+ngx_int_t
+ngx_http_tsb_upstream_failed(ngx_http_request_t *r, ngx_http_tsb_fetch_t *f)
+{
+    tsb_error_t  err;
+
+    ngx_memzero(&err, sizeof(tsb_error_t));
+
+    if (ngx_http_tsb_upstream_error(r->connection->log, f, &err)
+        == NGX_DECLINED)
+    {
+        return NGX_DECLINED;
+    }
+
+    return ngx_http_tsb_send_tsb_error(r, &err);
 }
 
 

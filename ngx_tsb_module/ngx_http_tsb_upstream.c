@@ -160,43 +160,68 @@ ngx_http_tsb_fetch_create(ngx_http_request_t *r,
     ngx_http_tsb_upstream_conf_t *ucf, const char *method, ngx_str_t *path,
     ngx_str_t *body)
 {
-    u_char                *p;
-    CURL                  *easy;
-    ngx_str_t              hdr;
-    ngx_pool_cleanup_t    *cln;
     ngx_http_cleanup_t    *hcln;
     ngx_http_tsb_fetch_t  *f;
 
-    f = ngx_pcalloc(r->pool, sizeof(ngx_http_tsb_fetch_t));
+    f = ngx_http_tsb_fetch_new(r->pool, r->connection->log, ucf, method,
+                               path, body);
     if (f == NULL) {
         return NULL;
     }
 
     /*
-     * Two hooks, one idempotent handler: the request cleanup runs when the
-     * client goes away (ngx_http_terminate_request), the pool cleanup frees
-     * foreign objects on every path.
+     * The pool cleanup frees foreign objects on every path; this one runs
+     * when the client goes away (ngx_http_terminate_request) and stops the
+     * transfer before anything reaches a request that is gone.
      */
 
-    cln = ngx_pool_cleanup_add(r->pool, 0);
     hcln = ngx_http_cleanup_add(r, 0);
-    if (cln == NULL || hcln == NULL) {
+    if (hcln == NULL) {
+        return NULL;
+    }
+
+    hcln->handler = ngx_http_tsb_fetch_cleanup;
+    hcln->data = f;
+
+    f->request = r;
+    f->bound = 1;
+
+    return f;
+}
+
+
+ngx_http_tsb_fetch_t *
+ngx_http_tsb_fetch_new(ngx_pool_t *pool, ngx_log_t *log,
+    ngx_http_tsb_upstream_conf_t *ucf, const char *method, ngx_str_t *path,
+    ngx_str_t *body)
+{
+    u_char                *p;
+    CURL                  *easy;
+    ngx_str_t              hdr;
+    ngx_pool_cleanup_t    *cln;
+    ngx_http_tsb_fetch_t  *f;
+
+    f = ngx_pcalloc(pool, sizeof(ngx_http_tsb_fetch_t));
+    if (f == NULL) {
+        return NULL;
+    }
+
+    cln = ngx_pool_cleanup_add(pool, 0);
+    if (cln == NULL) {
         return NULL;
     }
 
     cln->handler = ngx_http_tsb_fetch_cleanup;
     cln->data = f;
-    hcln->handler = ngx_http_tsb_fetch_cleanup;
-    hcln->data = f;
 
-    f->request = r;
+    f->log = log;
     f->max_response = ucf->max_response;
 
     f->method.len = ngx_strlen(method);
     f->method.data = (u_char *) method;
 
     f->url.len = ucf->url.len + path->len;
-    f->url.data = ngx_pnalloc(r->pool, f->url.len + 1);
+    f->url.data = ngx_pnalloc(pool, f->url.len + 1);
     if (f->url.data == NULL) {
         return NULL;
     }
@@ -252,7 +277,7 @@ ngx_http_tsb_fetch_create(ngx_http_request_t *r,
 
     if (ucf->api_key.len) {
         hdr.len = sizeof("X-API-KEY: ") - 1 + ucf->api_key.len;
-        hdr.data = ngx_pnalloc(r->pool, hdr.len + 1);
+        hdr.data = ngx_pnalloc(pool, hdr.len + 1);
         if (hdr.data == NULL) {
             return NULL;
         }
@@ -267,7 +292,7 @@ ngx_http_tsb_fetch_create(ngx_http_request_t *r,
 
     if (ucf->bearer.len) {
         hdr.len = sizeof("Authorization: Bearer ") - 1 + ucf->bearer.len;
-        hdr.data = ngx_pnalloc(r->pool, hdr.len + 1);
+        hdr.data = ngx_pnalloc(pool, hdr.len + 1);
         if (hdr.data == NULL) {
             return NULL;
         }
@@ -314,13 +339,13 @@ ngx_http_tsb_fetch_start(ngx_http_tsb_fetch_t *f)
         ngx_http_tsb_ntransfers--;
         f->queued = 0;
 
-        ngx_log_error(NGX_LOG_ERR, f->request->connection->log, 0,
+        ngx_log_error(NGX_LOG_ERR, f->log, 0,
                       "tsb: curl_multi_add_handle() failed: %s",
                       curl_multi_strerror(rc));
         return NGX_ERROR;
     }
 
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, f->request->connection->log, 0,
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, f->log, 0,
                    "tsb: started %V %V", &f->method, &f->url);
 
     return NGX_OK;
@@ -605,8 +630,18 @@ ngx_http_tsb_collect_done(void)
 
         ngx_http_tsb_fetch_release(f);
 
+        if (f->done == NULL) {
+            continue;
+        }
+
+        if (!f->bound) {
+            /* a worker's own transfer: done() finalizes what it serves */
+            f->done(f);
+            continue;
+        }
+
         r = f->request;
-        if (r == NULL || f->done == NULL) {
+        if (r == NULL) {
             continue;
         }
 
@@ -652,7 +687,7 @@ ngx_http_tsb_fetch_cleanup(void *data)
     ngx_http_tsb_fetch_t  *f = data;
 
     if (f->easy && f->request) {
-        ngx_log_error(NGX_LOG_INFO, f->request->connection->log, 0,
+        ngx_log_error(NGX_LOG_INFO, f->log, 0,
                       "tsb: client went away, cancelling %V %V",
                       &f->method, &f->url);
     }

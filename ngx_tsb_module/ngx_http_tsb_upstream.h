@@ -38,6 +38,7 @@ typedef struct {
 
 struct ngx_http_tsb_fetch_s {
     ngx_http_request_t         *request;         /* NULL once it has gone */
+    ngx_log_t                  *log;
     ngx_http_tsb_fetch_done_pt  done;
     void                       *data;
 
@@ -58,6 +59,7 @@ struct ngx_http_tsb_fetch_s {
     ngx_msec_t                  elapsed;
     char                        errbuf[CURL_ERROR_SIZE];
 
+    unsigned                    bound:1;         /* to a request */
     unsigned                    queued:1;
     unsigned                    too_large:1;
     unsigned                    finished:1;
@@ -75,6 +77,11 @@ void ngx_http_tsb_upstream_exit_process(ngx_cycle_t *cycle);
 ngx_http_tsb_fetch_t *ngx_http_tsb_fetch_create(ngx_http_request_t *r,
     ngx_http_tsb_upstream_conf_t *ucf, const char *method, ngx_str_t *path,
     ngx_str_t *body);
+
+/* the same, owned by a pool rather than a request (worker refreshes) */
+ngx_http_tsb_fetch_t *ngx_http_tsb_fetch_new(ngx_pool_t *pool,
+    ngx_log_t *log, ngx_http_tsb_upstream_conf_t *ucf, const char *method,
+    ngx_str_t *path, ngx_str_t *body);
 
 /* adds it to the worker's multi handle; done() runs when it finishes */
 ngx_int_t ngx_http_tsb_fetch_start(ngx_http_tsb_fetch_t *f);

@@ -1,0 +1,1528 @@
+
+/*
+ * Copyright (C) ngx_tsb_module authors
+ *
+ * The request status cache.
+ *
+ * Shared memory (one zone, every worker): an rbtree keyed by a hash of the
+ * request id, an LRU queue, entries holding the status, the certificate as
+ * DER and what the gateway accepted.  A worker that refreshes an entry marks
+ * it "updating" until a deadline, so the other workers wait for its answer
+ * instead of asking the TSB themselves.
+ *
+ * Process memory (one worker): a "watch" per request id that has waiting
+ * requests.  It owns the single refresh of that id in this worker, polls the
+ * zone while another worker refreshes it, and wakes its waiters when an
+ * answer lands; ?wait= waiters stay until the status is terminal or their
+ * time is up, refreshed once per tsb_refresh_interval for all of them.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <openssl/sha.h>
+
+#include "ngx_http_tsb_module.h"
+#include "ngx_http_tsb_cache.h"
+
+
+/* how often a watch looks at the zone while another worker refreshes */
+#define NGX_HTTP_TSB_POLL_MS   20
+
+
+typedef struct {
+    ngx_rbtree_node_t            node;          /* key: hash of the id */
+    ngx_queue_t                  queue;         /* LRU, most recent first */
+    uint64_t                     fetched;       /* ms, 0: nothing known */
+    uint64_t                     updating;      /* ms, a refresh runs until */
+    time_t                       not_after;
+    time_t                       last_modified;
+    uint32_t                     status_len;
+    uint32_t                     der_len;
+    uint16_t                     expect_len;
+    u_char                       id_len;
+    u_char                       status;
+    u_char                       serial_len;
+    u_char                       filename_len;
+    u_char                       mismatch;
+    u_char                       etag[16];
+    u_char                       data[1];       /* id, status JSON, DER,
+                                                   expect, serial, name */
+} ngx_http_tsb_cache_node_t;
+
+
+typedef struct {
+    ngx_rbtree_t                 rbtree;
+    ngx_rbtree_node_t            sentinel;
+    ngx_queue_t                  queue;
+    ngx_uint_t                   entries;
+    ngx_uint_t                   evictions;
+    ngx_uint_t                   nomem_logged;
+} ngx_http_tsb_cache_sh_t;
+
+
+typedef struct {
+    ngx_http_tsb_cache_sh_t     *sh;
+    ngx_slab_pool_t             *shpool;
+} ngx_http_tsb_cache_ctx_t;
+
+
+typedef struct ngx_http_tsb_watch_s  ngx_http_tsb_watch_t;
+
+typedef struct {
+    ngx_queue_t                  queue;
+    ngx_http_request_t          *request;
+    ngx_http_tsb_watch_t        *watch;
+    ngx_http_tsb_serve_pt        serve;
+    ngx_event_t                  timer;        /* the waiter's deadline */
+    unsigned                     linked:1;
+    unsigned                     terminal:1;   /* ?wait: only a final one */
+} ngx_http_tsb_waiter_t;
+
+
+struct ngx_http_tsb_watch_s {
+    ngx_rbtree_node_t            node;
+    ngx_str_t                    id;
+    u_char                       id_data[NGX_HTTP_TSB_ID_MAX];
+    ngx_queue_t                  waiters;
+    ngx_http_tsb_loc_conf_t     *conf;
+    ngx_log_t                   *log;
+
+    ngx_pool_t                  *fetch_pool;   /* the refresh in flight */
+    ngx_http_tsb_fetch_t        *fetch;
+
+    ngx_pool_t                  *snap_pool;    /* the last known entry */
+    ngx_http_tsb_entry_t        *snap;
+
+    ngx_event_t                  timer;        /* refresh / poll / step */
+    uint64_t                     want_since;   /* newer than this, ms */
+    uint64_t                     poll_until;   /* give up on another worker */
+
+    tsb_error_t                  err;          /* the last refresh failed */
+    unsigned                     failed:1;
+    unsigned                     delivering:1;
+};
+
+
+static ngx_int_t ngx_http_tsb_cache_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+static void ngx_http_tsb_cache_rbtree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static ngx_http_tsb_cache_node_t *ngx_http_tsb_cache_lookup(
+    ngx_http_tsb_cache_ctx_t *ctx, ngx_str_t *id, uint32_t hash);
+static ngx_http_tsb_cache_node_t *ngx_http_tsb_cache_alloc(
+    ngx_http_tsb_cache_ctx_t *ctx, size_t size, ngx_log_t *log);
+static void ngx_http_tsb_cache_delete(ngx_http_tsb_cache_ctx_t *ctx,
+    ngx_http_tsb_cache_node_t *cn);
+static ngx_int_t ngx_http_tsb_cache_store(ngx_http_tsb_cache_ctx_t *ctx,
+    ngx_http_tsb_entry_t *e, ngx_log_t *log);
+static ngx_int_t ngx_http_tsb_cache_copy(ngx_http_tsb_cache_node_t *cn,
+    ngx_pool_t *pool, ngx_http_tsb_entry_t *e);
+static ngx_uint_t ngx_http_tsb_cache_fresh(ngx_http_tsb_loc_conf_t *tlcf,
+    ngx_http_tsb_cache_node_t *cn, uint64_t now);
+
+static ngx_http_tsb_watch_t *ngx_http_tsb_watch_get(ngx_http_request_t *r,
+    ngx_str_t *id, uint32_t hash);
+static void ngx_http_tsb_watch_event(ngx_event_t *ev);
+static void ngx_http_tsb_watch_step(ngx_http_tsb_watch_t *w);
+static void ngx_http_tsb_watch_fetch_done(ngx_http_tsb_fetch_t *f);
+static void ngx_http_tsb_watch_deliver(ngx_http_tsb_watch_t *w,
+    ngx_uint_t final);
+static void ngx_http_tsb_watch_schedule(ngx_http_tsb_watch_t *w,
+    ngx_msec_t delay);
+static void ngx_http_tsb_watch_release(ngx_http_tsb_watch_t *w);
+static ngx_int_t ngx_http_tsb_watch_snapshot(ngx_http_tsb_watch_t *w,
+    ngx_http_tsb_cache_node_t *cn);
+static void ngx_http_tsb_waiter_serve(ngx_http_tsb_waiter_t *wt,
+    ngx_uint_t timed_out);
+static void ngx_http_tsb_waiter_timeout(ngx_event_t *ev);
+static void ngx_http_tsb_waiter_cleanup(void *data);
+static ngx_int_t ngx_http_tsb_parse_iso_time(const char *s, time_t *t);
+
+
+static ngx_rbtree_t       ngx_http_tsb_watches;
+static ngx_rbtree_node_t  ngx_http_tsb_watches_sentinel;
+static ngx_connection_t   ngx_http_tsb_watch_conn;
+
+
+static const char  *ngx_http_tsb_cache_status_names[] = {
+    "", "HIT", "MISS", "STALE", "UPDATING"
+};
+
+
+uint64_t
+ngx_http_tsb_now_ms(void)
+{
+    ngx_time_t  *tp;
+
+    tp = ngx_timeofday();
+
+    return (uint64_t) tp->sec * 1000 + tp->msec;
+}
+
+
+/* configuration */
+
+char *
+ngx_http_tsb_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    u_char                    *p;
+    ssize_t                    size;
+    ngx_str_t                 *value, name, s;
+    ngx_shm_zone_t            *shm_zone;
+    ngx_http_tsb_cache_ctx_t  *ctx;
+
+    value = cf->args->elts;
+
+    p = (u_char *) ngx_strchr(value[1].data, ':');
+    if (p == NULL || p == value[1].data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone \"%V\", use name:size", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    name.data = value[1].data;
+    name.len = p - value[1].data;
+
+    s.data = p + 1;
+    s.len = value[1].data + value[1].len - s.data;
+
+    size = ngx_parse_size(&s);
+
+    if (size == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone size \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (size < (ssize_t) (8 * ngx_pagesize)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone \"%V\" is too small", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    ctx = ngx_pcalloc(cf->pool, sizeof(ngx_http_tsb_cache_ctx_t));
+    if (ctx == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    shm_zone = ngx_shared_memory_add(cf, &name, size, &ngx_http_tsb_module);
+    if (shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (shm_zone->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "duplicate zone \"%V\"", &name);
+        return NGX_CONF_ERROR;
+    }
+
+    shm_zone->init = ngx_http_tsb_cache_init_zone;
+    shm_zone->data = ctx;
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_http_tsb_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_tsb_loc_conf_t *tlcf = conf;
+
+    ngx_str_t  *value;
+
+    if (tlcf->cache_zone != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        tlcf->cache_zone = NULL;
+        return NGX_CONF_OK;
+    }
+
+    /* size 0: a reference, tsb_cache_zone may come later in the file */
+    tlcf->cache_zone = ngx_shared_memory_add(cf, &value[1], 0,
+                                             &ngx_http_tsb_module);
+    if (tlcf->cache_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_http_tsb_cache_valid(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_tsb_loc_conf_t *tlcf = conf;
+
+    time_t      valid;
+    ngx_int_t   status;
+    ngx_str_t  *value;
+    ngx_uint_t  i;
+
+    value = cf->args->elts;
+
+    valid = ngx_parse_time(&value[cf->args->nelts - 1], 1);
+    if (valid == (time_t) NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid time value \"%V\"",
+                           &value[cf->args->nelts - 1]);
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 1; i < cf->args->nelts - 1; i++) {
+        status = tsb_status_from_name((char *) value[i].data, value[i].len);
+
+        if (status == TSB_STATUS_UNKNOWN) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "unknown TSB status \"%V\"", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        tlcf->cache_valid[status] = valid;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_tsb_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_tsb_cache_ctx_t  *octx = data;
+
+    size_t                     len;
+    ngx_http_tsb_cache_ctx_t  *ctx;
+
+    ctx = shm_zone->data;
+
+    if (octx) {
+        /* a reload with the same name and size: keep every entry */
+        ctx->sh = octx->sh;
+        ctx->shpool = octx->shpool;
+        return NGX_OK;
+    }
+
+    ctx->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        ctx->sh = ctx->shpool->data;
+        return NGX_OK;
+    }
+
+    ctx->sh = ngx_slab_alloc(ctx->shpool, sizeof(ngx_http_tsb_cache_sh_t));
+    if (ctx->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(ctx->sh, sizeof(ngx_http_tsb_cache_sh_t));
+
+    ctx->shpool->data = ctx->sh;
+
+    ngx_rbtree_init(&ctx->sh->rbtree, &ctx->sh->sentinel,
+                    ngx_http_tsb_cache_rbtree_insert);
+    ngx_queue_init(&ctx->sh->queue);
+
+    len = sizeof(" in tsb_cache_zone \"\"") + shm_zone->shm.name.len;
+
+    ctx->shpool->log_ctx = ngx_slab_alloc(ctx->shpool, len);
+    if (ctx->shpool->log_ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(ctx->shpool->log_ctx, " in tsb_cache_zone \"%V\"%Z",
+                &shm_zone->shm.name);
+
+    /* we evict and retry on allocation failure, and say so once */
+    ctx->shpool->log_nomem = 0;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_tsb_cache_rbtree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t          **p;
+    ngx_http_tsb_cache_node_t   *cn, *cnt;
+
+    for ( ;; ) {
+
+        if (node->key < temp->key) {
+            p = &temp->left;
+
+        } else if (node->key > temp->key) {
+            p = &temp->right;
+
+        } else {
+            cn = (ngx_http_tsb_cache_node_t *) node;
+            cnt = (ngx_http_tsb_cache_node_t *) temp;
+
+            p = (ngx_memn2cmp(cn->data, cnt->data, cn->id_len, cnt->id_len)
+                 < 0) ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+
+/* shared memory, all under the zone's mutex */
+
+static ngx_http_tsb_cache_node_t *
+ngx_http_tsb_cache_lookup(ngx_http_tsb_cache_ctx_t *ctx, ngx_str_t *id,
+    uint32_t hash)
+{
+    ngx_int_t                   rc;
+    ngx_rbtree_node_t          *node, *sentinel;
+    ngx_http_tsb_cache_node_t  *cn;
+
+    node = ctx->sh->rbtree.root;
+    sentinel = ctx->sh->rbtree.sentinel;
+
+    while (node != sentinel) {
+
+        if (hash < node->key) {
+            node = node->left;
+            continue;
+        }
+
+        if (hash > node->key) {
+            node = node->right;
+            continue;
+        }
+
+        cn = (ngx_http_tsb_cache_node_t *) node;
+
+        rc = ngx_memn2cmp(id->data, cn->data, id->len, cn->id_len);
+
+        if (rc == 0) {
+            return cn;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+static ngx_http_tsb_cache_node_t *
+ngx_http_tsb_cache_alloc(ngx_http_tsb_cache_ctx_t *ctx, size_t size,
+    ngx_log_t *log)
+{
+    ngx_uint_t                  n;
+    ngx_queue_t                *q;
+    ngx_http_tsb_cache_node_t  *cn;
+
+    for (n = 0; /* void */ ; n++) {
+
+        cn = ngx_slab_alloc_locked(ctx->shpool, size);
+        if (cn) {
+            return cn;
+        }
+
+        /* full: the least recently used entries make room, a few at most */
+
+        if (n == 16 || ngx_queue_empty(&ctx->sh->queue)) {
+            break;
+        }
+
+        q = ngx_queue_last(&ctx->sh->queue);
+        cn = ngx_queue_data(q, ngx_http_tsb_cache_node_t, queue);
+
+        ngx_http_tsb_cache_delete(ctx, cn);
+        ctx->sh->evictions++;
+    }
+
+    if (!ctx->sh->nomem_logged) {
+        ctx->sh->nomem_logged = 1;
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "tsb: cache zone is full and eviction did not free "
+                      "%uz bytes; answers are not cached until it does",
+                      size);
+    }
+
+    return NULL;
+}
+
+
+static void
+ngx_http_tsb_cache_delete(ngx_http_tsb_cache_ctx_t *ctx,
+    ngx_http_tsb_cache_node_t *cn)
+{
+    ngx_queue_remove(&cn->queue);
+    ngx_rbtree_delete(&ctx->sh->rbtree, &cn->node);
+    ngx_slab_free_locked(ctx->shpool, cn);
+    ctx->sh->entries--;
+}
+
+
+static ngx_int_t
+ngx_http_tsb_cache_store(ngx_http_tsb_cache_ctx_t *ctx,
+    ngx_http_tsb_entry_t *e, ngx_log_t *log)
+{
+    u_char                     *p;
+    size_t                      size;
+    uint32_t                    hash;
+    ngx_str_t                   expect;
+    ngx_http_tsb_cache_node_t  *cn, *old;
+
+    hash = ngx_crc32_short(e->id.data, e->id.len);
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    old = ngx_http_tsb_cache_lookup(ctx, &e->id, hash);
+
+    /* what was accepted at sign time outlives status refreshes */
+    expect = e->expect;
+
+    if (expect.len == 0 && old && old->expect_len) {
+        expect.len = old->expect_len;
+        expect.data = old->data + old->id_len + old->status_len
+                      + old->der_len;
+    }
+
+    size = offsetof(ngx_http_tsb_cache_node_t, data)
+           + e->id.len + e->status_json.len + e->der.len + expect.len
+           + e->serial.len + e->filename.len;
+
+    cn = ngx_http_tsb_cache_alloc(ctx, size, log);
+
+    if (cn == NULL) {
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    /* the allocation may have evicted old */
+    old = ngx_http_tsb_cache_lookup(ctx, &e->id, hash);
+
+    ngx_memzero(cn, offsetof(ngx_http_tsb_cache_node_t, data));
+
+    cn->node.key = hash;
+    cn->fetched = e->fetched;
+    cn->updating = 0;
+    cn->not_after = e->not_after;
+    cn->last_modified = e->last_modified;
+    cn->id_len = (u_char) e->id.len;
+    cn->status = (u_char) e->status;
+    cn->status_len = (uint32_t) e->status_json.len;
+    cn->der_len = (uint32_t) e->der.len;
+    cn->expect_len = (uint16_t) expect.len;
+    cn->serial_len = (u_char) ngx_min(e->serial.len, 255);
+    cn->filename_len = (u_char) ngx_min(e->filename.len, 255);
+    cn->mismatch = e->mismatch;
+
+    if (e->etag.len == 18) {
+        ngx_memcpy(cn->etag, e->etag.data + 1, 16);
+    }
+
+    p = ngx_cpymem(cn->data, e->id.data, e->id.len);
+    p = ngx_cpymem(p, e->status_json.data, e->status_json.len);
+    p = ngx_cpymem(p, e->der.data, e->der.len);
+
+    /* expect may point into old: copy before old is freed */
+    p = ngx_cpymem(p, expect.data, expect.len);
+    p = ngx_cpymem(p, e->serial.data, cn->serial_len);
+    (void) ngx_cpymem(p, e->filename.data, cn->filename_len);
+
+    if (old) {
+        ngx_http_tsb_cache_delete(ctx, old);
+    }
+
+    ngx_rbtree_insert(&ctx->sh->rbtree, &cn->node);
+    ngx_queue_insert_head(&ctx->sh->queue, &cn->queue);
+    ctx->sh->entries++;
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_tsb_cache_copy(ngx_http_tsb_cache_node_t *cn, ngx_pool_t *pool,
+    ngx_http_tsb_entry_t *e)
+{
+    u_char  *p, *q;
+    size_t   len;
+
+    len = cn->id_len + cn->status_len + cn->der_len + cn->expect_len
+          + cn->serial_len + cn->filename_len + 18;
+
+    p = ngx_pnalloc(pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(e, sizeof(ngx_http_tsb_entry_t));
+
+    ngx_memcpy(p, cn->data, len - 18);
+    q = p;
+
+    e->id.data = q;
+    e->id.len = cn->id_len;
+    q += cn->id_len;
+
+    e->status_json.data = q;
+    e->status_json.len = cn->status_len;
+    q += cn->status_len;
+
+    e->der.data = q;
+    e->der.len = cn->der_len;
+    q += cn->der_len;
+
+    e->expect.data = q;
+    e->expect.len = cn->expect_len;
+    q += cn->expect_len;
+
+    e->serial.data = q;
+    e->serial.len = cn->serial_len;
+    q += cn->serial_len;
+
+    e->filename.data = q;
+    e->filename.len = cn->filename_len;
+    q += cn->filename_len;
+
+    if (cn->der_len) {
+        e->etag.data = q;
+        e->etag.len = 18;
+        *q++ = '"';
+        q = ngx_cpymem(q, cn->etag, 16);
+        *q = '"';
+    }
+
+    e->status = cn->status;
+    e->fetched = cn->fetched;
+    e->not_after = cn->not_after;
+    e->last_modified = cn->last_modified;
+    e->mismatch = cn->mismatch;
+
+    return NGX_OK;
+}
+
+
+static ngx_uint_t
+ngx_http_tsb_cache_fresh(ngx_http_tsb_loc_conf_t *tlcf,
+    ngx_http_tsb_cache_node_t *cn, uint64_t now)
+{
+    time_t  valid;
+
+    if (cn->fetched == 0 || cn->status == TSB_STATUS_UNKNOWN) {
+        return 0;
+    }
+
+    valid = tlcf->cache_valid[cn->status];
+
+    return now < cn->fetched + (uint64_t) valid * 1000;
+}
+
+
+ngx_int_t
+ngx_http_tsb_cache_remember(ngx_http_request_t *r, ngx_str_t *id,
+    u_char *expect, size_t expect_len)
+{
+    ngx_http_tsb_entry_t      e;
+    ngx_http_tsb_loc_conf_t  *tlcf;
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tsb_module);
+
+    if (tlcf->cache_zone == NULL || id->len > NGX_HTTP_TSB_ID_MAX
+        || expect_len > 0xffff)
+    {
+        return NGX_DECLINED;
+    }
+
+    /*
+     * No status JSON yet: the entry is not fresh until a status GET has
+     * brought the TSB's own answer, but it carries the expectation.
+     */
+
+    ngx_memzero(&e, sizeof(ngx_http_tsb_entry_t));
+
+    e.id = *id;
+    e.status = TSB_STATUS_UNKNOWN;
+    e.expect.data = expect;
+    e.expect.len = expect_len;
+
+    return ngx_http_tsb_cache_store(tlcf->cache_zone->data, &e,
+                                    r->connection->log);
+}
+
+
+/* entries from the TSB's answers */
+
+ngx_int_t
+ngx_http_tsb_entry_from_upstream(ngx_pool_t *pool, ngx_log_t *log,
+    ngx_http_tsb_fetch_t *f, ngx_str_t *id, ngx_str_t *expect,
+    ngx_http_tsb_loc_conf_t *tlcf, ngx_http_tsb_entry_t *e,
+    tsb_error_t *err)
+{
+    u_char         *p, ch;
+    size_t          i;
+    ngx_int_t       rc;
+    tsb_buf_t       out;
+    tsb_cert_t      cert;
+    tsb_status_t    st;
+    unsigned char   md[SHA256_DIGEST_LENGTH];
+
+    ngx_memzero(e, sizeof(ngx_http_tsb_entry_t));
+    ngx_memzero(&st, sizeof(tsb_status_t));
+    ngx_memzero(&cert, sizeof(tsb_cert_t));
+
+    if (f->status == NGX_HTTP_NOT_FOUND) {
+        tsb_error_set(err, NGX_HTTP_NOT_FOUND, "request.unknown",
+                      "the TSB does not know this request id");
+        return NGX_ERROR;
+    }
+
+    if (tsb_status_parse(f->body, f->body_len, &st, err) != 0) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "tsb: %V answered an unusable status: %s",
+                      &f->url, err->detail);
+        return NGX_ERROR;
+    }
+
+    rc = NGX_ERROR;
+
+    /* an answer for another id would poison the cache */
+    if (ngx_strlen(st.id) != id->len
+        || ngx_strncmp(st.id, id->data, id->len) != 0)
+    {
+        tsb_error_set(err, NGX_HTTP_BAD_GATEWAY, "upstream.response",
+                      "the TSB answered for another request id");
+        goto done;
+    }
+
+    e->id.data = ngx_pstrdup(pool, id);
+    e->id.len = id->len;
+    e->status = st.status;
+    e->fetched = ngx_http_tsb_now_ms();
+    e->last_modified = ngx_time();
+
+    if (e->id.data == NULL) {
+        goto failed;
+    }
+
+    if (expect && expect->len) {
+        e->expect.data = ngx_pstrdup(pool, expect);
+        e->expect.len = expect->len;
+
+        if (e->expect.data == NULL) {
+            goto failed;
+        }
+    }
+
+    if (st.status == TSB_STATUS_EXECUTED) {
+
+        if (st.result == NULL
+            || tsb_cert_load((u_char *) st.result, ngx_strlen(st.result),
+                             &cert, err)
+               != 0)
+        {
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "tsb: request %V is EXECUTED but its result is "
+                          "not a certificate", id);
+            tsb_error_set(err, NGX_HTTP_BAD_GATEWAY, "upstream.certificate",
+                          "the TSB reported EXECUTED without a usable "
+                          "certificate");
+            goto done;
+        }
+
+        if (st.execution_time) {
+            (void) ngx_http_tsb_parse_iso_time(st.execution_time,
+                                               &e->last_modified);
+        }
+
+        e->der.len = cert.der.len;
+        e->der.data = ngx_pnalloc(pool, cert.der.len);
+        e->serial.len = ngx_strlen(cert.serial_hex);
+        e->serial.data = ngx_pnalloc(pool, e->serial.len);
+        e->etag.len = 18;
+        e->etag.data = ngx_pnalloc(pool, 18);
+
+        if (e->der.data == NULL || e->serial.data == NULL
+            || e->etag.data == NULL)
+        {
+            goto failed;
+        }
+
+        ngx_memcpy(e->der.data, cert.der.data, cert.der.len);
+        ngx_memcpy(e->serial.data, cert.serial_hex, e->serial.len);
+        e->not_after = cert.not_after;
+
+        /* a strong validator: the certificate's own bytes */
+        SHA256(cert.der.data, cert.der.len, md);
+        e->etag.data[0] = '"';
+        ngx_hex_dump(e->etag.data + 1, md, 8);
+        e->etag.data[17] = '"';
+
+        /* a download name from the CN, reduced to harmless characters */
+        if (cert.subject_cn && cert.subject_cn[0]) {
+            e->filename.len = ngx_min(ngx_strlen(cert.subject_cn), 200);
+            e->filename.data = ngx_pnalloc(pool, e->filename.len);
+            if (e->filename.data == NULL) {
+                goto failed;
+            }
+
+            p = e->filename.data;
+            for (i = 0; i < e->filename.len; i++) {
+                ch = cert.subject_cn[i];
+
+                *p++ = ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')
+                        || (ch >= '0' && ch <= '9') || ch == '.'
+                        || ch == '-' || ch == '_') ? ch : '_';
+            }
+
+        } else {
+            e->filename = e->id;
+        }
+    }
+
+    /* the status JSON is kept without the PEM: the DER is kept once */
+
+    free(st.result);
+    st.result = NULL;
+
+    if (tsb_status_build(&st, &out) != 0) {
+        goto failed;
+    }
+
+    e->status_json.len = out.len;
+    e->status_json.data = ngx_pnalloc(pool, out.len);
+
+    if (e->status_json.data == NULL) {
+        tsb_buf_free(&out);
+        goto failed;
+    }
+
+    ngx_memcpy(e->status_json.data, out.data, out.len);
+    tsb_buf_free(&out);
+
+    rc = NGX_OK;
+    goto done;
+
+failed:
+
+    tsb_error_set(err, NGX_HTTP_INTERNAL_SERVER_ERROR, "internal.memory",
+                  "out of memory");
+
+done:
+
+    tsb_status_free(&st);
+    tsb_cert_free(&cert);
+
+    (void) tlcf;
+
+    return rc;
+}
+
+
+/* the request path */
+
+ngx_int_t
+ngx_http_tsb_cache_handle(ngx_http_request_t *r, ngx_str_t *id,
+    ngx_msec_t wait, ngx_http_tsb_serve_pt serve)
+{
+    uint32_t                    hash;
+    uint64_t                    now;
+    ngx_uint_t                  fresh, cache_status;
+    ngx_http_tsb_entry_t        e;
+    ngx_http_cleanup_t         *cln;
+    ngx_http_tsb_watch_t       *w;
+    ngx_http_tsb_waiter_t      *wt;
+    ngx_http_tsb_cache_ctx_t   *ctx;
+    ngx_http_tsb_cache_node_t  *cn;
+    ngx_http_tsb_loc_conf_t    *tlcf;
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tsb_module);
+    ctx = tlcf->cache_zone->data;
+
+    hash = ngx_crc32_short(id->data, id->len);
+    now = ngx_http_tsb_now_ms();
+    cache_status = NGX_HTTP_TSB_CACHE_NONE;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    cn = ngx_http_tsb_cache_lookup(ctx, id, hash);
+
+    if (cn && cn->fetched) {
+        fresh = ngx_http_tsb_cache_fresh(tlcf, cn, now);
+
+        if (fresh && (wait == 0 || tsb_status_is_terminal(cn->status))) {
+            cache_status = NGX_HTTP_TSB_CACHE_HIT;
+
+        } else if (!fresh && wait == 0 && cn->updating > now) {
+            /* someone refreshes it right now: do not queue behind them */
+            cache_status = NGX_HTTP_TSB_CACHE_UPDATING;
+        }
+
+        if (cache_status != NGX_HTTP_TSB_CACHE_NONE) {
+            ngx_queue_remove(&cn->queue);
+            ngx_queue_insert_head(&ctx->sh->queue, &cn->queue);
+
+            if (ngx_http_tsb_cache_copy(cn, r->pool, &e) != NGX_OK) {
+                ngx_shmtx_unlock(&ctx->shpool->mutex);
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+        }
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    if (cache_status != NGX_HTTP_TSB_CACHE_NONE) {
+        return serve(r, &e, cache_status, NULL);
+    }
+
+    /* wait for this worker's one refresh of the id */
+
+    w = ngx_http_tsb_watch_get(r, id, hash);
+    if (w == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    wt = ngx_pcalloc(r->pool, sizeof(ngx_http_tsb_waiter_t));
+    cln = ngx_http_cleanup_add(r, 0);
+
+    if (wt == NULL || cln == NULL) {
+        ngx_http_tsb_watch_release(w);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    wt->request = r;
+    wt->watch = w;
+    wt->serve = serve;
+    wt->terminal = (wait > 0);
+
+    /* debug logging reads an event's data as a connection */
+    wt->timer.data = r->connection;
+    wt->timer.handler = ngx_http_tsb_waiter_timeout;
+    wt->timer.log = r->connection->log;
+    wt->timer.cancelable = 1;
+
+    ngx_add_timer(&wt->timer, wait ? wait
+                                   : tlcf->upstream.timeout + 1000);
+
+    ngx_queue_insert_tail(&w->waiters, &wt->queue);
+    wt->linked = 1;
+
+    cln->handler = ngx_http_tsb_waiter_cleanup;
+    cln->data = wt;
+
+    /* run the step after this handler returns: never finalize r inside */
+    /*
+     * A new watch looks at once; one that is between refreshes keeps its
+     * schedule, or every new waiter would cost an upstream GET.
+     */
+    if (w->fetch == NULL && !w->timer.timer_set && !w->timer.posted) {
+        ngx_post_event(&w->timer, &ngx_posted_events);
+    }
+
+    r->main->count++;
+    r->read_event_handler = ngx_http_test_reading;
+
+    return NGX_DONE;
+}
+
+
+static ngx_http_tsb_watch_t *
+ngx_http_tsb_watch_get(ngx_http_request_t *r, ngx_str_t *id, uint32_t hash)
+{
+    ngx_int_t                 rc;
+    ngx_rbtree_node_t        *node, *sentinel;
+    ngx_http_tsb_watch_t     *w;
+    ngx_http_tsb_loc_conf_t  *tlcf;
+
+    if (ngx_http_tsb_watches.root == NULL) {
+        ngx_rbtree_init(&ngx_http_tsb_watches, &ngx_http_tsb_watches_sentinel,
+                        ngx_rbtree_insert_value);
+
+        ngx_memzero(&ngx_http_tsb_watch_conn, sizeof(ngx_connection_t));
+        ngx_http_tsb_watch_conn.fd = (ngx_socket_t) -1;
+    }
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tsb_module);
+
+    node = ngx_http_tsb_watches.root;
+    sentinel = ngx_http_tsb_watches.sentinel;
+
+    while (node != sentinel) {
+
+        if (hash != node->key) {
+            node = (hash < node->key) ? node->left : node->right;
+            continue;
+        }
+
+        w = (ngx_http_tsb_watch_t *) node;
+
+        rc = ngx_memn2cmp(id->data, w->id.data, id->len, w->id.len);
+
+        /*
+         * Same id from another zone or TSB: a watch serves one location's
+         * view; equal hashes are rare enough to chain them in the tree.
+         */
+        if (rc == 0 && w->conf->cache_zone == tlcf->cache_zone
+            && w->conf->upstream.url.len == tlcf->upstream.url.len
+            && ngx_strcmp(w->conf->upstream.url.data,
+                          tlcf->upstream.url.data) == 0)
+        {
+            return w;
+        }
+
+        node = node->right;
+    }
+
+    /* process memory: a watch outlives the request that made it */
+    w = ngx_calloc(sizeof(ngx_http_tsb_watch_t), ngx_cycle->log);
+    if (w == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(w->id_data, id->data, id->len);
+    w->id.data = w->id_data;
+    w->id.len = id->len;
+    w->conf = tlcf;
+    w->log = ngx_cycle->log;
+    ngx_queue_init(&w->waiters);
+
+    w->timer.data = &ngx_http_tsb_watch_conn;
+    w->timer.handler = ngx_http_tsb_watch_event;
+    w->timer.log = ngx_cycle->log;
+    w->timer.cancelable = 1;
+
+    w->node.key = hash;
+    ngx_rbtree_insert(&ngx_http_tsb_watches, &w->node);
+
+    return w;
+}
+
+
+static void
+ngx_http_tsb_watch_event(ngx_event_t *ev)
+{
+    ngx_http_tsb_watch_t  *w;
+
+    w = (ngx_http_tsb_watch_t *) ((u_char *) ev
+                                  - offsetof(ngx_http_tsb_watch_t, timer));
+
+    ngx_http_tsb_watch_step(w);
+}
+
+
+/*
+ * One look at the zone: deliver what is fresh enough, wait for another
+ * worker's refresh, or refresh it ourselves.
+ */
+
+static void
+ngx_http_tsb_watch_step(ngx_http_tsb_watch_t *w)
+{
+    u_char                     *p;
+    uint64_t                    now;
+    ngx_str_t                   path;
+    ngx_pool_t                 *pool;
+    ngx_http_tsb_fetch_t       *f;
+    ngx_http_tsb_cache_ctx_t   *ctx;
+    ngx_http_tsb_cache_node_t  *cn;
+
+    if (ngx_queue_empty(&w->waiters) || w->fetch) {
+        ngx_http_tsb_watch_release(w);
+        return;
+    }
+
+    ctx = w->conf->cache_zone->data;
+    now = ngx_http_tsb_now_ms();
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    cn = ngx_http_tsb_cache_lookup(ctx, &w->id, w->node.key);
+
+    if (cn && cn->fetched && cn->fetched >= w->want_since
+        && (w->want_since || ngx_http_tsb_cache_fresh(w->conf, cn, now)))
+    {
+        /* new enough: ours from before, or another worker's refresh */
+        (void) ngx_http_tsb_watch_snapshot(w, cn);
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+        w->failed = 0;
+        ngx_http_tsb_watch_deliver(w, 0);
+        return;
+    }
+
+    if (cn && cn->updating > now) {
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+        if (w->poll_until == 0) {
+            w->poll_until = cn->updating;
+        }
+
+        ngx_http_tsb_watch_schedule(w, NGX_HTTP_TSB_POLL_MS);
+        return;
+    }
+
+    /* ours to refresh: the others wait for the answer we store */
+
+    if (cn == NULL) {
+        cn = ngx_http_tsb_cache_alloc(ctx,
+                                      offsetof(ngx_http_tsb_cache_node_t, data)
+                                      + w->id.len, w->log);
+        if (cn) {
+            ngx_memzero(cn, offsetof(ngx_http_tsb_cache_node_t, data));
+            cn->node.key = w->node.key;
+            cn->id_len = (u_char) w->id.len;
+            ngx_memcpy(cn->data, w->id.data, w->id.len);
+
+            ngx_rbtree_insert(&ctx->sh->rbtree, &cn->node);
+            ngx_queue_insert_head(&ctx->sh->queue, &cn->queue);
+            ctx->sh->entries++;
+        }
+    }
+
+    if (cn) {
+        if (cn->fetched) {
+            /* stale, but still what we answer if the TSB fails */
+            (void) ngx_http_tsb_watch_snapshot(w, cn);
+        }
+
+        cn->updating = now + w->conf->upstream.timeout + 1000;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    w->poll_until = 0;
+
+    pool = ngx_create_pool(1024, w->log);
+    if (pool == NULL) {
+        goto failed;
+    }
+
+    path.len = sizeof("/v1/request/") - 1 + w->id.len;
+    path.data = ngx_pnalloc(pool, path.len);
+    if (path.data == NULL) {
+        ngx_destroy_pool(pool);
+        goto failed;
+    }
+
+    p = ngx_cpymem(path.data, "/v1/request/", sizeof("/v1/request/") - 1);
+    ngx_memcpy(p, w->id.data, w->id.len);
+
+    f = ngx_http_tsb_fetch_new(pool, w->log, &w->conf->upstream, "GET",
+                               &path, NULL);
+
+    if (f == NULL) {
+        ngx_destroy_pool(pool);
+        goto failed;
+    }
+
+    f->done = ngx_http_tsb_watch_fetch_done;
+    f->data = w;
+
+    w->fetch_pool = pool;
+    w->fetch = f;
+
+    if (ngx_http_tsb_fetch_start(f) != NGX_OK) {
+        w->fetch = NULL;
+        w->fetch_pool = NULL;
+        ngx_destroy_pool(pool);
+        goto failed;
+    }
+
+    return;
+
+failed:
+
+    tsb_error_set(&w->err, NGX_HTTP_INTERNAL_SERVER_ERROR, "internal.memory",
+                  "the gateway could not start a TSB request");
+    w->failed = 1;
+    ngx_http_tsb_watch_deliver(w, 1);
+}
+
+
+static void
+ngx_http_tsb_watch_fetch_done(ngx_http_tsb_fetch_t *f)
+{
+    ngx_int_t                   rc;
+    ngx_str_t                   expect;
+    ngx_pool_t                 *pool;
+    tsb_error_t                 err;
+    ngx_http_tsb_entry_t       *e;
+    ngx_http_tsb_watch_t       *w;
+    ngx_http_tsb_cache_ctx_t   *ctx;
+    ngx_http_tsb_cache_node_t  *cn;
+
+    w = f->data;
+    ctx = w->conf->cache_zone->data;
+
+    ngx_memzero(&err, sizeof(tsb_error_t));
+
+    pool = ngx_create_pool(4096, w->log);
+    e = pool ? ngx_pcalloc(pool, sizeof(ngx_http_tsb_entry_t)) : NULL;
+
+    /* what was accepted for this id, for the issued certificate check */
+
+    ngx_str_null(&expect);
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    cn = ngx_http_tsb_cache_lookup(ctx, &w->id, w->node.key);
+
+    if (cn && e && cn->expect_len) {
+        expect.len = cn->expect_len;
+        expect.data = ngx_pnalloc(pool, expect.len);
+
+        if (expect.data) {
+            ngx_memcpy(expect.data,
+                       cn->data + cn->id_len + cn->status_len + cn->der_len,
+                       expect.len);
+        } else {
+            expect.len = 0;
+        }
+    }
+
+    if (cn) {
+        cn->updating = 0;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    if (e == NULL) {
+        rc = NGX_ERROR;
+        tsb_error_set(&err, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                      "internal.memory", "out of memory");
+
+    } else if (f->result != CURLE_OK
+               || (f->status != NGX_HTTP_OK
+                   && f->status != NGX_HTTP_NOT_FOUND))
+    {
+        rc = NGX_ERROR;
+        ngx_http_tsb_upstream_error(w->log, f, &err);
+
+    } else {
+        rc = ngx_http_tsb_entry_from_upstream(pool, w->log, f, &w->id,
+                                              &expect, w->conf, e, &err);
+    }
+
+    w->fetch = NULL;
+    ngx_destroy_pool(w->fetch_pool);
+    w->fetch_pool = NULL;
+
+    if (rc != NGX_OK) {
+        if (pool) {
+            ngx_destroy_pool(pool);
+        }
+
+        w->err = err;
+        w->failed = 1;
+
+        ngx_http_tsb_watch_deliver(w, 1);
+        return;
+    }
+
+    if (ngx_http_tsb_cache_store(ctx, e, w->log) != NGX_OK) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, w->log, 0,
+                       "tsb: request %V not cached", &w->id);
+    }
+
+    /* the waiters are answered from our copy, cached or not */
+
+    if (w->snap_pool) {
+        ngx_destroy_pool(w->snap_pool);
+    }
+
+    w->snap_pool = pool;
+    w->snap = e;
+    w->failed = 0;
+
+    ngx_http_tsb_watch_deliver(w, 0);
+}
+
+
+static ngx_int_t
+ngx_http_tsb_watch_snapshot(ngx_http_tsb_watch_t *w,
+    ngx_http_tsb_cache_node_t *cn)
+{
+    ngx_pool_t            *pool;
+    ngx_http_tsb_entry_t  *e;
+
+    pool = ngx_create_pool(1024, w->log);
+    if (pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    e = ngx_palloc(pool, sizeof(ngx_http_tsb_entry_t));
+
+    if (e == NULL || ngx_http_tsb_cache_copy(cn, pool, e) != NGX_OK) {
+        ngx_destroy_pool(pool);
+        return NGX_ERROR;
+    }
+
+    if (w->snap_pool) {
+        ngx_destroy_pool(w->snap_pool);
+    }
+
+    w->snap_pool = pool;
+    w->snap = e;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Answers the waiters that can be answered: all of them after a failure or
+ * at a final status, the plain ones always; ?wait= ones keep waiting for a
+ * terminal status and get the next refresh one interval later.
+ */
+
+static void
+ngx_http_tsb_watch_deliver(ngx_http_tsb_watch_t *w, ngx_uint_t final)
+{
+    ngx_uint_t              terminal;
+    ngx_queue_t             ready, *q, *next;
+    ngx_http_tsb_waiter_t  *wt;
+
+    terminal = w->snap && !w->failed && tsb_status_is_terminal(w->snap->status);
+
+    ngx_queue_init(&ready);
+
+    for (q = ngx_queue_head(&w->waiters);
+         q != ngx_queue_sentinel(&w->waiters);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        wt = ngx_queue_data(q, ngx_http_tsb_waiter_t, queue);
+
+        if (wt->terminal && !terminal && !w->failed) {
+            continue;
+        }
+
+        ngx_queue_remove(q);
+        ngx_queue_insert_tail(&ready, q);
+    }
+
+    (void) final;
+
+    /*
+     * Serving finalizes requests, which may run other requests' cleanups:
+     * each waiter is unlinked from whichever list holds it, and the watch
+     * is not freed until the loop is over.
+     */
+
+    w->delivering = 1;
+
+    while (!ngx_queue_empty(&ready)) {
+        q = ngx_queue_head(&ready);
+        ngx_queue_remove(q);
+
+        wt = ngx_queue_data(q, ngx_http_tsb_waiter_t, queue);
+        wt->linked = 0;
+
+        ngx_http_tsb_waiter_serve(wt, 0);
+    }
+
+    w->delivering = 0;
+
+    if (ngx_queue_empty(&w->waiters)) {
+        ngx_http_tsb_watch_release(w);
+        return;
+    }
+
+    /* the rest wait for a terminal status: one refresh per interval */
+
+    /*
+     * Anything newer than what they have seen will do, also another
+     * worker's refresh: that is what keeps it to one GET per interval.
+     */
+    w->want_since = (w->snap && !w->failed) ? w->snap->fetched + 1
+                                            : ngx_http_tsb_now_ms();
+    ngx_http_tsb_watch_schedule(w, w->conf->refresh_interval);
+}
+
+
+static void
+ngx_http_tsb_watch_schedule(ngx_http_tsb_watch_t *w, ngx_msec_t delay)
+{
+    if (w->timer.posted) {
+        ngx_delete_posted_event(&w->timer);
+    }
+
+    ngx_add_timer(&w->timer, delay);
+}
+
+
+/* frees the watch when nothing uses it any more */
+
+static void
+ngx_http_tsb_watch_release(ngx_http_tsb_watch_t *w)
+{
+    if (w->delivering || w->fetch || !ngx_queue_empty(&w->waiters)) {
+        return;
+    }
+
+    if (w->timer.timer_set) {
+        ngx_del_timer(&w->timer);
+    }
+
+    if (w->timer.posted) {
+        ngx_delete_posted_event(&w->timer);
+    }
+
+    if (w->snap_pool) {
+        ngx_destroy_pool(w->snap_pool);
+    }
+
+    ngx_rbtree_delete(&ngx_http_tsb_watches, &w->node);
+    ngx_free(w);
+}
+
+
+static void
+ngx_http_tsb_waiter_serve(ngx_http_tsb_waiter_t *wt, ngx_uint_t timed_out)
+{
+    uint64_t                  now;
+    ngx_int_t                 rc;
+    tsb_error_t               err;
+    ngx_connection_t         *c;
+    ngx_http_request_t       *r;
+    ngx_http_tsb_entry_t     *e;
+    ngx_http_tsb_watch_t     *w;
+
+    r = wt->request;
+    c = r->connection;
+    w = wt->watch;
+
+    if (wt->timer.timer_set) {
+        ngx_del_timer(&wt->timer);
+    }
+
+    /* the cleanup must not touch the watch any more */
+    wt->watch = NULL;
+
+    e = w->snap;
+    now = ngx_http_tsb_now_ms();
+
+    if (w->failed) {
+        if (e && e->fetched
+            && now <= e->fetched + (uint64_t) w->conf->cache_use_stale * 1000)
+        {
+            rc = wt->serve(r, e, NGX_HTTP_TSB_CACHE_STALE, NULL);
+
+        } else {
+            err = w->err;
+            rc = wt->serve(r, NULL, NGX_HTTP_TSB_CACHE_MISS, &err);
+        }
+
+    } else if (e) {
+        rc = wt->serve(r, e, timed_out ? NGX_HTTP_TSB_CACHE_HIT
+                                       : NGX_HTTP_TSB_CACHE_MISS, NULL);
+
+    } else {
+        tsb_error_set(&err, NGX_HTTP_GATEWAY_TIME_OUT, "upstream.timeout",
+                      "the TSB did not answer in time");
+        rc = wt->serve(r, NULL, NGX_HTTP_TSB_CACHE_MISS, &err);
+    }
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_tsb_waiter_timeout(ngx_event_t *ev)
+{
+    ngx_http_tsb_watch_t   *w;
+    ngx_http_tsb_waiter_t  *wt;
+
+    wt = (ngx_http_tsb_waiter_t *) ((u_char *) ev
+                                    - offsetof(ngx_http_tsb_waiter_t, timer));
+    w = wt->watch;
+
+    if (w == NULL) {
+        return;
+    }
+
+    if (wt->linked) {
+        ngx_queue_remove(&wt->queue);
+        wt->linked = 0;
+    }
+
+    ngx_http_tsb_waiter_serve(wt, 1);
+
+    ngx_http_tsb_watch_release(w);
+}
+
+
+static void
+ngx_http_tsb_waiter_cleanup(void *data)
+{
+    ngx_http_tsb_waiter_t  *wt = data;
+
+    ngx_http_tsb_watch_t  *w;
+
+    if (wt->timer.timer_set) {
+        ngx_del_timer(&wt->timer);
+    }
+
+    if (wt->linked) {
+        ngx_queue_remove(&wt->queue);
+        wt->linked = 0;
+    }
+
+    w = wt->watch;
+    wt->watch = NULL;
+
+    if (w) {
+        ngx_http_tsb_watch_release(w);
+    }
+}
+
+
+const char *
+ngx_http_tsb_cache_status_name(ngx_uint_t cache_status)
+{
+    if (cache_status > NGX_HTTP_TSB_CACHE_UPDATING) {
+        return "";
+    }
+
+    return ngx_http_tsb_cache_status_names[cache_status];
+}
+
+
+static ngx_int_t
+ngx_http_tsb_parse_iso_time(const char *s, time_t *t)
+{
+    int        n;
+    struct tm  tm;
+
+    ngx_memzero(&tm, sizeof(struct tm));
+
+    /* "2024-01-23T11:43:43Z", fractions and offsets are not used here */
+    n = sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d", &tm.tm_year, &tm.tm_mon,
+               &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec);
+
+    if (n != 6) {
+        return NGX_ERROR;
+    }
+
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+
+    *t = timegm(&tm);
+
+    return (*t == (time_t) -1) ? NGX_ERROR : NGX_OK;
+}

@@ -1,0 +1,86 @@
+
+/*
+ * Copyright (C) ngx_tsb_module authors
+ *
+ * The request status cache: a shared memory zone across workers (slab,
+ * rbtree by request id, LRU queue), and per worker the waiters that hold a
+ * request until the TSB has answered, so that many clients polling one id
+ * cost one upstream GET.
+ */
+
+
+#ifndef _NGX_HTTP_TSB_CACHE_H_INCLUDED_
+#define _NGX_HTTP_TSB_CACHE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_tsb_module.h"
+
+
+#define NGX_HTTP_TSB_CACHE_NONE      0     /* no cache in this location */
+#define NGX_HTTP_TSB_CACHE_HIT       1
+#define NGX_HTTP_TSB_CACHE_MISS      2
+#define NGX_HTTP_TSB_CACHE_STALE     3
+#define NGX_HTTP_TSB_CACHE_UPDATING  4
+
+
+/* a request's view of one entry: copies in some pool, never shm pointers */
+typedef struct {
+    ngx_str_t          id;
+    ngx_uint_t         status;          /* TSB_STATUS_* */
+    ngx_str_t          status_json;     /* the TSB shape, "result": null */
+    ngx_str_t          der;             /* the certificate, when EXECUTED */
+    ngx_str_t          expect;          /* what the gateway accepted */
+    ngx_str_t          serial;          /* upper-case hex */
+    ngx_str_t          filename;        /* a safe base name for downloads */
+    ngx_str_t          etag;            /* quoted */
+    time_t             not_after;
+    time_t             last_modified;
+    uint64_t           fetched;         /* ms since the epoch */
+    unsigned           mismatch:1;      /* issued.mismatch: never served */
+} ngx_http_tsb_entry_t;
+
+
+/*
+ * Sends the answer for r; entry is NULL when err says why there is none.
+ * Returns what the handler would return (the caller finalizes).
+ */
+typedef ngx_int_t (*ngx_http_tsb_serve_pt)(ngx_http_request_t *r,
+    ngx_http_tsb_entry_t *entry, ngx_uint_t cache_status, tsb_error_t *err);
+
+
+char *ngx_http_tsb_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_tsb_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_tsb_cache_valid(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+/*
+ * Answers r for request id from the cache, or makes it wait (up to wait ms
+ * for a terminal status when wait > 0) for one refresh shared by every
+ * waiter of that id in this worker.  Returns NGX_DONE when r waits.
+ */
+ngx_int_t ngx_http_tsb_cache_handle(ngx_http_request_t *r, ngx_str_t *id,
+    ngx_msec_t wait, ngx_http_tsb_serve_pt serve);
+
+/* after a sign request: the entry starts PENDING with what was accepted */
+ngx_int_t ngx_http_tsb_cache_remember(ngx_http_request_t *r, ngx_str_t *id,
+    u_char *expect, size_t expect_len);
+
+/*
+ * Turns a finished GET /v1/request/{id} into an entry (in pool), checking
+ * the certificate when EXECUTED; returns NGX_ERROR with err set otherwise.
+ */
+ngx_int_t ngx_http_tsb_entry_from_upstream(ngx_pool_t *pool, ngx_log_t *log,
+    ngx_http_tsb_fetch_t *f, ngx_str_t *id, ngx_str_t *expect,
+    ngx_http_tsb_loc_conf_t *tlcf, ngx_http_tsb_entry_t *e,
+    tsb_error_t *err);
+
+uint64_t ngx_http_tsb_now_ms(void);
+const char *ngx_http_tsb_cache_status_name(ngx_uint_t cache_status);
+
+
+#endif /* _NGX_HTTP_TSB_CACHE_H_INCLUDED_ */
