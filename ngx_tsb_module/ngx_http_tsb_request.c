@@ -14,6 +14,7 @@
 
 #include "ngx_http_tsb_module.h"
 #include "ngx_http_tsb_cache.h"
+#include "tsb_path.h"
 
 
 static ngx_int_t ngx_http_tsb_request_handler(ngx_http_request_t *r,
@@ -74,8 +75,9 @@ ngx_http_tsb_request_handler(ngx_http_request_t *r, ngx_uint_t certificate)
 
     if (ngx_http_tsb_parse_id(r, ctx, certificate) != NGX_OK) {
         return ngx_http_tsb_send_error(r, NGX_HTTP_BAD_REQUEST, "request.id",
-                   "the URI does not end in a TSB request id "
-                   "(letters, digits and '-', optionally .pem or .der)");
+                   "the URI does not end in a TSB request id (letters, "
+                   "digits and '-', optionally .pem, .der, .crt, .cer or "
+                   "/chain) or ?format= is not pem, der, chain or json");
     }
 
     wait = ngx_http_tsb_wait_arg(r);
@@ -121,49 +123,91 @@ ngx_http_tsb_request_handler(ngx_http_request_t *r, ngx_uint_t certificate)
 
 /*
  * The id is the last path segment of the (already decoded and normalised)
- * URI, optionally with a format suffix.  Only the characters of a UUID are
- * allowed, so nothing a client sends can change the upstream path.
+ * URI, with an optional format suffix; only the characters of a UUID are
+ * allowed, so nothing a client sends can change the upstream path.  The
+ * format may also come from ?format= or, without either, from Accept.
  */
 
 static ngx_int_t
 ngx_http_tsb_parse_id(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx,
     ngx_uint_t certificate)
 {
-    u_char  *start, *end, *p;
+    int                    format;
+    size_t                 len;
+    ngx_str_t              value, *accept;
+    ngx_uint_t             i;
+    const unsigned char   *id;
 
-    end = r->uri.data + r->uri.len;
-    start = end;
+    static struct {
+        ngx_str_t   name;
+        ngx_str_t   type;
+        ngx_uint_t  format;
+    } formats[] = {
+        { ngx_string("pem"), ngx_string("application/x-pem-file"),
+          NGX_HTTP_TSB_FORMAT_PEM },
+        { ngx_string("der"), ngx_string("application/pkix-cert"),
+          NGX_HTTP_TSB_FORMAT_DER },
+        { ngx_string("chain"), ngx_string("application/pem-certificate-chain"),
+          NGX_HTTP_TSB_FORMAT_CHAIN },
+        { ngx_string("json"), ngx_null_string, NGX_HTTP_TSB_FORMAT_JSON }
+    };
 
-    while (start > r->uri.data && start[-1] != '/') {
-        start--;
+    if (tsb_request_id_from_path(r->uri.data, r->uri.len, &id, &len, &format)
+        != 0)
+    {
+        return NGX_ERROR;
+    }
+
+    ctx->id.data = (u_char *) id;
+    ctx->id.len = len;
+
+    switch (format) {
+    case TSB_FORMAT_PEM:
+        ctx->format = NGX_HTTP_TSB_FORMAT_PEM;
+        return NGX_OK;
+    case TSB_FORMAT_DER:
+        ctx->format = NGX_HTTP_TSB_FORMAT_DER;
+        return NGX_OK;
+    case TSB_FORMAT_CHAIN:
+        ctx->format = NGX_HTTP_TSB_FORMAT_CHAIN;
+        return NGX_OK;
     }
 
     ctx->format = certificate ? NGX_HTTP_TSB_FORMAT_PEM
                               : NGX_HTTP_TSB_FORMAT_JSON;
 
-    if (end - start > 4 && ngx_strncmp(end - 4, ".pem", 4) == 0) {
-        ctx->format = NGX_HTTP_TSB_FORMAT_PEM;
-        end -= 4;
+    if (ngx_http_arg(r, (u_char *) "format", 6, &value) == NGX_OK) {
+        for (i = 0; i < sizeof(formats) / sizeof(formats[0]); i++) {
+            if (value.len == formats[i].name.len
+                && ngx_strncasecmp(value.data, formats[i].name.data,
+                                   value.len) == 0)
+            {
+                ctx->format = formats[i].format;
+                return NGX_OK;
+            }
+        }
 
-    } else if (end - start > 4 && ngx_strncmp(end - 4, ".der", 4) == 0) {
-        ctx->format = NGX_HTTP_TSB_FORMAT_DER;
-        end -= 4;
-    }
-
-    if (end == start || end - start > NGX_HTTP_TSB_ID_MAX) {
         return NGX_ERROR;
     }
 
-    for (p = start; p < end; p++) {
-        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z')
-              || (*p >= 'A' && *p <= 'Z') || *p == '-'))
+#if (NGX_HTTP_HEADERS)
+    accept = r->headers_in.accept ? &r->headers_in.accept->value : NULL;
+#else
+    accept = NULL;
+#endif
+
+    /* a client that names a certificate type gets that type */
+
+    for (i = 0; accept && i < sizeof(formats) / sizeof(formats[0]); i++) {
+        if (formats[i].type.len
+            && ngx_strlcasestrn(accept->data, accept->data + accept->len,
+                                formats[i].type.data, formats[i].type.len - 1)
+               != NULL)
         {
-            return NGX_ERROR;
+            ctx->format = formats[i].format;
+            break;
         }
     }
-
-    ctx->id.data = start;
-    ctx->id.len = end - start;
 
     return NGX_OK;
 }
