@@ -133,7 +133,8 @@ ngx_http_tsb_parse_id(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx,
     ngx_uint_t certificate)
 {
     int                    format;
-    size_t                 len;
+    u_char                *p, *raw, *raw_end;
+    size_t                 len, tail;
     ngx_str_t              value, *accept;
     ngx_uint_t             i;
     const unsigned char   *id;
@@ -160,6 +161,34 @@ ngx_http_tsb_parse_id(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx,
 
     ctx->id.data = (u_char *) id;
     ctx->id.len = len;
+
+    /*
+     * nginx has decoded and merged the path: "a%2Fb" arrived as "a/b".
+     * The id and its suffix must stand in the request line as they are, or
+     * an encoded slash would pick a different id than the client wrote.
+     */
+
+    if (r->valid_unparsed_uri) {
+        tail = r->uri.data + r->uri.len - id;
+
+        raw = r->unparsed_uri.data;
+        raw_end = raw + r->unparsed_uri.len;
+
+        for (p = raw; p < raw_end; p++) {
+            if (*p == '?' || *p == '#') {
+                break;
+            }
+        }
+
+        raw_end = p;
+
+        if ((size_t) (raw_end - raw) <= tail
+            || raw_end[-(ssize_t) tail - 1] != '/'
+            || ngx_memcmp(raw_end - tail, id, tail) != 0)
+        {
+            return NGX_ERROR;
+        }
+    }
 
     switch (format) {
     case TSB_FORMAT_PEM:
