@@ -411,17 +411,59 @@ tsb_json_position(const unsigned char *buf, size_t len, size_t off,
 }
 
 
+static int
+tsb_json_token_char(unsigned char c)
+{
+    return !(c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '{'
+             || c == '}' || c == '[' || c == ']' || c == ',' || c == ':');
+}
+
+
+/*
+ * yajl stops a few bytes into the token it did not expect.  Point at the
+ * start of that token, and at the end of the one before it: a missing
+ * comma is "after" the line that lacks it, which is where a user looks.
+ */
+
 static void
 tsb_json_syntax_error(tsb_error_t *err, int status, const char *reason,
     const unsigned char *buf, size_t len, size_t off, const char *text)
 {
-    size_t  line, col;
+    size_t  line, col, prev, pline, pcol;
+
+    if (off > len) {
+        off = len;
+    }
+
+    while (off > 0 && off < len && tsb_json_token_char(buf[off - 1])
+           && tsb_json_token_char(buf[off]))
+    {
+        off--;
+    }
 
     tsb_json_position(buf, len, off, &line, &col);
 
+    prev = off;
+
+    while (prev > 0 && (buf[prev - 1] == ' ' || buf[prev - 1] == '\t'
+                        || buf[prev - 1] == '\r' || buf[prev - 1] == '\n'))
+    {
+        prev--;
+    }
+
+    if (prev == 0 || prev == off) {
+        tsb_error_set(err, status, reason,
+                      "invalid JSON at line %zu, column %zu (byte %zu): %s",
+                      line, col, off, text);
+        return;
+    }
+
+    tsb_json_position(buf, len, prev - 1, &pline, &pcol);
+
     tsb_error_set(err, status, reason,
-                  "invalid JSON at line %zu, column %zu (byte %zu): %s",
-                  line, col, off, text);
+                  "invalid JSON at line %zu, column %zu (byte %zu), after "
+                  "line %zu, column %zu: %s", line, col, off, pline, pcol,
+                  text);
 }
 
 

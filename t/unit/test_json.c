@@ -175,9 +175,11 @@ test_documented_fixture(void)
      * Lines count from 1, as in editors: the comma is missing at the end
      * of line 8 and the parser trips over the "keyUsage" key on line 9.
      */
-    ok(strstr(err.detail, "at line 9, column ") != NULL,
-       "detail points at line 9, the \"keyUsage\" line");
-    ok(strstr(err.detail, "(byte 269)") != NULL, "detail names the byte");
+    ok(strstr(err.detail, "at line 9, column 1 ") != NULL,
+       "detail points at the start of the \"keyUsage\" token on line 9");
+    ok(strstr(err.detail, "(byte 267)") != NULL, "detail names the byte");
+    ok(strstr(err.detail, "after line 8, column 56") != NULL,
+       "detail names the end of line 8, where the comma is missing");
     ok(strstr(err.detail, "expect ',' or '}'") != NULL,
        "detail carries yajl's short error text");
     ok(strstr(err.detail, "keyUsage") == NULL
