@@ -56,7 +56,8 @@ $(NGX_TREE)/Makefile: config
 
 $(MODULE_SO): $(NGX_TREE)/Makefile $(MODULE_SRCS)
 	$(MAKE) -C $(NGX_TREE) -f objs/Makefile modules
-	cp $(NGX_TREE)/objs/ngx_http_tsb_module.so $@
+	cp $(NGX_TREE)/objs/ngx_http_tsb_module.so $@.tmp
+	mv -f $@.tmp $@
 
 $(BUILD)/unit/%: t/unit/%.c $(CORE_SRCS) $(wildcard $(SRC_DIR)/tsb_*.h) \
                  t/unit/tap.h $(wildcard t/unit/*.h)

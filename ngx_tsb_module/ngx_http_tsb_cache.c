@@ -26,6 +26,7 @@
 
 #include "ngx_http_tsb_module.h"
 #include "ngx_http_tsb_cache.h"
+#include "ngx_http_tsb_store.h"
 
 
 /* how often a watch looks at the zone while another worker refreshes */
@@ -98,11 +99,12 @@ struct ngx_http_tsb_watch_s {
 
     ngx_event_t                  timer;        /* refresh / poll / step */
     uint64_t                     want_since;   /* newer than this, ms */
-    uint64_t                     poll_until;   /* give up on another worker */
 
     tsb_error_t                  err;          /* the last refresh failed */
     unsigned                     failed:1;
     unsigned                     delivering:1;
+    unsigned                     loading:1;    /* reading tsb_store */
+    unsigned                     store_tried:1;
 };
 
 
@@ -135,6 +137,10 @@ static void ngx_http_tsb_watch_schedule(ngx_http_tsb_watch_t *w,
 static void ngx_http_tsb_watch_release(ngx_http_tsb_watch_t *w);
 static ngx_int_t ngx_http_tsb_watch_snapshot(ngx_http_tsb_watch_t *w,
     ngx_http_tsb_cache_node_t *cn);
+static void ngx_http_tsb_watch_loaded(void *data, ngx_http_tsb_entry_t *e);
+static void ngx_http_tsb_watch_unclaim(ngx_http_tsb_watch_t *w);
+static ngx_int_t ngx_http_tsb_watch_copy(ngx_http_tsb_watch_t *w,
+    ngx_http_tsb_entry_t *e);
 static void ngx_http_tsb_waiter_serve(ngx_http_tsb_waiter_t *wt,
     ngx_uint_t timed_out);
 static void ngx_http_tsb_waiter_timeout(ngx_event_t *ev);
@@ -930,7 +936,9 @@ ngx_http_tsb_cache_handle(ngx_http_request_t *r, ngx_str_t *id,
      * A new watch looks at once; one that is between refreshes keeps its
      * schedule, or every new waiter would cost an upstream GET.
      */
-    if (w->fetch == NULL && !w->timer.timer_set && !w->timer.posted) {
+    if (w->fetch == NULL && !w->loading && !w->timer.timer_set
+        && !w->timer.posted)
+    {
         ngx_post_event(&w->timer, &ngx_posted_events);
     }
 
@@ -1036,12 +1044,13 @@ ngx_http_tsb_watch_step(ngx_http_tsb_watch_t *w)
     u_char                     *p;
     uint64_t                    now;
     ngx_str_t                   path;
+    ngx_uint_t                  unknown;
     ngx_pool_t                 *pool;
     ngx_http_tsb_fetch_t       *f;
     ngx_http_tsb_cache_ctx_t   *ctx;
     ngx_http_tsb_cache_node_t  *cn;
 
-    if (ngx_queue_empty(&w->waiters) || w->fetch) {
+    if (ngx_queue_empty(&w->waiters) || w->fetch || w->loading) {
         ngx_http_tsb_watch_release(w);
         return;
     }
@@ -1066,12 +1075,8 @@ ngx_http_tsb_watch_step(ngx_http_tsb_watch_t *w)
     }
 
     if (cn && cn->updating > now) {
+        /* until its answer lands, or its lock runs out if it died */
         ngx_shmtx_unlock(&ctx->shpool->mutex);
-
-        if (w->poll_until == 0) {
-            w->poll_until = cn->updating;
-        }
-
         ngx_http_tsb_watch_schedule(w, NGX_HTTP_TSB_POLL_MS);
         return;
     }
@@ -1103,9 +1108,23 @@ ngx_http_tsb_watch_step(ngx_http_tsb_watch_t *w)
         cn->updating = now + w->conf->upstream.timeout + 1000;
     }
 
+    unknown = (cn == NULL || cn->fetched == 0);
+
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
-    w->poll_until = 0;
+    /* an issued certificate may be on disk from before a restart */
+
+    if (unknown && w->conf->store && !w->store_tried) {
+        w->store_tried = 1;
+
+        if (ngx_http_tsb_store_load(w->conf->store, &w->id, w->log,
+                                    ngx_http_tsb_watch_loaded, w)
+            == NGX_OK)
+        {
+            w->loading = 1;
+            return;
+        }
+    }
 
     pool = ngx_create_pool(1024, w->log);
     if (pool == NULL) {
@@ -1146,6 +1165,8 @@ ngx_http_tsb_watch_step(ngx_http_tsb_watch_t *w)
     return;
 
 failed:
+
+    ngx_http_tsb_watch_unclaim(w);
 
     tsb_error_set(&w->err, NGX_HTTP_INTERNAL_SERVER_ERROR, "internal.memory",
                   "the gateway could not start a TSB request");
@@ -1239,6 +1260,10 @@ ngx_http_tsb_watch_fetch_done(ngx_http_tsb_fetch_t *f)
                        "tsb: request %V not cached", &w->id);
     }
 
+    if (w->conf->store) {
+        ngx_http_tsb_store_save(w->conf->store, e, w->log);
+    }
+
     /* the waiters are answered from our copy, cached or not */
 
     if (w->snap_pool) {
@@ -1250,6 +1275,118 @@ ngx_http_tsb_watch_fetch_done(ngx_http_tsb_fetch_t *f)
     w->failed = 0;
 
     ngx_http_tsb_watch_deliver(w, 0);
+}
+
+
+static void
+ngx_http_tsb_watch_loaded(void *data, ngx_http_tsb_entry_t *e)
+{
+    ngx_http_tsb_watch_t *w = data;
+
+    ngx_http_tsb_cache_ctx_t   *ctx;
+    ngx_http_tsb_cache_node_t  *cn;
+
+    w->loading = 0;
+
+    if (e == NULL) {
+        /* not on disk: drop our claim and ask the TSB */
+        ngx_http_tsb_watch_unclaim(w);
+        ngx_http_tsb_watch_step(w);
+        return;
+    }
+
+    ctx = w->conf->cache_zone->data;
+
+    (void) ngx_http_tsb_cache_store(ctx, e, w->log);
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    cn = ngx_http_tsb_cache_lookup(ctx, &w->id, w->node.key);
+
+    if (cn == NULL || ngx_http_tsb_watch_snapshot(w, cn) != NGX_OK) {
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+        /* the zone could not take it: serve from a copy of our own */
+        if (ngx_http_tsb_watch_copy(w, e) != NGX_OK) {
+            ngx_http_tsb_watch_step(w);
+            return;
+        }
+
+    } else {
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+    }
+
+    ngx_log_error(NGX_LOG_INFO, w->log, 0,
+                  "tsb: request %V served from tsb_store", &w->id);
+
+    w->failed = 0;
+    ngx_http_tsb_watch_deliver(w, 0);
+}
+
+
+/* the other workers need not wait for a refresh we are not doing */
+
+static void
+ngx_http_tsb_watch_unclaim(ngx_http_tsb_watch_t *w)
+{
+    ngx_http_tsb_cache_ctx_t   *ctx;
+    ngx_http_tsb_cache_node_t  *cn;
+
+    ctx = w->conf->cache_zone->data;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    cn = ngx_http_tsb_cache_lookup(ctx, &w->id, w->node.key);
+    if (cn) {
+        cn->updating = 0;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+}
+
+
+static ngx_int_t
+ngx_http_tsb_watch_copy(ngx_http_tsb_watch_t *w, ngx_http_tsb_entry_t *e)
+{
+    ngx_pool_t            *pool;
+    ngx_http_tsb_entry_t  *c;
+
+    pool = ngx_create_pool(4096, w->log);
+    if (pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    c = ngx_palloc(pool, sizeof(ngx_http_tsb_entry_t));
+    if (c == NULL) {
+        ngx_destroy_pool(pool);
+        return NGX_ERROR;
+    }
+
+    *c = *e;
+
+    c->id.data = ngx_pstrdup(pool, &e->id);
+    c->status_json.data = ngx_pstrdup(pool, &e->status_json);
+    c->der.data = ngx_pstrdup(pool, &e->der);
+    c->expect.data = ngx_pstrdup(pool, &e->expect);
+    c->serial.data = ngx_pstrdup(pool, &e->serial);
+    c->filename.data = ngx_pstrdup(pool, &e->filename);
+    c->etag.data = ngx_pstrdup(pool, &e->etag);
+
+    if (c->id.data == NULL || c->status_json.data == NULL
+        || c->der.data == NULL)
+    {
+        ngx_destroy_pool(pool);
+        return NGX_ERROR;
+    }
+
+    if (w->snap_pool) {
+        ngx_destroy_pool(w->snap_pool);
+    }
+
+    w->snap_pool = pool;
+    w->snap = c;
+
+    return NGX_OK;
 }
 
 
@@ -1370,7 +1507,9 @@ ngx_http_tsb_watch_schedule(ngx_http_tsb_watch_t *w, ngx_msec_t delay)
 static void
 ngx_http_tsb_watch_release(ngx_http_tsb_watch_t *w)
 {
-    if (w->delivering || w->fetch || !ngx_queue_empty(&w->waiters)) {
+    if (w->delivering || w->fetch || w->loading
+        || !ngx_queue_empty(&w->waiters))
+    {
         return;
     }
 

@@ -14,6 +14,7 @@
 
 #include "ngx_http_tsb_module.h"
 #include "ngx_http_tsb_cache.h"
+#include "ngx_http_tsb_store.h"
 
 
 #define NGX_HTTP_TSB_HANDLER_NONE         0
@@ -169,6 +170,13 @@ static ngx_command_t  ngx_http_tsb_commands[] = {
       offsetof(ngx_http_tsb_loc_conf_t, refresh_interval),
       NULL },
 
+    { ngx_string("tsb_store"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_tsb_store,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("tsb_sign"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_tsb_handler,
@@ -314,6 +322,7 @@ ngx_http_tsb_create_loc_conf(ngx_conf_t *cf)
     conf->cache_use_stale = NGX_CONF_UNSET;
     conf->wait_max = NGX_CONF_UNSET;
     conf->refresh_interval = NGX_CONF_UNSET_MSEC;
+    conf->store = NGX_CONF_UNSET_PTR;
 
     for (i = 0; i < 8; i++) {
         conf->cache_valid[i] = NGX_CONF_UNSET;
@@ -378,6 +387,7 @@ ngx_http_tsb_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_sec_value(conf->wait_max, prev->wait_max, 60);
     ngx_conf_merge_msec_value(conf->refresh_interval,
                               prev->refresh_interval, 1000);
+    ngx_conf_merge_ptr_value(conf->store, prev->store, NULL);
 
     for (i = 0; i < 8; i++) {
         ngx_conf_merge_sec_value(conf->cache_valid[i], prev->cache_valid[i],

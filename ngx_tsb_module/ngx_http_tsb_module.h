@@ -23,6 +23,9 @@
 #define NGX_HTTP_TSB_MAX_RESPONSE  (1024 * 1024)
 
 
+typedef struct ngx_http_tsb_store_s  ngx_http_tsb_store_t;
+
+
 typedef struct {
     ngx_http_tsb_upstream_conf_t   upstream;
 
@@ -36,6 +39,7 @@ typedef struct {
     time_t                         cache_use_stale;
     time_t                         wait_max;
     ngx_msec_t                     refresh_interval;
+    ngx_http_tsb_store_t          *store;
 
     /* policy, as configured (NGX_CONF_UNSET_* until merged) */
     ngx_array_t                   *names;              /* ngx_str_t */

@@ -1,0 +1,560 @@
+
+/*
+ * Copyright (C) ngx_tsb_module authors
+ *
+ * The on-disk store of issued certificates (tsb_store): every EXECUTED
+ * entry is written once to <dir>/<id>.tsb, so that after a restart or an
+ * eviction from the zone the certificate is served without the TSB, also
+ * while it is unreachable.
+ *
+ * Files are written to a temporary name, fsync()ed and renamed: a reader
+ * never sees a torn file.  The I/O runs in an nginx thread pool, off the
+ * event loop; nginx built without threads does the same small, bounded
+ * I/O inline and says so at start.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_tsb_module.h"
+#include "ngx_http_tsb_cache.h"
+#include "ngx_http_tsb_store.h"
+
+
+#define NGX_HTTP_TSB_STORE_MAGIC  "TSBSTORE1\n"
+#define NGX_HTTP_TSB_STORE_MAX    (256 * 1024)
+
+#define NGX_HTTP_TSB_STORE_FIELDS  7
+
+
+typedef struct {
+    ngx_http_tsb_store_t          *store;
+    ngx_pool_t                    *pool;
+    ngx_log_t                     *log;
+    ngx_str_t                      file;        /* NUL-terminated */
+    ngx_str_t                      data;        /* what is (to be) in it */
+    ngx_int_t                      rc;
+    ngx_err_t                      err;
+    const char                    *failed;      /* the call that failed */
+    ngx_http_tsb_store_loaded_pt   loaded;
+    void                          *ctx;
+#if !(NGX_THREADS)
+    ngx_event_t                    event;
+#endif
+} ngx_http_tsb_store_job_t;
+
+
+static ngx_int_t ngx_http_tsb_store_job(ngx_http_tsb_store_t *store,
+    ngx_str_t *id, ngx_log_t *log, ngx_http_tsb_store_job_t **jp);
+static ngx_int_t ngx_http_tsb_store_post(ngx_http_tsb_store_job_t *job,
+    void (*handler)(void *data, ngx_log_t *log),
+    ngx_event_handler_pt done);
+static void ngx_http_tsb_store_write(void *data, ngx_log_t *log);
+static void ngx_http_tsb_store_read(void *data, ngx_log_t *log);
+static void ngx_http_tsb_store_saved(ngx_event_t *ev);
+static void ngx_http_tsb_store_read_done(ngx_event_t *ev);
+static ngx_int_t ngx_http_tsb_store_encode(ngx_pool_t *pool,
+    ngx_http_tsb_entry_t *e, ngx_str_t *out);
+static ngx_int_t ngx_http_tsb_store_decode(ngx_str_t *in, ngx_str_t *id,
+    ngx_http_tsb_entry_t *e);
+
+
+char *
+ngx_http_tsb_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_tsb_loc_conf_t *tlcf = conf;
+
+    ngx_str_t             *value;
+    ngx_path_t            *path;
+    ngx_http_tsb_store_t  *store;
+
+    if (tlcf->store != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        tlcf->store = NULL;
+        return NGX_CONF_OK;
+    }
+
+    store = ngx_pcalloc(cf->pool, sizeof(ngx_http_tsb_store_t));
+    if (store == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    path = ngx_pcalloc(cf->pool, sizeof(ngx_path_t));
+    if (path == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    path->name = value[1];
+
+    if (path->name.len > 1 && path->name.data[path->name.len - 1] == '/') {
+        path->name.len--;
+    }
+
+    if (ngx_conf_full_name(cf->cycle, &path->name, 0) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    /*
+     * Like proxy_temp_path: nginx creates the directory at start and gives
+     * it to the worker user, who writes and reads the files.
+     */
+    path->conf_file = cf->conf_file->file.name.data;
+    path->line = cf->conf_file->line;
+
+    if (ngx_add_path(cf, &path) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    store->path = path->name;
+
+#if (NGX_THREADS)
+
+    store->thread_pool = ngx_thread_pool_add(cf, NULL);
+    if (store->thread_pool == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+#else
+
+    ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                       "nginx was built without threads: tsb_store "
+                       "reads and writes its small files in the worker");
+
+#endif
+
+    tlcf->store = store;
+
+    return NGX_CONF_OK;
+}
+
+
+void
+ngx_http_tsb_store_save(ngx_http_tsb_store_t *store, ngx_http_tsb_entry_t *e,
+    ngx_log_t *log)
+{
+    ngx_http_tsb_store_job_t  *job;
+
+    if (e->status != TSB_STATUS_EXECUTED || e->der.len == 0 || e->mismatch) {
+        return;
+    }
+
+    if (ngx_http_tsb_store_job(store, &e->id, log, &job) != NGX_OK) {
+        return;
+    }
+
+    if (ngx_http_tsb_store_encode(job->pool, e, &job->data) != NGX_OK
+        || ngx_http_tsb_store_post(job, ngx_http_tsb_store_write,
+                                   ngx_http_tsb_store_saved)
+           != NGX_OK)
+    {
+        ngx_destroy_pool(job->pool);
+    }
+}
+
+
+ngx_int_t
+ngx_http_tsb_store_load(ngx_http_tsb_store_t *store, ngx_str_t *id,
+    ngx_log_t *log, ngx_http_tsb_store_loaded_pt loaded, void *ctx)
+{
+    ngx_http_tsb_store_job_t  *job;
+
+    if (ngx_http_tsb_store_job(store, id, log, &job) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    job->loaded = loaded;
+    job->ctx = ctx;
+
+    if (ngx_http_tsb_store_post(job, ngx_http_tsb_store_read,
+                                ngx_http_tsb_store_read_done)
+        != NGX_OK)
+    {
+        ngx_destroy_pool(job->pool);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_tsb_store_job(ngx_http_tsb_store_t *store, ngx_str_t *id,
+    ngx_log_t *log, ngx_http_tsb_store_job_t **jp)
+{
+    ngx_pool_t                *pool;
+    ngx_http_tsb_store_job_t  *job;
+
+    pool = ngx_create_pool(1024, log);
+    if (pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    job = ngx_pcalloc(pool, sizeof(ngx_http_tsb_store_job_t));
+    if (job == NULL) {
+        ngx_destroy_pool(pool);
+        return NGX_ERROR;
+    }
+
+    job->store = store;
+    job->pool = pool;
+    job->log = log;
+
+    /* ids are [A-Za-z0-9-] (tsb_path.c): safe as a file name */
+    job->file.len = store->path.len + 1 + id->len + sizeof(".tsb") - 1;
+    job->file.data = ngx_pnalloc(pool, job->file.len + 1);
+    if (job->file.data == NULL) {
+        ngx_destroy_pool(pool);
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(job->file.data, "%V/%V.tsb%Z", &store->path, id);
+
+    *jp = job;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_tsb_store_post(ngx_http_tsb_store_job_t *job,
+    void (*handler)(void *data, ngx_log_t *log), ngx_event_handler_pt done)
+{
+#if (NGX_THREADS)
+
+    ngx_thread_task_t  *task;
+
+    task = ngx_thread_task_alloc(job->pool, 0);
+    if (task == NULL) {
+        return NGX_ERROR;
+    }
+
+    task->ctx = job;
+    task->handler = handler;
+    task->event.handler = done;
+    task->event.data = job;
+    task->event.log = job->log;
+
+    return ngx_thread_task_post(job->store->thread_pool, task);
+
+#else
+
+    /* inline, but finished from an event: callers never re-enter */
+    handler(job, job->log);
+
+    job->event.handler = done;
+    job->event.data = job;
+    job->event.log = job->log;
+
+    ngx_post_event(&job->event, &ngx_posted_events);
+
+    return NGX_OK;
+
+#endif
+}
+
+
+/* in a thread: no nginx events, pools or logging of our own here */
+
+static void
+ngx_http_tsb_store_write(void *data, ngx_log_t *log)
+{
+    ngx_http_tsb_store_job_t  *job = data;
+
+    u_char    tmp[NGX_MAX_PATH];
+    ssize_t   n;
+    ngx_fd_t  fd;
+
+    if (job->file.len + 32 >= NGX_MAX_PATH) {
+        job->rc = NGX_ERROR;
+        job->failed = "path";
+        return;
+    }
+
+    ngx_sprintf(tmp, "%V.%P.tmp%Z", &job->file, ngx_pid);
+
+    fd = ngx_open_file(tmp, NGX_FILE_WRONLY, NGX_FILE_TRUNCATE, 0600);
+    if (fd == NGX_INVALID_FILE) {
+        job->err = ngx_errno;
+        job->failed = "open()";
+        job->rc = NGX_ERROR;
+        return;
+    }
+
+    n = write(fd, job->data.data, job->data.len);
+
+    if (n != (ssize_t) job->data.len) {
+        job->err = (n == -1) ? ngx_errno : 0;
+        job->failed = "write()";
+
+    } else if (fsync(fd) == -1) {
+        job->err = ngx_errno;
+        job->failed = "fsync()";
+    }
+
+    if (ngx_close_file(fd) == NGX_FILE_ERROR && job->failed == NULL) {
+        job->err = ngx_errno;
+        job->failed = "close()";
+    }
+
+    if (job->failed == NULL
+        && ngx_rename_file(tmp, job->file.data) == NGX_FILE_ERROR)
+    {
+        job->err = ngx_errno;
+        job->failed = "rename()";
+    }
+
+    if (job->failed) {
+        (void) ngx_delete_file(tmp);
+        job->rc = NGX_ERROR;
+        return;
+    }
+
+    job->rc = NGX_OK;
+}
+
+
+static void
+ngx_http_tsb_store_read(void *data, ngx_log_t *log)
+{
+    ngx_http_tsb_store_job_t  *job = data;
+
+    ssize_t          n;
+    ngx_fd_t         fd;
+    ngx_file_info_t  fi;
+
+    job->rc = NGX_DECLINED;
+
+    fd = ngx_open_file(job->file.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        job->err = ngx_errno;
+
+        if (job->err != NGX_ENOENT) {
+            job->failed = "open()";
+            job->rc = NGX_ERROR;
+        }
+
+        return;
+    }
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR
+        || ngx_file_size(&fi) > NGX_HTTP_TSB_STORE_MAX)
+    {
+        job->failed = "size";
+        job->rc = NGX_ERROR;
+        (void) ngx_close_file(fd);
+        return;
+    }
+
+    /* ngx_palloc() is not for threads: the buffer is malloc()ed */
+    job->data.len = ngx_file_size(&fi);
+    job->data.data = malloc(job->data.len + 1);
+
+    if (job->data.data == NULL) {
+        job->failed = "malloc()";
+        job->rc = NGX_ERROR;
+        (void) ngx_close_file(fd);
+        return;
+    }
+
+    n = read(fd, job->data.data, job->data.len);
+
+    (void) ngx_close_file(fd);
+
+    if (n != (ssize_t) job->data.len) {
+        job->err = (n == -1) ? ngx_errno : 0;
+        job->failed = "read()";
+        job->rc = NGX_ERROR;
+        return;
+    }
+
+    job->rc = NGX_OK;
+}
+
+
+static void
+ngx_http_tsb_store_saved(ngx_event_t *ev)
+{
+    ngx_http_tsb_store_job_t  *job = ev->data;
+
+    if (job->rc != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, job->log, job->err,
+                      "tsb: storing \"%V\" failed in %s", &job->file,
+                      job->failed);
+    }
+
+    ngx_destroy_pool(job->pool);
+}
+
+
+static void
+ngx_http_tsb_store_read_done(ngx_event_t *ev)
+{
+    ngx_http_tsb_store_job_t  *job = ev->data;
+
+    u_char                *p;
+    ngx_str_t              id;
+    ngx_http_tsb_entry_t  *e;
+
+    e = NULL;
+
+    if (job->rc == NGX_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, job->log, job->err,
+                      "tsb: reading \"%V\" failed in %s", &job->file,
+                      job->failed);
+    }
+
+    if (job->rc == NGX_OK) {
+        /* the id is the file name, without the directory and ".tsb" */
+        p = job->file.data + job->store->path.len + 1;
+        id.data = p;
+        id.len = job->file.len - job->store->path.len - 1
+                 - (sizeof(".tsb") - 1);
+
+        e = ngx_pcalloc(job->pool, sizeof(ngx_http_tsb_entry_t));
+
+        if (e && ngx_http_tsb_store_decode(&job->data, &id, e) != NGX_OK) {
+            ngx_log_error(NGX_LOG_ERR, job->log, 0,
+                          "tsb: \"%V\" is not a tsb_store file, ignored",
+                          &job->file);
+            e = NULL;
+        }
+    }
+
+    job->loaded(job->ctx, e);
+
+    free(job->data.data);
+    ngx_destroy_pool(job->pool);
+}
+
+
+/*
+ * The file: a magic line, then seven length-prefixed fields (status JSON,
+ * DER, expectation, serial, file name, ETag, and two times as text), all
+ * lengths as 32-bit big-endian.
+ */
+
+static ngx_int_t
+ngx_http_tsb_store_encode(ngx_pool_t *pool, ngx_http_tsb_entry_t *e,
+    ngx_str_t *out)
+{
+    u_char      *p, times[2 * NGX_TIME_T_LEN + 2];
+    size_t       len;
+    ngx_str_t    f[NGX_HTTP_TSB_STORE_FIELDS];
+    ngx_uint_t   i;
+
+    f[0] = e->status_json;
+    f[1] = e->der;
+    f[2] = e->expect;
+    f[3] = e->serial;
+    f[4] = e->filename;
+    f[5] = e->etag;
+
+    f[6].data = times;
+    f[6].len = ngx_sprintf(times, "%T %T", e->not_after, e->last_modified)
+               - times;
+
+    len = sizeof(NGX_HTTP_TSB_STORE_MAGIC) - 1;
+
+    for (i = 0; i < NGX_HTTP_TSB_STORE_FIELDS; i++) {
+        len += 4 + f[i].len;
+    }
+
+    out->data = ngx_pnalloc(pool, len);
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(out->data, NGX_HTTP_TSB_STORE_MAGIC,
+                   sizeof(NGX_HTTP_TSB_STORE_MAGIC) - 1);
+
+    for (i = 0; i < NGX_HTTP_TSB_STORE_FIELDS; i++) {
+        *p++ = (u_char) (f[i].len >> 24);
+        *p++ = (u_char) (f[i].len >> 16);
+        *p++ = (u_char) (f[i].len >> 8);
+        *p++ = (u_char) f[i].len;
+        p = ngx_cpymem(p, f[i].data, f[i].len);
+    }
+
+    out->len = p - out->data;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_tsb_store_decode(ngx_str_t *in, ngx_str_t *id,
+    ngx_http_tsb_entry_t *e)
+{
+    u_char      *p, *last, *t;
+    size_t       len;
+    ngx_str_t    f[NGX_HTTP_TSB_STORE_FIELDS];
+    ngx_uint_t   i;
+
+    p = in->data;
+    last = p + in->len;
+
+    if (in->len < sizeof(NGX_HTTP_TSB_STORE_MAGIC) - 1
+        || ngx_memcmp(p, NGX_HTTP_TSB_STORE_MAGIC,
+                      sizeof(NGX_HTTP_TSB_STORE_MAGIC) - 1) != 0)
+    {
+        return NGX_ERROR;
+    }
+
+    p += sizeof(NGX_HTTP_TSB_STORE_MAGIC) - 1;
+
+    for (i = 0; i < NGX_HTTP_TSB_STORE_FIELDS; i++) {
+        if (last - p < 4) {
+            return NGX_ERROR;
+        }
+
+        len = ((size_t) p[0] << 24) | ((size_t) p[1] << 16)
+              | ((size_t) p[2] << 8) | p[3];
+        p += 4;
+
+        if ((size_t) (last - p) < len) {
+            return NGX_ERROR;
+        }
+
+        f[i].data = p;
+        f[i].len = len;
+        p += len;
+    }
+
+    if (p != last || f[1].len == 0 || f[3].len > 80 || f[4].len > 255
+        || (f[5].len != 0 && f[5].len != 18))
+    {
+        return NGX_ERROR;
+    }
+
+    e->id = *id;
+    e->status = TSB_STATUS_EXECUTED;
+    e->status_json = f[0];
+    e->der = f[1];
+    e->expect = f[2];
+    e->serial = f[3];
+    e->filename = f[4];
+    e->etag = f[5];
+    e->fetched = ngx_http_tsb_now_ms();
+
+    /* "<not_after> <last_modified>" */
+    t = ngx_strlchr(f[6].data, f[6].data + f[6].len, ' ');
+    if (t == NULL) {
+        return NGX_ERROR;
+    }
+
+    e->not_after = ngx_atotm(f[6].data, t - f[6].data);
+    e->last_modified = ngx_atotm(t + 1, f[6].data + f[6].len - t - 1);
+
+    if (e->not_after == NGX_ERROR || e->last_modified == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
