@@ -26,6 +26,12 @@ UNIT_CFLAGS  = -std=c99 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 \
                -I$(SRC_DIR)
 UNIT_LIBS    = -lyajl -lcrypto
 
+# the TSB fixtures: beside the checkout (as CI lays them out) or the workplace
+TSB_FIXTURES ?= $(firstword $(wildcard $(abspath ../shared/fixtures) \
+                                       /work/shared/fixtures) \
+                            $(abspath ../shared/fixtures))
+export TSB_FIXTURES
+
 # Debian packages the build, the tests and the demo need
 DEB_PKGS     = nginx nginx-dev libcurl4-openssl-dev libyajl-dev libssl-dev \
                gcc make openssl curl python3 python3-cryptography perl \

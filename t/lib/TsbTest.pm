@@ -54,7 +54,10 @@ our $NGINX = $ENV{TSB_NGINX} || '/usr/sbin/nginx';
 our $MODULE = $ENV{TSB_MODULE} || "$ROOT/build/ngx_http_tsb_module.so";
 our $SIM = "$ROOT/sim/tsb_sim.py";
 our $PYTHON = '/usr/bin/python3';
-our $FIXTURES = '/work/shared/fixtures';
+# the shared fixtures sit beside the checkout (CI) or in the workplace
+our $FIXTURES = $ENV{TSB_FIXTURES}
+    || (grep { -d } "$ROOT/../shared/fixtures", '/work/shared/fixtures')[0]
+    || "$ROOT/../shared/fixtures";
 
 my $JSON = JSON::PP->new->utf8->canonical;
 my @LIVE;                       # every harness object, for END
