@@ -84,8 +84,8 @@ Issue a certificate end to end (copy and paste):
   curl -s http://127.0.0.1:$port/tsb/request/\$ID; echo
   curl -s -X POST http://127.0.0.1:$sim_port/_sim/approve/\$ID >/dev/null
 
-  # 4. fetch the certificate and verify it
-  curl -s -o web.pem http://127.0.0.1:$port/tsb/request/\$ID.pem
+  # 4. fetch the certificate (?wait holds the answer until it is issued)
+  curl -s -o web.pem "http://127.0.0.1:$port/tsb/request/\$ID.pem?wait=10"
   openssl verify -CAfile $dir/sim/ca.pem web.pem
   openssl x509 -in web.pem -noout -subject -issuer -ext extendedKeyUsage
 
