@@ -19,12 +19,36 @@ MODULE_SRCS  = $(wildcard $(SRC_DIR)/*.c $(SRC_DIR)/*.h) config
 # the plain C parts: no nginx types, unit tested and fuzzed directly
 CORE_SRCS    = $(SRC_DIR)/tsb_usage.c $(SRC_DIR)/tsb_csr.c \
                $(SRC_DIR)/tsb_policy.c $(SRC_DIR)/tsb_json.c \
-               $(SRC_DIR)/tsb_cert.c $(SRC_DIR)/tsb_path.c
+               $(SRC_DIR)/tsb_cert.c $(SRC_DIR)/tsb_path.c \
+               $(SRC_DIR)/tsb_verify.c $(SRC_DIR)/tsb_allow.c \
+               $(SRC_DIR)/tsb_front.c $(SRC_DIR)/tsb_tls.c
 UNIT_TESTS   = $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(wildcard t/unit/test_*.c))
 UNIT_CFLAGS  = -std=c99 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 \
                -fsanitize=address,undefined -fno-omit-frame-pointer \
                -I$(SRC_DIR)
 UNIT_LIBS    = -lyajl -lcrypto
+
+# libFuzzer targets, one per parser (fuzz/, docs/fuzzing.md)
+FUZZ_CC      ?= clang
+FUZZ_TARGETS  = fuzz_csr fuzz_sign_req fuzz_upstream fuzz_cert fuzz_path
+FUZZ_BINS     = $(patsubst %,$(BUILD)/fuzz/%,$(FUZZ_TARGETS))
+FUZZ_CFLAGS   = -std=c99 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 \
+                -fsanitize=fuzzer,address,undefined \
+                -fno-sanitize-recover=all -fno-omit-frame-pointer \
+                -I$(SRC_DIR)
+FUZZ_SECONDS       ?= 180
+FUZZ_SMOKE_SECONDS ?= 10
+# per target: a little above the largest input the parser sees in practice
+FUZZ_MAX_LEN_fuzz_csr      = 8192
+FUZZ_MAX_LEN_fuzz_sign_req = 16384
+FUZZ_MAX_LEN_fuzz_upstream = 16384
+FUZZ_MAX_LEN_fuzz_cert     = 8192
+FUZZ_MAX_LEN_fuzz_path     = 512
+
+# benchmarks (bench/, results in docs/benchmarks.md)
+BENCH_CFLAGS  = -std=c99 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O2 \
+                -I$(SRC_DIR)
+BENCH_SECONDS ?= 2
 
 # the TSB fixtures: beside the checkout (as CI lays them out) or the workplace
 TSB_FIXTURES ?= $(firstword $(wildcard $(abspath ../shared/fixtures) \
@@ -35,9 +59,11 @@ export TSB_FIXTURES
 # Debian packages the build, the tests and the demo need
 DEB_PKGS     = nginx nginx-dev libcurl4-openssl-dev libyajl-dev libssl-dev \
                gcc make openssl curl python3 python3-cryptography perl \
-               libjson-pp-perl libio-socket-ssl-perl libhttp-tiny-perl
+               libjson-pp-perl libio-socket-ssl-perl libhttp-tiny-perl \
+               clang libclang-rt-14-dev
 
 .PHONY: all build deps unit test integration demo demo-stop clean
+.PHONY: fuzz fuzz-smoke fuzz-build fuzz-coverage bench bench-policy
 
 all: build
 
@@ -73,12 +99,45 @@ $(BUILD)/unit/%: t/unit/%.c $(CORE_SRCS) $(wildcard $(SRC_DIR)/tsb_*.h) \
 unit: $(UNIT_TESTS)
 	prove --exec '' $(UNIT_TESTS)
 
+$(BUILD)/fuzz/%: fuzz/%.c $(CORE_SRCS) $(wildcard $(SRC_DIR)/tsb_*.h)
+	@mkdir -p $(BUILD)/fuzz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(CORE_SRCS) $(UNIT_LIBS)
+
+fuzz-build: $(FUZZ_BINS)
+
+# each run replays the seeds and fuzz/regressions/ first; -j runs in parallel
+$(FUZZ_TARGETS:%=fuzz-run-%): fuzz-run-%: $(BUILD)/fuzz/%
+	@sh fuzz/run.sh $< $* $(FUZZ_SECONDS) $(FUZZ_MAX_LEN_$*) $(BUILD)/fuzz
+
+$(FUZZ_TARGETS:%=fuzz-smoke-%): fuzz-smoke-%: $(BUILD)/fuzz/%
+	@sh fuzz/run.sh $< $* $(FUZZ_SMOKE_SECONDS) $(FUZZ_MAX_LEN_$*) \
+	    $(BUILD)/fuzz
+
+fuzz: $(FUZZ_TARGETS:%=fuzz-run-%)
+
+fuzz-smoke: $(FUZZ_TARGETS:%=fuzz-smoke-%)
+
+# line coverage of the engine by the seeds plus what fuzzing added
+fuzz-coverage:
+	@sh fuzz/coverage.sh $(BUILD)/fuzz "$(CORE_SRCS)" "$(FUZZ_TARGETS)"
+
+$(BUILD)/bench/policy_bench: bench/policy_bench.c $(CORE_SRCS) \
+                             $(wildcard $(SRC_DIR)/tsb_*.h)
+	@mkdir -p $(BUILD)/bench
+	$(CC) $(BENCH_CFLAGS) -o $@ $< $(CORE_SRCS) $(UNIT_LIBS)
+
+bench-policy: $(BUILD)/bench/policy_bench
+	@sh bench/policy_report.sh $< $(BENCH_SECONDS) docs/benchmarks.md
+
+bench: bench-policy
+
 integration: build
 	prove -r t/ --ext .t
 
 test: deps
 	$(MAKE) build
 	$(MAKE) unit
+	$(MAKE) fuzz-smoke
 	$(MAKE) integration
 
 demo: deps build

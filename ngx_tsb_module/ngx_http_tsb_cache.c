@@ -27,6 +27,7 @@
 #include "ngx_http_tsb_module.h"
 #include "ngx_http_tsb_cache.h"
 #include "ngx_http_tsb_store.h"
+#include "ngx_http_tsb_metrics.h"
 
 
 /* how often a watch looks at the zone while another worker refreshes */
@@ -99,6 +100,8 @@ struct ngx_http_tsb_watch_s {
 
     ngx_event_t                  timer;        /* refresh / poll / step */
     uint64_t                     want_since;   /* newer than this, ms */
+    ngx_msec_t                   upstream_time; /* of the last refresh */
+    unsigned                     upstream_timed:1;
 
     tsb_error_t                  err;          /* the last refresh failed */
     unsigned                     failed:1;
@@ -455,6 +458,7 @@ ngx_http_tsb_cache_alloc(ngx_http_tsb_cache_ctx_t *ctx, size_t size,
 
         ngx_http_tsb_cache_delete(ctx, cn);
         ctx->sh->evictions++;
+        ngx_http_tsb_metrics_eviction();
     }
 
     if (!ctx->sh->nomem_logged) {
@@ -672,6 +676,34 @@ ngx_http_tsb_cache_remember(ngx_http_request_t *r, ngx_str_t *id,
 }
 
 
+void
+ngx_http_tsb_cache_expire(ngx_http_tsb_loc_conf_t *tlcf, ngx_str_t *id)
+{
+    ngx_http_tsb_cache_ctx_t   *ctx;
+    ngx_http_tsb_cache_node_t  *cn;
+
+    if (tlcf->cache_zone == NULL || id->len > NGX_HTTP_TSB_ID_MAX) {
+        return;
+    }
+
+    ctx = tlcf->cache_zone->data;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    /*
+     * fetched 0: the next status request asks the TSB (and sees
+     * CANCELLED); what was accepted at sign time stays with the entry.
+     */
+    cn = ngx_http_tsb_cache_lookup(ctx, id,
+                                   ngx_crc32_short(id->data, id->len));
+    if (cn) {
+        cn->fetched = 0;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+}
+
+
 /* entries from the TSB's answers */
 
 ngx_int_t
@@ -874,8 +906,15 @@ ngx_http_tsb_cache_handle(ngx_http_request_t *r, ngx_str_t *id,
         if (fresh && (wait == 0 || tsb_status_is_terminal(cn->status))) {
             cache_status = NGX_HTTP_TSB_CACHE_HIT;
 
-        } else if (!fresh && wait == 0 && cn->updating > now) {
-            /* someone refreshes it right now: do not queue behind them */
+        } else if (!fresh && wait == 0 && cn->updating > now
+                   && now <= cn->fetched
+                             + (uint64_t) tlcf->cache_use_stale * 1000)
+        {
+            /*
+             * Someone refreshes it right now: rather than queue behind
+             * them, answer what we have if it is not older than this
+             * location accepts when the TSB fails.
+             */
             cache_status = NGX_HTTP_TSB_CACHE_UPDATING;
         }
 
@@ -920,13 +959,20 @@ ngx_http_tsb_cache_handle(ngx_http_request_t *r, ngx_str_t *id,
     wt->timer.data = r->connection;
     wt->timer.handler = ngx_http_tsb_waiter_timeout;
     wt->timer.log = r->connection->log;
-    wt->timer.cancelable = 1;
+
+    /*
+     * Not cancelable: like a proxied request, a waiter keeps an old
+     * worker alive after a reload until it is answered or its time is up
+     * (worker_shutdown_timeout bounds that, as for everything else).
+     */
+    wt->timer.cancelable = 0;
 
     ngx_add_timer(&wt->timer, wait ? wait
                                    : tlcf->upstream.timeout + 1000);
 
     ngx_queue_insert_tail(&w->waiters, &wt->queue);
     wt->linked = 1;
+    ngx_http_tsb_metrics_waiters(1);
 
     cln->handler = ngx_http_tsb_waiter_cleanup;
     cln->data = wt;
@@ -949,6 +995,65 @@ ngx_http_tsb_cache_handle(ngx_http_request_t *r, ngx_str_t *id,
 }
 
 
+/*
+ * Watches are ordered by the id's hash, the id, then the zone: one watch
+ * per id and cache zone, shared by every location that uses the zone.
+ */
+
+static ngx_int_t
+ngx_http_tsb_watch_cmp(uint32_t hash, ngx_str_t *id, ngx_shm_zone_t *zone,
+    ngx_http_tsb_watch_t *w)
+{
+    ngx_int_t  rc;
+
+    if (hash != w->node.key) {
+        return (hash < w->node.key) ? -1 : 1;
+    }
+
+    rc = ngx_memn2cmp(id->data, w->id.data, id->len, w->id.len);
+    if (rc != 0) {
+        return rc;
+    }
+
+    if (zone != w->conf->cache_zone) {
+        return ((uintptr_t) zone < (uintptr_t) w->conf->cache_zone) ? -1 : 1;
+    }
+
+    return 0;
+}
+
+
+static void
+ngx_http_tsb_watch_insert(ngx_rbtree_node_t *temp, ngx_rbtree_node_t *node,
+    ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t     **p;
+    ngx_http_tsb_watch_t   *w;
+
+    w = (ngx_http_tsb_watch_t *) node;
+
+    for ( ;; ) {
+
+        p = (ngx_http_tsb_watch_cmp((uint32_t) node->key, &w->id,
+                                    w->conf->cache_zone,
+                                    (ngx_http_tsb_watch_t *) temp)
+             < 0) ? &temp->left : &temp->right;
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+
 static ngx_http_tsb_watch_t *
 ngx_http_tsb_watch_get(ngx_http_request_t *r, ngx_str_t *id, uint32_t hash)
 {
@@ -959,7 +1064,7 @@ ngx_http_tsb_watch_get(ngx_http_request_t *r, ngx_str_t *id, uint32_t hash)
 
     if (ngx_http_tsb_watches.root == NULL) {
         ngx_rbtree_init(&ngx_http_tsb_watches, &ngx_http_tsb_watches_sentinel,
-                        ngx_rbtree_insert_value);
+                        ngx_http_tsb_watch_insert);
 
         ngx_memzero(&ngx_http_tsb_watch_conn, sizeof(ngx_connection_t));
         ngx_http_tsb_watch_conn.fd = (ngx_socket_t) -1;
@@ -971,29 +1076,15 @@ ngx_http_tsb_watch_get(ngx_http_request_t *r, ngx_str_t *id, uint32_t hash)
     sentinel = ngx_http_tsb_watches.sentinel;
 
     while (node != sentinel) {
-
-        if (hash != node->key) {
-            node = (hash < node->key) ? node->left : node->right;
-            continue;
-        }
-
         w = (ngx_http_tsb_watch_t *) node;
 
-        rc = ngx_memn2cmp(id->data, w->id.data, id->len, w->id.len);
+        rc = ngx_http_tsb_watch_cmp(hash, id, tlcf->cache_zone, w);
 
-        /*
-         * Same id from another zone or TSB: a watch serves one location's
-         * view; equal hashes are rare enough to chain them in the tree.
-         */
-        if (rc == 0 && w->conf->cache_zone == tlcf->cache_zone
-            && w->conf->upstream.url.len == tlcf->upstream.url.len
-            && ngx_strcmp(w->conf->upstream.url.data,
-                          tlcf->upstream.url.data) == 0)
-        {
+        if (rc == 0) {
             return w;
         }
 
-        node = node->right;
+        node = (rc < 0) ? node->left : node->right;
     }
 
     /* process memory: a watch outlives the request that made it */
@@ -1012,7 +1103,9 @@ ngx_http_tsb_watch_get(ngx_http_request_t *r, ngx_str_t *id, uint32_t hash)
     w->timer.data = &ngx_http_tsb_watch_conn;
     w->timer.handler = ngx_http_tsb_watch_event;
     w->timer.log = ngx_cycle->log;
-    w->timer.cancelable = 1;
+
+    /* it only runs while there are waiters, who hold the worker anyway */
+    w->timer.cancelable = 0;
 
     w->node.key = hash;
     ngx_rbtree_insert(&ngx_http_tsb_watches, &w->node);
@@ -1189,6 +1282,9 @@ ngx_http_tsb_watch_fetch_done(ngx_http_tsb_fetch_t *f)
 
     w = f->data;
     ctx = w->conf->cache_zone->data;
+
+    w->upstream_time = f->elapsed;
+    w->upstream_timed = 1;
 
     ngx_memzero(&err, sizeof(tsb_error_t));
 
@@ -1538,8 +1634,10 @@ ngx_http_tsb_waiter_serve(ngx_http_tsb_waiter_t *wt, ngx_uint_t timed_out)
     tsb_error_t               err;
     ngx_connection_t         *c;
     ngx_http_request_t       *r;
+    ngx_http_tsb_ctx_t       *tctx;
     ngx_http_tsb_entry_t     *e;
     ngx_http_tsb_watch_t     *w;
+    ngx_http_tsb_loc_conf_t  *tlcf;
 
     r = wt->request;
     c = r->connection;
@@ -1551,13 +1649,23 @@ ngx_http_tsb_waiter_serve(ngx_http_tsb_waiter_t *wt, ngx_uint_t timed_out)
 
     /* the cleanup must not touch the watch any more */
     wt->watch = NULL;
+    ngx_http_tsb_metrics_waiters(-1);
+
+    if (w->upstream_timed) {
+        tctx = ngx_http_get_module_ctx(r, ngx_http_tsb_module);
+        tctx->upstream_time = w->upstream_time;
+        tctx->upstream_timed = 1;
+    }
 
     e = w->snap;
     now = ngx_http_tsb_now_ms();
 
+    /* how stale is acceptable is the waiter's location's to say */
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tsb_module);
+
     if (w->failed) {
         if (e && e->fetched
-            && now <= e->fetched + (uint64_t) w->conf->cache_use_stale * 1000)
+            && now <= e->fetched + (uint64_t) tlcf->cache_use_stale * 1000)
         {
             rc = wt->serve(r, e, NGX_HTTP_TSB_CACHE_STALE, NULL);
 
@@ -1626,6 +1734,8 @@ ngx_http_tsb_waiter_cleanup(void *data)
     wt->watch = NULL;
 
     if (w) {
+        /* the client left before an answer */
+        ngx_http_tsb_metrics_waiters(-1);
         ngx_http_tsb_watch_release(w);
     }
 }

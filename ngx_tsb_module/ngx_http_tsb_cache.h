@@ -70,6 +70,9 @@ ngx_int_t ngx_http_tsb_cache_handle(ngx_http_request_t *r, ngx_str_t *id,
 ngx_int_t ngx_http_tsb_cache_remember(ngx_http_request_t *r, ngx_str_t *id,
     u_char *expect, size_t expect_len);
 
+/* after a cancel (tsb_pass): the entry is no longer fresh, nor stale-usable */
+void ngx_http_tsb_cache_expire(ngx_http_tsb_loc_conf_t *tlcf, ngx_str_t *id);
+
 /*
  * Turns a finished GET /v1/request/{id} into an entry (in pool), checking
  * the certificate when EXECUTED; returns NGX_ERROR with err set otherwise.

@@ -13,8 +13,10 @@
 #include <ngx_http.h>
 
 #include "ngx_http_tsb_module.h"
+#include "ngx_http_tsb_policy.h"
 #include "ngx_http_tsb_cache.h"
 #include "ngx_http_tsb_store.h"
+#include "ngx_http_tsb_metrics.h"
 
 
 #define NGX_HTTP_TSB_HANDLER_NONE         0
@@ -28,14 +30,13 @@ static char *ngx_http_tsb_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static char *ngx_http_tsb_build_policy(ngx_conf_t *cf,
     ngx_http_tsb_loc_conf_t *conf);
-static char *ngx_http_tsb_upstream_url(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
 static char *ngx_http_tsb_handler(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_tsb_usage_list(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_tsb_str_list(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static ngx_int_t ngx_http_tsb_preconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_tsb_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_tsb_init_process(ngx_cycle_t *cycle);
 static void ngx_http_tsb_exit_process(ngx_cycle_t *cycle);
@@ -49,6 +50,11 @@ typedef struct {
     ngx_uint_t   table;
     size_t       offset;
 } ngx_http_tsb_usage_post_t;
+
+
+static ngx_conf_num_bounds_t  ngx_http_tsb_min_rsa_bounds = {
+    ngx_conf_check_num_bounds, 2048, 16384
+};
 
 
 static ngx_http_tsb_usage_post_t  ngx_http_tsb_allow_ku = {
@@ -72,25 +78,134 @@ static ngx_http_tsb_usage_post_t  ngx_http_tsb_default_eku = {
 
 static ngx_command_t  ngx_http_tsb_commands[] = {
 
+    /* the upstream client (ngx_http_tsb_upstream.c) */
+
     { ngx_string("tsb_upstream"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_tsb_upstream_url,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_tsb_upstream_set,
       NGX_HTTP_LOC_CONF_OFFSET,
-      0,
+      offsetof(ngx_http_tsb_loc_conf_t, upstream),
       NULL },
 
     { ngx_string("tsb_api_key"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_str_slot,
+      ngx_http_tsb_secret_value,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tsb_loc_conf_t, upstream.api_key),
+      NULL },
+
+    { ngx_string("tsb_api_key_file"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_tsb_secret_file,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_tsb_loc_conf_t, upstream.api_key),
       NULL },
 
     { ngx_string("tsb_bearer_token"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_str_slot,
+      ngx_http_tsb_secret_value,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_tsb_loc_conf_t, upstream.bearer),
+      NULL },
+
+    { ngx_string("tsb_bearer_token_file"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_tsb_secret_file,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tsb_loc_conf_t, upstream.bearer),
+      NULL },
+
+    { ngx_string("tsb_max_response_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tsb_loc_conf_t, upstream.max_response),
+      NULL },
+
+    { ngx_string("tsb_max_transfers"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tsb_loc_conf_t, upstream.max_transfers),
+      NULL },
+
+    { ngx_string("tsb_upstream_fail_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tsb_loc_conf_t, upstream.fail_timeout),
+      NULL },
+
+    { ngx_string("tsb_http2"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tsb_loc_conf_t, upstream.http2),
+      NULL },
+
+    { ngx_string("tsb_ssl_verify"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_http_tsb_ssl_verify,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tsb_loc_conf_t, upstream.ssl_verify),
+      NULL },
+
+    { ngx_string("tsb_ssl_protocols"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_tsb_ssl_protocols,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tsb_loc_conf_t, upstream.ssl_protocols),
+      NULL },
+
+    { ngx_string("tsb_ssl_trusted_certificate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tsb_loc_conf_t, upstream.ssl_trusted_certificate),
+      NULL },
+
+    { ngx_string("tsb_ssl_certificate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tsb_loc_conf_t, upstream.ssl_certificate),
+      NULL },
+
+    { ngx_string("tsb_ssl_certificate_key"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tsb_loc_conf_t, upstream.ssl_certificate_key),
+      NULL },
+
+    { ngx_string("tsb_ssl_password_file"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tsb_loc_conf_t, upstream.ssl_password_file),
+      NULL },
+
+    { ngx_string("tsb_ssl_pinned_public_key"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tsb_loc_conf_t, upstream.ssl_pinned_public_key),
+      NULL },
+
+    /* the front of the TSB API (ngx_http_tsb_proxy.c) */
+
+    { ngx_string("tsb_pass"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_tsb_pass,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("tsb_pass_allow"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_2MORE,
+      ngx_http_tsb_pass_allow,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("tsb_connect_timeout"),
@@ -170,6 +285,13 @@ static ngx_command_t  ngx_http_tsb_commands[] = {
       offsetof(ngx_http_tsb_loc_conf_t, refresh_interval),
       NULL },
 
+    { ngx_string("tsb_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_tsb_metrics_directive,
+      0,
+      0,
+      NULL },
+
     { ngx_string("tsb_store"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_tsb_store,
@@ -214,9 +336,9 @@ static ngx_command_t  ngx_http_tsb_commands[] = {
 
     { ngx_string("tsb_allow_common_name"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
-      ngx_http_tsb_str_list,
+      ngx_http_tsb_allow_name,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_tsb_loc_conf_t, names),
+      0,
       NULL },
 
     { ngx_string("tsb_allow_key_usage"),
@@ -254,13 +376,69 @@ static ngx_command_t  ngx_http_tsb_commands[] = {
       offsetof(ngx_http_tsb_loc_conf_t, allow_ca),
       NULL },
 
+    { ngx_string("tsb_max_path_len"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_tsb_max_path_len,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("tsb_allow_san_types"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_tsb_san_types,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("tsb_min_rsa_bits"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tsb_loc_conf_t, min_rsa_bits),
+      &ngx_http_tsb_min_rsa_bounds },
+
+    { ngx_string("tsb_allow_ed25519"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tsb_loc_conf_t, allow_ed25519),
+      NULL },
+
+    { ngx_string("tsb_allow_key_password"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tsb_loc_conf_t, allow_key_password),
+      NULL },
+
+    { ngx_string("tsb_key_password"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tsb_loc_conf_t, key_password),
+      NULL },
+
+    { ngx_string("tsb_issuer_chain"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_tsb_issuer_chain,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("tsb_audit_log"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_tsb_audit_log,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
 
 static ngx_http_module_t  ngx_http_tsb_module_ctx = {
-    NULL,                                  /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_tsb_preconfiguration,         /* preconfiguration */
+    ngx_http_tsb_metrics_postconfiguration, /* postconfiguration */
 
     NULL,                                  /* create main configuration */
     NULL,                                  /* init main configuration */
@@ -311,9 +489,8 @@ ngx_http_tsb_create_loc_conf(ngx_conf_t *cf)
      *     conf->policy = { 0 };
      */
 
-    conf->upstream.connect_timeout = NGX_CONF_UNSET_MSEC;
-    conf->upstream.timeout = NGX_CONF_UNSET_MSEC;
-    conf->upstream.max_response = NGX_CONF_UNSET_SIZE;
+    ngx_http_tsb_upstream_conf_init(&conf->upstream);
+    conf->pass_allow = NGX_CONF_UNSET_PTR;
 
     conf->max_body_size = NGX_CONF_UNSET_SIZE;
     conf->retry_after = NGX_CONF_UNSET;
@@ -335,6 +512,13 @@ ngx_http_tsb_create_loc_conf(ngx_conf_t *cf)
     conf->allowed_ext_key_usage = NGX_CONF_UNSET_UINT;
     conf->default_ext_key_usage = NGX_CONF_UNSET_UINT;
     conf->allow_ca = NGX_CONF_UNSET;
+    conf->allowed_san_types = NGX_CONF_UNSET_UINT;
+    conf->min_rsa_bits = NGX_CONF_UNSET;
+    conf->allow_ed25519 = NGX_CONF_UNSET;
+    conf->max_path_len = NGX_CONF_UNSET;
+    conf->allow_key_password = NGX_CONF_UNSET;
+    conf->issuers = NGX_CONF_UNSET_PTR;
+    conf->audit_log = NGX_CONF_UNSET_PTR;
 
     return conf;
 }
@@ -362,18 +546,11 @@ ngx_http_tsb_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_uint_t                 i;
     ngx_http_core_loc_conf_t  *clcf;
 
-    ngx_conf_merge_str_value(conf->upstream.url, prev->upstream.url, "");
-    ngx_conf_merge_str_value(conf->upstream.api_key,
-                             prev->upstream.api_key, "");
-    ngx_conf_merge_str_value(conf->upstream.bearer,
-                             prev->upstream.bearer, "");
-    ngx_conf_merge_msec_value(conf->upstream.connect_timeout,
-                              prev->upstream.connect_timeout, 5000);
-    ngx_conf_merge_msec_value(conf->upstream.timeout,
-                              prev->upstream.timeout, 30000);
-    ngx_conf_merge_size_value(conf->upstream.max_response,
-                              prev->upstream.max_response,
-                              NGX_HTTP_TSB_MAX_RESPONSE);
+    if (ngx_http_tsb_upstream_merge(cf, &prev->upstream, &conf->upstream)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
 
     ngx_conf_merge_size_value(conf->max_body_size, prev->max_body_size,
                               64 * 1024);
@@ -411,6 +588,16 @@ ngx_http_tsb_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               prev->default_ext_key_usage,
                               TSB_EKU_SERVER_AUTH);
     ngx_conf_merge_value(conf->allow_ca, prev->allow_ca, 0);
+    ngx_conf_merge_uint_value(conf->allowed_san_types,
+                              prev->allowed_san_types, 1u << TSB_SAN_DNS);
+    ngx_conf_merge_value(conf->min_rsa_bits, prev->min_rsa_bits, 2048);
+    ngx_conf_merge_value(conf->allow_ed25519, prev->allow_ed25519, 0);
+    ngx_conf_merge_value(conf->max_path_len, prev->max_path_len, -1);
+    ngx_conf_merge_value(conf->allow_key_password,
+                         prev->allow_key_password, 0);
+    ngx_conf_merge_str_value(conf->key_password, prev->key_password, "");
+    ngx_conf_merge_ptr_value(conf->issuers, prev->issuers, NULL);
+    ngx_conf_merge_ptr_value(conf->audit_log, prev->audit_log, NULL);
     ngx_conf_merge_str_value(conf->sign_key_name, prev->sign_key_name, "");
 
     if (conf->default_key_usage & ~conf->allowed_key_usage) {
@@ -429,9 +616,14 @@ ngx_http_tsb_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
 
+    if (ngx_http_tsb_pass_merge(cf, prev, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     if (clcf->handler == ngx_http_tsb_sign_handler
         || clcf->handler == ngx_http_tsb_status_handler
-        || clcf->handler == ngx_http_tsb_certificate_handler)
+        || clcf->handler == ngx_http_tsb_certificate_handler
+        || clcf->handler == ngx_http_tsb_pass_handler)
     {
         if (conf->upstream.url.len == 0) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -447,6 +639,10 @@ ngx_http_tsb_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "\"tsb_sign\" in location \"%V\" needs "
                                "\"tsb_sign_key_name\"", &clcf->name);
+            return NGX_CONF_ERROR;
+        }
+
+        if (ngx_http_tsb_policy_algorithms(cf, conf) != NGX_OK) {
             return NGX_CONF_ERROR;
         }
 
@@ -471,27 +667,13 @@ ngx_http_tsb_build_policy(ngx_conf_t *cf, ngx_http_tsb_loc_conf_t *conf)
     ngx_str_t           *s;
     const char         **algs;
     tsb_policy_t        *p;
-    tsb_name_pattern_t  *names;
 
     p = &conf->policy;
     ngx_memzero(p, sizeof(tsb_policy_t));
 
-    if (conf->names) {
-        s = conf->names->elts;
-
-        names = ngx_pcalloc(cf->pool,
-                            conf->names->nelts * sizeof(tsb_name_pattern_t));
-        if (names == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        for (i = 0; i < conf->names->nelts; i++) {
-            names[i].pattern = (const char *) s[i].data;
-            names[i].len = s[i].len;
-        }
-
-        p->names = names;
-        p->n_names = conf->names->nelts;
+    /* names, their compiled regexes, and whether any holds a variable */
+    if (ngx_http_tsb_policy_names(cf, conf) != NGX_OK) {
+        return NGX_CONF_ERROR;
     }
 
     p->allowed_key_usage = conf->allowed_key_usage;
@@ -499,10 +681,11 @@ ngx_http_tsb_build_policy(ngx_conf_t *cf, ngx_http_tsb_loc_conf_t *conf)
     p->allowed_ext_key_usage = conf->allowed_ext_key_usage;
     p->default_ext_key_usage = conf->default_ext_key_usage;
     p->allow_ca = conf->allow_ca;
-    p->max_path_len = -1;
-    p->min_rsa_bits = 2048;
-    p->allow_ed25519 = 0;
-    p->allow_key_password = 0;
+    p->max_path_len = conf->max_path_len;
+    p->min_rsa_bits = conf->min_rsa_bits;
+    p->allow_ed25519 = conf->allow_ed25519;
+    p->allow_key_password = conf->allow_key_password;
+    p->allowed_san_types = conf->allowed_san_types;
 
     /* configuration strings are NUL-terminated by the parser */
     p->sign_key_name = conf->sign_key_name.len
@@ -524,43 +707,6 @@ ngx_http_tsb_build_policy(ngx_conf_t *cf, ngx_http_tsb_loc_conf_t *conf)
         p->signature_algorithm = algs[0];
         p->allowed_signature_algorithms = algs;
     }
-
-    return NGX_CONF_OK;
-}
-
-
-static char *
-ngx_http_tsb_upstream_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_tsb_loc_conf_t *tlcf = conf;
-
-    ngx_str_t  *value, url;
-
-    if (tlcf->upstream.url.data) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-    url = value[1];
-
-    if (!(url.len > 7 && ngx_strncasecmp(url.data, (u_char *) "http://", 7)
-                         == 0)
-        && !(url.len > 8 && ngx_strncasecmp(url.data, (u_char *) "https://", 8)
-                            == 0))
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid TSB URL \"%V\": it must start with "
-                           "\"http://\" or \"https://\"", &url);
-        return NGX_CONF_ERROR;
-    }
-
-    /* paths are appended as "/v1/...": keep the base without a slash */
-    while (url.len && url.data[url.len - 1] == '/') {
-        url.len--;
-    }
-
-    url.data[url.len] = '\0';
-    tlcf->upstream.url = url;
 
     return NGX_CONF_OK;
 }
@@ -682,6 +828,19 @@ ngx_http_tsb_usage_list(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     return NGX_CONF_OK;
+}
+
+
+/* the policy's variables and the observability ones */
+
+static ngx_int_t
+ngx_http_tsb_preconfiguration(ngx_conf_t *cf)
+{
+    if (ngx_http_tsb_add_variables(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_tsb_metrics_preconfiguration(cf);
 }
 
 

@@ -17,6 +17,7 @@
 #include "tsb_json.h"
 #include "tsb_policy.h"
 #include "tsb_cert.h"
+#include "tsb_verify.h"
 #include "ngx_http_tsb_upstream.h"
 
 
@@ -42,7 +43,7 @@ typedef struct {
     ngx_http_tsb_store_t          *store;
 
     /* policy, as configured (NGX_CONF_UNSET_* until merged) */
-    ngx_array_t                   *names;              /* ngx_str_t */
+    ngx_array_t                   *names;    /* ngx_http_tsb_name_t */
     ngx_uint_t                     allowed_key_usage;
     ngx_uint_t                     default_key_usage;
     ngx_uint_t                     allowed_ext_key_usage;
@@ -50,6 +51,20 @@ typedef struct {
     ngx_flag_t                     allow_ca;
     ngx_str_t                      sign_key_name;
     ngx_array_t                   *signature_algorithms; /* ngx_str_t */
+    ngx_uint_t                     allowed_san_types;  /* 1 << TSB_SAN_* */
+    ngx_int_t                      min_rsa_bits;
+    ngx_flag_t                     allow_ed25519;
+    ngx_int_t                      max_path_len;       /* -1: unlimited */
+    ngx_flag_t                     allow_key_password;
+    ngx_str_t                      key_password;       /* never logged */
+    ngx_flag_t                     names_variables;    /* set at merge */
+
+    /* ngx_http_tsb_policy.c, ngx_http_tsb_audit.c */
+    tsb_chain_t                   *issuers;            /* tsb_issuer_chain */
+    ngx_open_file_t               *audit_log;
+
+    /* ngx_http_tsb_proxy.c: tsb_pass_allow, tsb_allow_rule_t */
+    ngx_array_t                   *pass_allow;
 
     /* the plain C view of the above, built at merge time */
     tsb_policy_t                   policy;
@@ -68,8 +83,20 @@ typedef struct {
 typedef struct {
     tsb_csr_t                     *csr;
     tsb_sign_req_t                 req;
+    tsb_buf_t                      expect;   /* tsb_expect_build() */
     ngx_str_t                      id;
     ngx_uint_t                     format;
+
+    /* what the logs and metrics see ($tsb_* variables) */
+    ngx_uint_t                     handler;         /* NGX_HTTP_TSB_H_* */
+    const char                    *reason;          /* a refusal's */
+    ngx_uint_t                     tsb_status;      /* TSB_STATUS_* */
+    ngx_uint_t                     cache_status;
+    ngx_msec_t                     upstream_time;
+    unsigned                       upstream_timed:1;
+
+    /* ngx_http_tsb_proxy.c: set when the request came through tsb_pass */
+    void                          *front;
 } ngx_http_tsb_ctx_t;
 
 
@@ -100,6 +127,25 @@ ngx_int_t ngx_http_tsb_send_tsb_error(ngx_http_request_t *r,
     tsb_error_t *err);
 ngx_int_t ngx_http_tsb_method_not_allowed(ngx_http_request_t *r,
     const char *allow);
+ngx_int_t ngx_http_tsb_upstream_pass(ngx_http_request_t *r,
+    ngx_http_tsb_fetch_t *f);
+
+/* ngx_http_tsb_proxy.c: tsb_pass, the front of the TSB API */
+ngx_int_t ngx_http_tsb_pass_handler(ngx_http_request_t *r);
+char *ngx_http_tsb_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_tsb_pass_allow(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_tsb_pass_merge(ngx_conf_t *cf, void *parent, void *child);
+
+/*
+ * For the sign handler, when ctx->front is set: a request its client
+ * signed goes to the TSB byte for byte (*up becomes body) if the gateway
+ * forwards it unchanged, and is refused (NGX_ERROR, err set) if it would
+ * have to change it.  NGX_OK otherwise, *up untouched.
+ */
+ngx_int_t ngx_http_tsb_front_sign_body(ngx_http_request_t *r,
+    ngx_http_tsb_ctx_t *ctx, ngx_str_t *body, ngx_str_t *up,
+    tsb_error_t *err);
 
 
 #endif /* _NGX_HTTP_TSB_MODULE_H_INCLUDED_ */

@@ -14,6 +14,7 @@
 
 #include "ngx_http_tsb_module.h"
 #include "ngx_http_tsb_cache.h"
+#include "ngx_http_tsb_metrics.h"
 #include "tsb_path.h"
 
 
@@ -285,6 +286,9 @@ ngx_http_tsb_status_done(ngx_http_tsb_fetch_t *f)
     r = f->request;
     ctx = f->data;
 
+    ctx->upstream_time = f->elapsed;
+    ctx->upstream_timed = 1;
+
     ngx_memzero(&err, sizeof(tsb_error_t));
 
     if (f->result == CURLE_OK && f->status == NGX_HTTP_NOT_FOUND) {
@@ -323,6 +327,13 @@ ngx_http_tsb_serve(ngx_http_request_t *r, ngx_http_tsb_entry_t *e,
     ngx_http_tsb_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_tsb_module);
+
+    ctx->cache_status = cache_status;
+    ngx_http_tsb_metrics_cache(cache_status);
+
+    if (e) {
+        ctx->tsb_status = e->status;
+    }
 
     if (cache_status != NGX_HTTP_TSB_CACHE_NONE) {
         name = ngx_http_tsb_cache_status_name(cache_status);

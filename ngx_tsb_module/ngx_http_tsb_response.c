@@ -12,6 +12,8 @@
 #include <ngx_http.h>
 
 #include "ngx_http_tsb_module.h"
+#include "ngx_http_tsb_metrics.h"
+#include "tsb_front.h"
 
 
 ngx_str_t  ngx_http_tsb_type_json = ngx_string("application/json");
@@ -35,6 +37,14 @@ ngx_http_tsb_upstream_error(ngx_log_t *log, ngx_http_tsb_fetch_t *f,
 {
     char  *reason, *message;
 
+    if (f->busy) {
+        /* logged when the transfer was refused; nothing reached the TSB */
+        tsb_error_set(err, NGX_HTTP_SERVICE_UNAVAILABLE, "upstream.busy",
+                      "the gateway has as many TSB requests in flight as "
+                      "it allows (tsb_max_transfers); retry shortly");
+        return NGX_ERROR;
+    }
+
     if (f->result == CURLE_OK && f->status >= 200 && f->status < 300) {
         ngx_log_error(NGX_LOG_INFO, log, 0,
                       "tsb: %V %V answered %l in %M ms",
@@ -44,8 +54,9 @@ ngx_http_tsb_upstream_error(ngx_log_t *log, ngx_http_tsb_fetch_t *f,
 
     if (f->result != CURLE_OK) {
         ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "tsb: %V %V failed after %M ms: %s",
-                      &f->method, &f->url, f->elapsed,
+                      "tsb: %V %V failed after %M ms, %ui attempt%s: %s",
+                      &f->method, &f->url, f->elapsed, f->attempts,
+                      f->attempts == 1 ? "" : "s",
                       f->errbuf[0] ? f->errbuf
                                    : curl_easy_strerror(f->result));
 
@@ -53,10 +64,41 @@ ngx_http_tsb_upstream_error(ngx_log_t *log, ngx_http_tsb_fetch_t *f,
             tsb_error_set(err, NGX_HTTP_GATEWAY_TIME_OUT, "upstream.timeout",
                           "the TSB did not answer in time");
 
-        } else if (f->too_large) {
+        } else if (f->too_large || f->result == CURLE_FILESIZE_EXCEEDED) {
             tsb_error_set(err, NGX_HTTP_BAD_GATEWAY, "upstream.too_large",
                           "the TSB's answer was larger than the gateway "
                           "accepts");
+
+        } else if (f->result == CURLE_PEER_FAILED_VERIFICATION
+                   || f->result == CURLE_SSL_CACERT_BADFILE
+                   || f->result == CURLE_SSL_ISSUER_ERROR)
+        {
+            tsb_error_set(err, NGX_HTTP_BAD_GATEWAY, "upstream.tls",
+                          "the TSB's certificate could not be verified "
+                          "against tsb_ssl_trusted_certificate");
+
+        } else if (f->result == CURLE_SSL_PINNEDPUBKEYNOTMATCH) {
+            tsb_error_set(err, NGX_HTTP_BAD_GATEWAY, "upstream.tls",
+                          "the TSB's public key does not match "
+                          "tsb_ssl_pinned_public_key");
+
+        } else if (f->result == CURLE_GOT_NOTHING
+                   || f->result == CURLE_RECV_ERROR
+                   || f->result == CURLE_SEND_ERROR
+                   || f->result == CURLE_SEND_FAIL_REWIND
+                   || f->result == CURLE_PARTIAL_FILE)
+        {
+            /* a sign request the TSB may have taken is not sent twice */
+            tsb_error_set(err, NGX_HTTP_BAD_GATEWAY, "upstream.error",
+                          "the connection to the TSB broke before its "
+                          "answer was complete");
+
+        } else if (f->result == CURLE_SSL_CONNECT_ERROR
+                   || f->result == CURLE_SSL_CERTPROBLEM
+                   || f->result == CURLE_SSL_CIPHER)
+        {
+            tsb_error_set(err, NGX_HTTP_BAD_GATEWAY, "upstream.tls",
+                          "the TLS handshake with the TSB failed");
 
         } else if (f->result == CURLE_COULDNT_CONNECT
                    || f->result == CURLE_COULDNT_RESOLVE_HOST
@@ -103,10 +145,96 @@ ngx_http_tsb_upstream_error(ngx_log_t *log, ngx_http_tsb_fetch_t *f,
         return NGX_ERROR;
     }
 
-    tsb_error_set(err, NGX_HTTP_BAD_GATEWAY, "upstream.status",
-                  "the TSB answered %ld", f->status);
+    reason = NULL;
+    message = NULL;
+
+    (void) tsb_upstream_error_parse(f->body, f->body_len, &reason, &message);
+
+    if (message || reason) {
+        tsb_error_set(err, NGX_HTTP_BAD_GATEWAY, "upstream.status",
+                      "the TSB answered %ld: %s", f->status,
+                      message ? message : reason);
+
+    } else {
+        tsb_error_set(err, NGX_HTTP_BAD_GATEWAY, "upstream.status",
+                      "the TSB answered %ld", f->status);
+    }
+
+    free(reason);
+    free(message);
 
     return NGX_ERROR;
+}
+
+
+/*
+ * The front (tsb_pass) answers TSB clients in the TSB's own terms: a 2xx
+ * answer and the TSB's error JSON go back re-emitted through yajl (only
+ * valid JSON, nothing the TSB sent byte for byte), 4xx kept, 5xx as 502.
+ * What the gateway itself has to say (unreachable, timeout, its own
+ * credentials refused, an answer that is not JSON) is the usual
+ * {"error", "reason", "detail"}.
+ */
+
+ngx_int_t
+ngx_http_tsb_upstream_pass(ngx_http_request_t *r, ngx_http_tsb_fetch_t *f)
+{
+    ngx_int_t    rc;
+    ngx_uint_t   status;
+    tsb_buf_t    out;
+    tsb_error_t  err;
+
+    ngx_memzero(&err, sizeof(tsb_error_t));
+
+    rc = ngx_http_tsb_upstream_error(r->connection->log, f, &err);
+
+    if (rc != NGX_DECLINED
+        && !(f->result == CURLE_OK && !f->busy && f->status >= 400
+             && f->status != NGX_HTTP_UNAUTHORIZED
+             && f->status != NGX_HTTP_FORBIDDEN))
+    {
+        return ngx_http_tsb_send_tsb_error(r, &err);
+    }
+
+    status = (ngx_uint_t) f->status;
+
+    if (status >= NGX_HTTP_INTERNAL_SERVER_ERROR) {
+        status = NGX_HTTP_BAD_GATEWAY;
+    }
+
+    if (f->body_len == 0) {
+        if (rc != NGX_DECLINED) {
+            return ngx_http_tsb_send_tsb_error(r, &err);
+        }
+
+        return ngx_http_tsb_send(r, status, &ngx_http_tsb_type_json,
+                                 NULL, 0);
+    }
+
+    if (tsb_json_reemit(f->body, f->body_len, &out, &err) != 0) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "tsb: %V %V answered %l with a body that is not JSON: "
+                      "%s", &f->method, &f->url, f->status, err.detail);
+
+        if (rc != NGX_DECLINED) {
+            /* the mapping of the status stands, with our own words */
+            tsb_error_set(&err, NGX_HTTP_BAD_GATEWAY, "upstream.status",
+                          "the TSB answered %ld", f->status);
+            err.status = (status < NGX_HTTP_INTERNAL_SERVER_ERROR)
+                         ? (int) status : NGX_HTTP_BAD_GATEWAY;
+            return ngx_http_tsb_send_tsb_error(r, &err);
+        }
+
+        return ngx_http_tsb_send_error(r, NGX_HTTP_BAD_GATEWAY,
+                                       "upstream.response",
+                                       "the TSB's answer is not JSON");
+    }
+
+    rc = ngx_http_tsb_send(r, status, &ngx_http_tsb_type_json, out.data,
+                           out.len);
+    tsb_buf_free(&out);
+
+    return rc;
 }
 
 
@@ -171,6 +299,7 @@ ngx_http_tsb_ctx_cleanup(void *data)
     }
 
     tsb_sign_req_free(&ctx->req);
+    tsb_buf_free(&ctx->expect);
 }
 
 
@@ -271,9 +400,11 @@ ngx_int_t
 ngx_http_tsb_send_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *reason, const char *detail)
 {
-    ngx_int_t   rc;
-    ngx_uint_t  level;
-    tsb_buf_t   out;
+    ngx_int_t            rc;
+    ngx_str_t            retry;
+    ngx_uint_t           level;
+    tsb_buf_t            out;
+    ngx_http_tsb_ctx_t  *ctx;
 
     /* a refusal is an operator-visible event; a 5xx is our problem */
     level = (status >= NGX_HTTP_INTERNAL_SERVER_ERROR) ? NGX_LOG_ERR
@@ -281,6 +412,23 @@ ngx_http_tsb_send_error(ngx_http_request_t *r, ngx_uint_t status,
 
     ngx_log_error(level, r->connection->log, 0,
                   "tsb: refused with %ui %s: %s", status, reason, detail);
+
+    /* for $tsb_policy_reason and tsb_refusals_total */
+    ctx = ngx_http_get_module_ctx(r, ngx_http_tsb_module);
+    if (ctx) {
+        ctx->reason = reason;
+    }
+
+    ngx_http_tsb_metrics_refusal(reason);
+
+    if (status == NGX_HTTP_SERVICE_UNAVAILABLE) {
+        /* a full worker frees up within moments */
+        ngx_str_set(&retry, "1");
+
+        if (ngx_http_tsb_add_header(r, "Retry-After", &retry) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
 
     /* a body nobody read must not be taken for the next request */
     if (ngx_http_discard_request_body(r) != NGX_OK) {

@@ -4,6 +4,9 @@
  *
  * The sign handler: a CSR in (PEM, DER, base64 or the TSB JSON envelope),
  * checked by the policy engine, forwarded to POST /v1/certificate/sign.
+ * Every decision is written to the audit log: a refusal when it is made,
+ * an acceptance when the TSB has answered (with its signRequestId) or
+ * failed, or when the client went away before that.
  */
 
 
@@ -12,6 +15,8 @@
 #include <ngx_http.h>
 
 #include "ngx_http_tsb_module.h"
+#include "ngx_http_tsb_policy.h"
+#include "ngx_http_tsb_cache.h"
 
 
 #define NGX_HTTP_TSB_BODY_JSON    1
@@ -22,6 +27,14 @@ typedef struct {
     ngx_str_t                 type;
     ngx_uint_t                kind;
 } ngx_http_tsb_media_t;
+
+
+/* an accepted request on its way to the TSB, for the audit log */
+typedef struct {
+    ngx_http_request_t       *request;
+    ngx_http_tsb_ctx_t       *ctx;
+    ngx_uint_t                pending;     /* not audited yet */
+} ngx_http_tsb_sign_t;
 
 
 static ngx_http_tsb_media_t  ngx_http_tsb_media[] = {
@@ -40,6 +53,19 @@ static ngx_int_t ngx_http_tsb_sign_process(ngx_http_request_t *r);
 static ngx_int_t ngx_http_tsb_body_bytes(ngx_http_request_t *r,
     ngx_str_t *body);
 static void ngx_http_tsb_sign_done(ngx_http_tsb_fetch_t *f);
+static ngx_int_t ngx_http_tsb_sign_refuse(ngx_http_request_t *r,
+    ngx_http_tsb_ctx_t *ctx, ngx_uint_t status, const char *reason,
+    const char *detail);
+static ngx_int_t ngx_http_tsb_sign_refuse_err(ngx_http_request_t *r,
+    ngx_http_tsb_ctx_t *ctx, tsb_error_t *err);
+static ngx_int_t ngx_http_tsb_sign_internal(ngx_http_request_t *r,
+    ngx_http_tsb_ctx_t *ctx, ngx_uint_t accepted);
+static ngx_int_t ngx_http_tsb_key_password(ngx_http_tsb_ctx_t *ctx,
+    ngx_http_tsb_loc_conf_t *tlcf);
+static void ngx_http_tsb_sign_cleanup(void *data);
+static ngx_int_t ngx_http_tsb_wipe_on_free(ngx_http_request_t *r,
+    ngx_str_t *s);
+static void ngx_http_tsb_wipe(void *data);
 
 
 ngx_int_t
@@ -50,27 +76,30 @@ ngx_http_tsb_sign_handler(ngx_http_request_t *r)
     ngx_http_tsb_loc_conf_t  *tlcf;
 
     if (!(r->method & NGX_HTTP_POST)) {
+        ngx_http_tsb_audit(r, NULL, 0, NGX_HTTP_NOT_ALLOWED,
+                           "request.method",
+                           "this location does not take that method", NULL);
         return ngx_http_tsb_method_not_allowed(r, "POST");
     }
 
     tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tsb_module);
 
     if (ngx_http_tsb_body_kind(r) == 0) {
-        return ngx_http_tsb_send_error(r, NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
-                   "request.content_type",
+        return ngx_http_tsb_sign_refuse(r, NULL,
+                   NGX_HTTP_UNSUPPORTED_MEDIA_TYPE, "request.content_type",
                    "send the CSR as application/json (the TSB envelope), "
                    "application/pkcs10 (DER or base64) or "
                    "application/x-pem-file");
     }
 
     if (r->headers_in.content_length_n > (off_t) tlcf->max_body_size) {
-        return ngx_http_tsb_send_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                   "request.too_large",
+        return ngx_http_tsb_sign_refuse(r, NULL,
+                   NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, "request.too_large",
                    "the request body is larger than tsb_max_body_size");
     }
 
     if (r->headers_in.content_length_n <= 0 && !r->headers_in.chunked) {
-        return ngx_http_tsb_send_error(r, NGX_HTTP_BAD_REQUEST,
+        return ngx_http_tsb_sign_refuse(r, NULL, NGX_HTTP_BAD_REQUEST,
                    "request.empty", "the request body is empty");
     }
 
@@ -117,52 +146,75 @@ ngx_http_tsb_sign_process(ngx_http_request_t *r)
     tsb_buf_t                 pem, out;
     tsb_error_t               err;
     ngx_http_tsb_ctx_t       *ctx;
+    ngx_http_tsb_sign_t      *st;
+    ngx_http_cleanup_t       *cln;
     ngx_http_tsb_fetch_t     *f;
+    const tsb_policy_t       *policy;
     ngx_http_tsb_loc_conf_t  *tlcf;
 
     tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tsb_module);
     ctx = ngx_http_get_module_ctx(r, ngx_http_tsb_module);
 
     if (ngx_http_tsb_body_bytes(r, &body) != NGX_OK) {
-        return ngx_http_tsb_send_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                   "request.too_large",
+        return ngx_http_tsb_sign_refuse(r, ctx,
+                   NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, "request.too_large",
                    "the request body is larger than tsb_max_body_size");
     }
 
     if (body.len == 0) {
-        return ngx_http_tsb_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                       "request.empty",
-                                       "the request body is empty");
+        return ngx_http_tsb_sign_refuse(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                        "request.empty",
+                                        "the request body is empty");
     }
 
     ngx_memzero(&err, sizeof(tsb_error_t));
 
     if (ngx_http_tsb_body_kind(r) == NGX_HTTP_TSB_BODY_JSON) {
         if (tsb_sign_req_parse(body.data, body.len, &ctx->req, &err) != 0) {
-            return ngx_http_tsb_send_tsb_error(r, &err);
+            return ngx_http_tsb_sign_refuse_err(r, ctx, &err);
         }
 
         if (tsb_csr_load((u_char *) ctx->req.csr, ctx->req.csr_len,
                          &ctx->csr, &err)
             != 0)
         {
-            return ngx_http_tsb_send_tsb_error(r, &err);
+            return ngx_http_tsb_sign_refuse_err(r, ctx, &err);
         }
 
     } else {
         if (tsb_csr_load(body.data, body.len, &ctx->csr, &err) != 0) {
-            return ngx_http_tsb_send_tsb_error(r, &err);
+            return ngx_http_tsb_sign_refuse_err(r, ctx, &err);
         }
     }
 
-    if (tsb_policy_check(&tlcf->policy, ctx->csr, &ctx->req, &err) != 0) {
-        return ngx_http_tsb_send_tsb_error(r, &err);
+    /* the location's policy, its name patterns expanded for this client */
+
+    policy = ngx_http_tsb_request_policy(r, tlcf);
+    if (policy == NULL) {
+        return ngx_http_tsb_sign_internal(r, ctx, 0);
+    }
+
+    if (tsb_policy_check(policy, ctx->csr, &ctx->req, &err) != 0) {
+        return ngx_http_tsb_sign_refuse_err(r, ctx, &err);
+    }
+
+    /*
+     * Accepted.  What the issued certificate will be checked against is
+     * written down now, while the CSR and the completed request are here.
+     */
+
+    if (tsb_expect_build(ctx->csr, &ctx->req, &ctx->expect) != 0) {
+        return ngx_http_tsb_sign_internal(r, ctx, 1);
+    }
+
+    if (ngx_http_tsb_key_password(ctx, tlcf) != NGX_OK) {
+        return ngx_http_tsb_sign_internal(r, ctx, 1);
     }
 
     /* the TSB gets the CSR in its canonical PEM form, whatever came in */
 
     if (tsb_csr_to_pem(ctx->csr, &pem) != 0) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return ngx_http_tsb_sign_internal(r, ctx, 1);
     }
 
     free(ctx->req.csr);
@@ -170,34 +222,69 @@ ngx_http_tsb_sign_process(ngx_http_request_t *r)
     ctx->req.csr_len = pem.len;
 
     if (tsb_sign_req_build(&ctx->req, &out) != 0) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return ngx_http_tsb_sign_internal(r, ctx, 1);
     }
 
     up.len = out.len;
     up.data = ngx_pnalloc(r->pool, out.len);
-    if (up.data == NULL) {
-        tsb_buf_free(&out);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
 
-    ngx_memcpy(up.data, out.data, out.len);
+    if (up.data != NULL) {
+        ngx_memcpy(up.data, out.data, out.len);
+    }
 
     /* the body may carry a key password: do not leave copies around */
     tsb_secure_zero(out.data, out.len);
     tsb_buf_free(&out);
 
+    if (up.data == NULL) {
+        return ngx_http_tsb_sign_internal(r, ctx, 1);
+    }
+
+    /* a pool is not cleared when it is freed: this copy is, by us */
+
+    if (ctx->req.key_password != NULL
+        && ngx_http_tsb_wipe_on_free(r, &up) != NGX_OK)
+    {
+        return ngx_http_tsb_sign_internal(r, ctx, 1);
+    }
+
+    /* through tsb_pass: a request its client signed goes out as it came */
+
+    if (ctx->front
+        && ngx_http_tsb_front_sign_body(r, ctx, &body, &up, &err) != NGX_OK)
+    {
+        return ngx_http_tsb_sign_refuse_err(r, ctx, &err);
+    }
+
+    /* from here on the acceptance is audited exactly once, whatever comes */
+
+    cln = ngx_http_cleanup_add(r, sizeof(ngx_http_tsb_sign_t));
+    if (cln == NULL) {
+        return ngx_http_tsb_sign_internal(r, ctx, 1);
+    }
+
+    st = cln->data;
+    st->request = r;
+    st->ctx = ctx;
+    st->pending = 0;
+    cln->handler = ngx_http_tsb_sign_cleanup;
+
     ngx_str_set(&path, "/v1/certificate/sign");
 
     f = ngx_http_tsb_fetch_create(r, &tlcf->upstream, "POST", &path, &up);
     if (f == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return ngx_http_tsb_sign_internal(r, ctx, 1);
     }
 
     f->done = ngx_http_tsb_sign_done;
-    f->data = ctx;
+    f->data = st;
+
+    /* before the start: done() clears it, however soon it runs */
+    st->pending = 1;
 
     if (ngx_http_tsb_fetch_start(f) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        st->pending = 0;
+        return ngx_http_tsb_sign_internal(r, ctx, 1);
     }
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
@@ -284,17 +371,27 @@ ngx_http_tsb_sign_done(ngx_http_tsb_fetch_t *f)
     char                     *id;
     u_char                   *p;
     ngx_int_t                 rc;
-    ngx_str_t                 location;
+    ngx_str_t                 location, sid;
     tsb_buf_t                 out;
     tsb_error_t               err;
     ngx_http_request_t       *r;
+    ngx_http_tsb_ctx_t       *ctx;
+    ngx_http_tsb_sign_t      *st;
     ngx_http_tsb_loc_conf_t  *tlcf;
 
     r = f->request;
+    st = f->data;
+    ctx = st->ctx;
     tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tsb_module);
+
+    st->pending = 0;
 
     rc = ngx_http_tsb_upstream_failed(r, f);
     if (rc != NGX_DECLINED) {
+        /* ngx_http_tsb_send_error() left its reason in ctx */
+        ngx_http_tsb_audit(r, ctx, 1, r->headers_out.status,
+                           ctx->reason ? ctx->reason : "upstream.error",
+                           "the TSB did not take the sign request", NULL);
         ngx_http_finalize_request(r, rc);
         return;
     }
@@ -302,12 +399,30 @@ ngx_http_tsb_sign_done(ngx_http_tsb_fetch_t *f)
     ngx_memzero(&err, sizeof(tsb_error_t));
 
     if (tsb_sign_resp_parse(f->body, f->body_len, &id, &err) != 0) {
+        ngx_http_tsb_audit(r, ctx, 1, err.status, err.reason, err.detail,
+                           NULL);
         ngx_http_finalize_request(r, ngx_http_tsb_send_tsb_error(r, &err));
         return;
     }
 
     ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
                   "tsb: sign request %s submitted", id);
+
+    ngx_http_tsb_audit(r, ctx, 1, NGX_HTTP_ACCEPTED, NULL, NULL, id);
+
+    /* what the certificate issued for id must match, kept by id */
+
+    sid.data = (u_char *) id;
+    sid.len = ngx_strlen(id);
+
+    if (ngx_http_tsb_cache_remember(r, &sid, ctx->expect.data,
+                                    ctx->expect.len)
+        == NGX_ERROR)
+    {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "tsb: what was accepted for sign request %s could "
+                      "not be kept in the cache", id);
+    }
 
     location.len = tlcf->status_uri.len + ngx_strlen(id);
     location.data = ngx_pnalloc(r->pool, location.len);
@@ -325,17 +440,136 @@ ngx_http_tsb_sign_done(ngx_http_tsb_fetch_t *f)
     ngx_memcpy(p, id, ngx_strlen(id));
     free(id);
 
-    if (ngx_http_tsb_add_header(r, "Location", &location) != NGX_OK) {
+    /* no Location through tsb_pass: the TSB sends none */
+    if (!ctx->front
+        && ngx_http_tsb_add_header(r, "Location", &location) != NGX_OK)
+    {
         tsb_buf_free(&out);
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
-    rc = ngx_http_tsb_send(r, NGX_HTTP_ACCEPTED, &ngx_http_tsb_type_json,
-                           out.data, out.len);
+    /* a TSB client through tsb_pass gets the TSB's own status, 200 */
+    rc = ngx_http_tsb_send(r, ctx->front ? NGX_HTTP_OK : NGX_HTTP_ACCEPTED,
+                           &ngx_http_tsb_type_json, out.data, out.len);
     tsb_buf_free(&out);
 
     ngx_http_finalize_request(r, rc);
+}
+
+
+/* the client went away before the TSB answered: still one audit line */
+
+static void
+ngx_http_tsb_sign_cleanup(void *data)
+{
+    ngx_http_tsb_sign_t  *st = data;
+
+    if (!st->pending) {
+        return;
+    }
+
+    st->pending = 0;
+
+    ngx_http_tsb_audit(st->request, st->ctx, 1,
+                       NGX_HTTP_CLIENT_CLOSED_REQUEST, "client.closed",
+                       "the client closed the connection before the TSB "
+                       "answered", NULL);
+}
+
+
+static ngx_int_t
+ngx_http_tsb_wipe_on_free(ngx_http_request_t *r, ngx_str_t *s)
+{
+    ngx_pool_cleanup_t  *cln;
+
+    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_str_t));
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    *(ngx_str_t *) cln->data = *s;
+    cln->handler = ngx_http_tsb_wipe;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_tsb_wipe(void *data)
+{
+    ngx_str_t  *s = data;
+
+    tsb_secure_zero(s->data, s->len);
+}
+
+
+static ngx_int_t
+ngx_http_tsb_sign_refuse(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx,
+    ngx_uint_t status, const char *reason, const char *detail)
+{
+    ngx_http_tsb_audit(r, ctx, 0, status, reason, detail, NULL);
+
+    return ngx_http_tsb_send_error(r, status, reason, detail);
+}
+
+
+static ngx_int_t
+ngx_http_tsb_sign_refuse_err(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx,
+    tsb_error_t *err)
+{
+    ngx_http_tsb_audit(r, ctx, 0,
+                       err->status ? err->status : NGX_HTTP_BAD_REQUEST,
+                       err->reason ? err->reason : "request", err->detail,
+                       NULL);
+
+    return ngx_http_tsb_send_tsb_error(r, err);
+}
+
+
+static ngx_int_t
+ngx_http_tsb_sign_internal(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx,
+    ngx_uint_t accepted)
+{
+    ngx_http_tsb_audit(r, ctx, accepted, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                       "internal.error", "the gateway failed", NULL);
+
+    return NGX_HTTP_INTERNAL_SERVER_ERROR;
+}
+
+
+/*
+ * The gateway's own key password, when the client gave none (a client's
+ * own passed the policy only where tsb_allow_key_password allows it).
+ * It goes into the upstream body only: never into a log or an answer.
+ */
+
+static ngx_int_t
+ngx_http_tsb_key_password(ngx_http_tsb_ctx_t *ctx,
+    ngx_http_tsb_loc_conf_t *tlcf)
+{
+    char  *pw;
+
+    if (tlcf->key_password.len == 0
+        || (ctx->req.key_password_present && ctx->req.key_password != NULL))
+    {
+        return NGX_OK;
+    }
+
+    pw = malloc(tlcf->key_password.len + 1);
+    if (pw == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(pw, tlcf->key_password.data, tlcf->key_password.len);
+    pw[tlcf->key_password.len] = '\0';
+
+    /* freed, and wiped, with the request (tsb_sign_req_free()) */
+    ctx->req.key_password = pw;
+    ctx->req.key_password_len = tlcf->key_password.len;
+    ctx->req.key_password_present = 1;
+
+    return NGX_OK;
 }
 
 

@@ -2,7 +2,8 @@
 /*
  * Copyright (C) ngx_tsb_module authors
  *
- * libcurl's multi_socket API inside nginx's event loop.
+ * libcurl's multi_socket API inside nginx's event loop, and the TSB
+ * cluster behind it.
  *
  * One CURLM per worker.  curl tells us which sockets to watch through the
  * socket callback and when to call it back through the timer callback; we
@@ -12,6 +13,13 @@
  * support edge-triggered sockets.  Finished transfers are collected with
  * curl_multi_info_read() after curl_multi_socket_action() has returned, so
  * nothing calls back into curl from inside a curl callback.
+ *
+ * Connections to the TSB are reused from the multi handle's cache; TLS
+ * sessions are shared by the worker's transfers through a share handle, and
+ * HTTP/2 is used when the TSB offers it in ALPN.  Everything a transfer
+ * needs from files (CA bundle, client certificate and key, pins, tokens) is
+ * read at configuration time and handed to curl as memory blobs: a worker
+ * never reads a file when it opens a connection.
  */
 
 
@@ -20,6 +28,14 @@
 #include <ngx_http.h>
 
 #include "ngx_http_tsb_upstream.h"
+#include "ngx_http_tsb_metrics.h"
+#include "tsb_tls.h"
+
+
+#define NGX_HTTP_TSB_DEFAULT_MAX_RESPONSE  (1024 * 1024)
+
+/* a failed node is skipped for fail_timeout, doubled up to this many times */
+#define NGX_HTTP_TSB_BACKOFF_DOUBLINGS     3
 
 
 static int ngx_http_tsb_curl_socket(CURL *easy, curl_socket_t s, int what,
@@ -29,17 +45,43 @@ static int ngx_http_tsb_curl_timer(CURLM *multi, long timeout_ms,
 static int ngx_http_tsb_curl_close_socket(void *clientp, curl_socket_t s);
 static size_t ngx_http_tsb_curl_write(char *ptr, size_t size, size_t nmemb,
     void *userdata);
+static size_t ngx_http_tsb_curl_read(char *ptr, size_t size, size_t nmemb,
+    void *userdata);
+static int ngx_http_tsb_curl_seek(void *userdata, curl_off_t offset,
+    int origin);
 static void ngx_http_tsb_socket_event(ngx_event_t *ev);
 static void ngx_http_tsb_timer_event(ngx_event_t *ev);
 static void ngx_http_tsb_socket_action(curl_socket_t s, int mask);
 static void ngx_http_tsb_collect_done(void);
+static ngx_int_t ngx_http_tsb_fetch_attempt(ngx_http_tsb_fetch_t *f);
+static ngx_int_t ngx_http_tsb_pick_node(ngx_http_tsb_fetch_t *f);
+static ngx_uint_t ngx_http_tsb_not_sent(ngx_http_tsb_fetch_t *f);
+static ngx_uint_t ngx_http_tsb_node_failed(ngx_http_tsb_fetch_t *f,
+    ngx_uint_t not_sent);
+static void ngx_http_tsb_node_update(ngx_http_tsb_fetch_t *f,
+    ngx_uint_t failed);
+static ngx_uint_t ngx_http_tsb_retry(ngx_http_tsb_fetch_t *f);
+static const char *ngx_http_tsb_attempt_error(ngx_http_tsb_fetch_t *f,
+    u_char *buf, size_t len);
+static void ngx_http_tsb_fetch_finish(ngx_http_tsb_fetch_t *f);
+static void ngx_http_tsb_busy_handler(ngx_event_t *ev);
 static void ngx_http_tsb_unwrap_socket(ngx_connection_t *c);
 static void ngx_http_tsb_fetch_cleanup(void *data);
 static void ngx_http_tsb_fetch_release(ngx_http_tsb_fetch_t *f);
+static ngx_int_t ngx_http_tsb_easy_tls(ngx_http_tsb_fetch_t *f, CURL *easy);
+static ngx_int_t ngx_http_tsb_header_secret(ngx_http_tsb_fetch_t *f,
+    const char *name, size_t name_len, ngx_str_t *value);
+static char *ngx_http_tsb_tls_load(ngx_conf_t *cf,
+    ngx_http_tsb_upstream_conf_t *conf);
+static void ngx_http_tsb_tls_cleanup(void *data);
+static void ngx_http_tsb_secret_cleanup(void *data);
+static ngx_int_t ngx_http_tsb_conf_path(ngx_conf_t *cf, ngx_str_t *name,
+    ngx_str_t *full);
 
 
 /* per worker: these live in the process, not in shared memory */
 static CURLM             *ngx_http_tsb_multi;
+static CURLSH            *ngx_http_tsb_share;
 static ngx_event_t        ngx_http_tsb_timer;
 static ngx_connection_t   ngx_http_tsb_timer_conn;
 static ngx_queue_t        ngx_http_tsb_transfers;
@@ -47,6 +89,8 @@ static ngx_uint_t         ngx_http_tsb_ntransfers;
 static ngx_uint_t         ngx_http_tsb_nsockets;
 static ngx_uint_t         ngx_http_tsb_curl_initialized;
 
+
+/* ------------------------------------------------------- process hooks */
 
 ngx_int_t
 ngx_http_tsb_upstream_init_module(ngx_cycle_t *cycle)
@@ -78,6 +122,14 @@ ngx_http_tsb_upstream_init_module(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    /* the TLS material is handed over as memory blobs (curl >= 7.77) */
+    if (info->version_num < 0x074d00) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "tsb: libcurl %s is too old, 7.77.0 or later is needed",
+                      info->version);
+        return NGX_ERROR;
+    }
+
     return NGX_OK;
 }
 
@@ -101,8 +153,25 @@ ngx_http_tsb_upstream_init_process(ngx_cycle_t *cycle)
     curl_multi_setopt(ngx_http_tsb_multi, CURLMOPT_TIMERFUNCTION,
                       ngx_http_tsb_curl_timer);
 
-    /* keep a handful of idle connections to the TSB for reuse */
-    curl_multi_setopt(ngx_http_tsb_multi, CURLMOPT_MAXCONNECTS, 16L);
+    /*
+     * The connection cache keeps up to four idle connections per transfer
+     * in flight (curl's default): enough to reuse a connection for every
+     * request under steady load, shrinking again when the load goes.
+     * HTTP/2 streams share one connection to a node.
+     */
+    curl_multi_setopt(ngx_http_tsb_multi, CURLMOPT_PIPELINING,
+                      (long) CURLPIPE_MULTIPLEX);
+
+    /*
+     * TLS session tickets shared by the worker's transfers: a connection
+     * opened after a failover or an idle close resumes its session.  One
+     * worker is one thread, so the share needs no lock callbacks.
+     */
+    ngx_http_tsb_share = curl_share_init();
+    if (ngx_http_tsb_share) {
+        curl_share_setopt(ngx_http_tsb_share, CURLSHOPT_SHARE,
+                          CURL_LOCK_DATA_SSL_SESSION);
+    }
 
     /* debug logging reads the timer's data as a connection */
     ngx_memzero(&ngx_http_tsb_timer_conn, sizeof(ngx_connection_t));
@@ -152,8 +221,597 @@ ngx_http_tsb_upstream_exit_process(ngx_cycle_t *cycle)
 
     curl_multi_cleanup(ngx_http_tsb_multi);
     ngx_http_tsb_multi = NULL;
+
+    /* after the multi handle: its cached connections used the share */
+    if (ngx_http_tsb_share) {
+        curl_share_cleanup(ngx_http_tsb_share);
+        ngx_http_tsb_share = NULL;
+    }
 }
 
+
+/* ------------------------------------------------------- configuration */
+
+void
+ngx_http_tsb_upstream_conf_init(ngx_http_tsb_upstream_conf_t *ucf)
+{
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     ucf->url = { 0, NULL };
+     *     ucf->nodes = NULL;
+     *     ucf->api_key = { 0, NULL };
+     *     ucf->bearer = { 0, NULL };
+     *     ucf->ssl_* strings = { 0, NULL };
+     *     ucf->tls = NULL;
+     */
+
+    ucf->connect_timeout = NGX_CONF_UNSET_MSEC;
+    ucf->timeout = NGX_CONF_UNSET_MSEC;
+    ucf->max_response = NGX_CONF_UNSET_SIZE;
+    ucf->max_transfers = NGX_CONF_UNSET_UINT;
+    ucf->fail_timeout = NGX_CONF_UNSET_MSEC;
+    ucf->http2 = NGX_CONF_UNSET;
+    ucf->ssl_verify = NGX_CONF_UNSET;
+    ucf->ssl_protocols = 0;
+}
+
+
+char *
+ngx_http_tsb_upstream_merge(ngx_conf_t *cf,
+    ngx_http_tsb_upstream_conf_t *prev, ngx_http_tsb_upstream_conf_t *conf)
+{
+    ngx_uint_t  tls_here;
+
+    /* a TLS directive at this level means material of its own */
+    tls_here = conf->ssl_trusted_certificate.data
+               || conf->ssl_certificate.data
+               || conf->ssl_certificate_key.data
+               || conf->ssl_password_file.data
+               || conf->ssl_pinned_public_key.data;
+
+    /*
+     * The node array is inherited by pointer: every location of one
+     * tsb_upstream shares the worker's view of which node is down.
+     */
+    if (conf->nodes == NULL) {
+        conf->nodes = prev->nodes;
+        conf->url = prev->url;
+    }
+
+    ngx_conf_merge_str_value(conf->api_key, prev->api_key, "");
+    ngx_conf_merge_str_value(conf->bearer, prev->bearer, "");
+    ngx_conf_merge_msec_value(conf->connect_timeout, prev->connect_timeout,
+                              5000);
+    ngx_conf_merge_msec_value(conf->timeout, prev->timeout, 30000);
+    ngx_conf_merge_size_value(conf->max_response, prev->max_response,
+                              NGX_HTTP_TSB_DEFAULT_MAX_RESPONSE);
+    ngx_conf_merge_uint_value(conf->max_transfers, prev->max_transfers, 256);
+    ngx_conf_merge_msec_value(conf->fail_timeout, prev->fail_timeout, 10000);
+    ngx_conf_merge_value(conf->http2, prev->http2, 1);
+    ngx_conf_merge_value(conf->ssl_verify, prev->ssl_verify, 1);
+    ngx_conf_merge_bitmask_value(conf->ssl_protocols, prev->ssl_protocols,
+                                 (NGX_CONF_BITMASK_SET
+                                  |NGX_HTTP_TSB_TLSv1_2
+                                  |NGX_HTTP_TSB_TLSv1_3));
+
+    ngx_conf_merge_str_value(conf->ssl_trusted_certificate,
+                             prev->ssl_trusted_certificate, "");
+    ngx_conf_merge_str_value(conf->ssl_certificate, prev->ssl_certificate,
+                             "");
+    ngx_conf_merge_str_value(conf->ssl_certificate_key,
+                             prev->ssl_certificate_key, "");
+    ngx_conf_merge_str_value(conf->ssl_password_file,
+                             prev->ssl_password_file, "");
+    ngx_conf_merge_str_value(conf->ssl_pinned_public_key,
+                             prev->ssl_pinned_public_key, "");
+
+    if (conf->max_response == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"tsb_max_response_size\" must not be 0");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->connect_timeout > conf->timeout) {
+        conf->connect_timeout = conf->timeout;
+    }
+
+    if (conf->tls) {
+        return NGX_CONF_OK;
+    }
+
+    if (!tls_here && prev->tls) {
+        conf->tls = prev->tls;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_http_tsb_tls_load(cf, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* the level above has the same settings: let the siblings share */
+    if (!tls_here && prev->tls == NULL) {
+        prev->tls = conf->tls;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_tsb_conf_path(ngx_conf_t *cf, ngx_str_t *name, ngx_str_t *full)
+{
+    *full = *name;
+
+    /* relative to the prefix, as nginx's own ssl_certificate */
+    if (ngx_conf_full_name(cf->cycle, full, 1) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static char *
+ngx_http_tsb_tls_load(ngx_conf_t *cf, ngx_http_tsb_upstream_conf_t *conf)
+{
+    size_t               n;
+    ngx_str_t            ca, cert, key, pw;
+    tsb_buf_t            buf, kbuf;
+    tsb_error_t          err;
+    ngx_pool_cleanup_t  *cln;
+    ngx_http_tsb_tls_t  *tls;
+
+    if (conf->ssl_certificate.len == 0 && conf->ssl_certificate_key.len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"tsb_ssl_certificate_key\" is set but "
+                           "\"tsb_ssl_certificate\" is not");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->ssl_certificate.len && conf->ssl_certificate_key.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "no \"tsb_ssl_certificate_key\" for "
+                           "\"tsb_ssl_certificate\" \"%V\"",
+                           &conf->ssl_certificate);
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->ssl_password_file.len && conf->ssl_certificate_key.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"tsb_ssl_password_file\" is set but "
+                           "\"tsb_ssl_certificate_key\" is not");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->ssl_trusted_certificate.len == 0
+        && conf->ssl_certificate.len == 0
+        && conf->ssl_pinned_public_key.len == 0)
+    {
+        /* nothing of its own: curl's defaults (the system CA store) */
+        return NGX_CONF_OK;
+    }
+
+    tls = ngx_pcalloc(cf->pool, sizeof(ngx_http_tsb_tls_t));
+    if (tls == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    cln->handler = ngx_http_tsb_tls_cleanup;
+    cln->data = tls;
+
+    ngx_memzero(&err, sizeof(tsb_error_t));
+
+    if (conf->ssl_trusted_certificate.len) {
+        if (ngx_http_tsb_conf_path(cf, &conf->ssl_trusted_certificate, &ca)
+            != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+
+        if (tsb_tls_load_ca_file((char *) ca.data, &buf, &n, &err) != 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "tsb_ssl_trusted_certificate: %s", err.detail);
+            return NGX_CONF_ERROR;
+        }
+
+        tls->ca.data = ngx_pnalloc(cf->pool, buf.len);
+        if (tls->ca.data == NULL) {
+            tsb_buf_free(&buf);
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memcpy(tls->ca.data, buf.data, buf.len);
+        tls->ca.len = buf.len;
+        tls->ca.flags = CURL_BLOB_NOCOPY;
+        tsb_buf_free(&buf);
+
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, cf->log, 0,
+                       "tsb: %uz trusted certificates from \"%V\"", n, &ca);
+    }
+
+    if (conf->ssl_certificate.len) {
+        if (ngx_http_tsb_conf_path(cf, &conf->ssl_certificate, &cert)
+            != NGX_OK
+            || ngx_http_tsb_conf_path(cf, &conf->ssl_certificate_key, &key)
+               != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+
+        pw.len = 0;
+        pw.data = NULL;
+
+        if (conf->ssl_password_file.len
+            && ngx_http_tsb_conf_path(cf, &conf->ssl_password_file, &pw)
+               != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+
+        if (tsb_tls_load_client((char *) cert.data, (char *) key.data,
+                                pw.len ? (char *) pw.data : NULL, &buf,
+                                &kbuf, &err)
+            != 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "tsb_ssl_certificate: %s", err.detail);
+            return NGX_CONF_ERROR;
+        }
+
+        tls->cert.data = ngx_pnalloc(cf->pool, buf.len);
+        tls->key.data = ngx_pnalloc(cf->pool, kbuf.len);
+
+        if (tls->cert.data == NULL || tls->key.data == NULL) {
+            tsb_buf_free(&buf);
+            tsb_secure_zero(kbuf.data, kbuf.len);
+            tsb_buf_free(&kbuf);
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memcpy(tls->cert.data, buf.data, buf.len);
+        tls->cert.len = buf.len;
+        tls->cert.flags = CURL_BLOB_NOCOPY;
+
+        ngx_memcpy(tls->key.data, kbuf.data, kbuf.len);
+        tls->key.len = kbuf.len;
+        tls->key.flags = CURL_BLOB_NOCOPY;
+
+        tsb_buf_free(&buf);
+        tsb_secure_zero(kbuf.data, kbuf.len);
+        tsb_buf_free(&kbuf);
+    }
+
+    if (conf->ssl_pinned_public_key.len) {
+        ca = conf->ssl_pinned_public_key;
+
+        if (!(ca.len > 8 && ngx_strncmp(ca.data, "sha256//", 8) == 0)
+            && ngx_http_tsb_conf_path(cf, &conf->ssl_pinned_public_key, &ca)
+               != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+
+        if (tsb_tls_pin((char *) ca.data, ca.len, &buf, &err) != 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "tsb_ssl_pinned_public_key: %s", err.detail);
+            return NGX_CONF_ERROR;
+        }
+
+        tls->pin.data = ngx_pnalloc(cf->pool, buf.len + 1);
+        if (tls->pin.data == NULL) {
+            tsb_buf_free(&buf);
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memcpy(tls->pin.data, buf.data, buf.len + 1);
+        tls->pin.len = buf.len;
+        tsb_buf_free(&buf);
+    }
+
+    conf->tls = tls;
+
+    return NGX_CONF_OK;
+}
+
+
+static void
+ngx_http_tsb_secret_cleanup(void *data)
+{
+    u_char  *p = data;
+
+    ngx_explicit_memzero(p, ngx_strlen(p));
+}
+
+
+static void
+ngx_http_tsb_tls_cleanup(void *data)
+{
+    ngx_http_tsb_tls_t  *tls = data;
+
+    /* the old cycle's key goes away with it, wiped */
+    if (tls->key.data) {
+        ngx_explicit_memzero(tls->key.data, tls->key.len);
+    }
+}
+
+
+/*
+ * tsb_upstream URL ...: one or more base URLs of the TSB cluster, tried in
+ * this order; repeating the directive adds nodes.
+ */
+
+char *
+ngx_http_tsb_upstream_set(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_tsb_upstream_conf_t *ucf = (void *) ((char *) conf
+                                                  + cmd->offset);
+
+    u_char               *p, *host, *end;
+    ngx_str_t            *value, url;
+    ngx_uint_t            i, j;
+    ngx_http_tsb_node_t  *node, *nodes;
+
+    if (ucf->nodes == NULL) {
+        ucf->nodes = ngx_array_create(cf->pool, 2,
+                                      sizeof(ngx_http_tsb_node_t));
+        if (ucf->nodes == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        url = value[i];
+
+        if (url.len > 7
+            && ngx_strncasecmp(url.data, (u_char *) "http://", 7) == 0)
+        {
+            host = url.data + 7;
+
+        } else if (url.len > 8
+                   && ngx_strncasecmp(url.data, (u_char *) "https://", 8)
+                      == 0)
+        {
+            host = url.data + 8;
+
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid TSB URL \"%V\": it must start with "
+                               "\"http://\" or \"https://\"", &url);
+            return NGX_CONF_ERROR;
+        }
+
+        end = url.data + url.len;
+
+        for (p = url.data; p < end; p++) {
+            if (*p <= 0x20 || *p >= 0x7f || *p == '?' || *p == '#') {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid TSB URL \"%V\": no spaces, "
+                                   "query or fragment", &url);
+                return NGX_CONF_ERROR;
+            }
+        }
+
+        /* user:password@ would end up in every log line naming the URL */
+        for (p = host; p < end && *p != '/'; p++) {
+            if (*p == '@') {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid TSB URL: no credentials in the "
+                                   "URL, use tsb_api_key, tsb_bearer_token "
+                                   "or tsb_ssl_certificate");
+                return NGX_CONF_ERROR;
+            }
+        }
+
+        if (p == host) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid TSB URL \"%V\": no host", &url);
+            return NGX_CONF_ERROR;
+        }
+
+        /* paths are appended as "/v1/...": keep the base without a slash */
+        while (url.len && url.data[url.len - 1] == '/') {
+            url.len--;
+        }
+
+        url.data[url.len] = '\0';
+
+        nodes = ucf->nodes->elts;
+
+        for (j = 0; j < ucf->nodes->nelts; j++) {
+            if (nodes[j].url.len == url.len
+                && ngx_strncasecmp(nodes[j].url.data, url.data, url.len) == 0)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "TSB URL \"%V\" is listed twice", &url);
+                return NGX_CONF_ERROR;
+            }
+        }
+
+        if (ucf->nodes->nelts == NGX_HTTP_TSB_MAX_NODES) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "more than %d TSB URLs",
+                               NGX_HTTP_TSB_MAX_NODES);
+            return NGX_CONF_ERROR;
+        }
+
+        node = ngx_array_push(ucf->nodes);
+        if (node == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memzero(node, sizeof(ngx_http_tsb_node_t));
+        node->url = url;
+    }
+
+    nodes = ucf->nodes->elts;
+    ucf->url = nodes[0].url;
+
+    return NGX_CONF_OK;
+}
+
+
+/* tsb_api_key, tsb_bearer_token: a credential that goes into a header */
+
+char *
+ngx_http_tsb_secret_value(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char  *p = conf;
+
+    ngx_str_t  *field, *value;
+
+    field = (ngx_str_t *) (p + cmd->offset);
+
+    if (field->data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    /* a CR or LF would let the value add headers of its own */
+    if (!tsb_tls_secret_valid(value[1].data, value[1].len)) {
+        return "takes printable ASCII without spaces";
+    }
+
+    *field = value[1];
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * tsb_api_key_file, tsb_bearer_token_file: the same, from the first line of
+ * a file, read at configuration time and so again at every reload (a
+ * rotated token is picked up by "nginx -s reload").
+ */
+
+char *
+ngx_http_tsb_secret_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char  *p = conf;
+
+    ngx_str_t           *field, *value, name;
+    tsb_buf_t            secret;
+    tsb_error_t          err;
+    ngx_pool_cleanup_t  *cln;
+
+    field = (ngx_str_t *) (p + cmd->offset);
+
+    if (field->data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    name = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&err, sizeof(tsb_error_t));
+
+    if (tsb_tls_load_secret((char *) name.data, &secret, &err) != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s", err.detail);
+        return NGX_CONF_ERROR;
+    }
+
+    field->len = secret.len;
+    field->data = ngx_pnalloc(cf->pool, secret.len + 1);
+
+    if (field->data == NULL) {
+        tsb_secure_zero(secret.data, secret.len);
+        tsb_buf_free(&secret);
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memcpy(field->data, secret.data, secret.len + 1);
+    tsb_secure_zero(secret.data, secret.len);
+    tsb_buf_free(&secret);
+
+    /* wiped when the configuration that holds it goes */
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    cln->handler = ngx_http_tsb_secret_cleanup;
+    cln->data = field->data;
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_http_tsb_ssl_protocols(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char  *p = conf;
+
+    ngx_str_t   *value;
+    ngx_uint_t   i, *mask;
+
+    mask = (ngx_uint_t *) (p + cmd->offset);
+
+    if (*mask) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    *mask = NGX_CONF_BITMASK_SET;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strcmp(value[i].data, "TLSv1.2") == 0) {
+            *mask |= NGX_HTTP_TSB_TLSv1_2;
+
+        } else if (ngx_strcmp(value[i].data, "TLSv1.3") == 0) {
+            *mask |= NGX_HTTP_TSB_TLSv1_3;
+
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "unsupported protocol \"%V\": the TSB is "
+                               "reached with \"TLSv1.2\" or \"TLSv1.3\"",
+                               &value[i]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_http_tsb_ssl_verify(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char        *rv;
+    ngx_flag_t  *fp;
+
+    rv = ngx_conf_set_flag_slot(cf, cmd, conf);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    fp = (ngx_flag_t *) ((char *) conf + cmd->offset);
+
+    if (*fp == 0) {
+        /* logged at every start and reload, with the file and line */
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "tsb_ssl_verify is off: the TSB's certificate "
+                           "and host name are not checked, anyone on the "
+                           "path can pose as the HSM");
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* ------------------------------------------------------------ transfers */
 
 ngx_http_tsb_fetch_t *
 ngx_http_tsb_fetch_create(ngx_http_request_t *r,
@@ -195,9 +853,7 @@ ngx_http_tsb_fetch_new(ngx_pool_t *pool, ngx_log_t *log,
     ngx_http_tsb_upstream_conf_t *ucf, const char *method, ngx_str_t *path,
     ngx_str_t *body)
 {
-    u_char                *p;
     CURL                  *easy;
-    ngx_str_t              hdr;
     ngx_pool_cleanup_t    *cln;
     ngx_http_tsb_fetch_t  *f;
 
@@ -215,20 +871,27 @@ ngx_http_tsb_fetch_new(ngx_pool_t *pool, ngx_log_t *log,
     cln->data = f;
 
     f->log = log;
+    f->pool = pool;
+    f->conf = ucf;
     f->max_response = ucf->max_response;
 
     f->method.len = ngx_strlen(method);
     f->method.data = (u_char *) method;
 
-    f->url.len = ucf->url.len + path->len;
-    f->url.data = ngx_pnalloc(pool, f->url.len + 1);
-    if (f->url.data == NULL) {
+    f->path.len = path->len;
+    f->path.data = ngx_pnalloc(pool, path->len);
+    if (f->path.data == NULL) {
         return NULL;
     }
 
-    p = ngx_cpymem(f->url.data, ucf->url.data, ucf->url.len);
-    p = ngx_cpymem(p, path->data, path->len);
-    *p = '\0';
+    ngx_memcpy(f->path.data, path->data, path->len);
+
+    /* until a node is picked, logs name the first one */
+    f->url = ucf->url;
+
+    f->busy_event.handler = ngx_http_tsb_busy_handler;
+    f->busy_event.data = f;
+    f->busy_event.log = log;
 
     easy = curl_easy_init();
     if (easy == NULL) {
@@ -239,7 +902,6 @@ ngx_http_tsb_fetch_new(ngx_pool_t *pool, ngx_log_t *log,
 
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(easy, CURLOPT_PRIVATE, f);
-    curl_easy_setopt(easy, CURLOPT_URL, (char *) f->url.data);
     curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, f->errbuf);
@@ -251,11 +913,58 @@ ngx_http_tsb_fetch_new(ngx_pool_t *pool, ngx_log_t *log,
                      (long) ucf->connect_timeout);
     curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) ucf->timeout);
     curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+
+    /* a Content-Length beyond the cap fails before the body is read */
+    curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE,
+                     (curl_off_t) ucf->max_response);
+
+    /*
+     * Never through a proxy from the environment: the gateway's
+     * credentials go to the TSB and nowhere else.  No cookie engine, no
+     * .netrc: nothing is sent that is not set below.
+     */
+    curl_easy_setopt(easy, CURLOPT_PROXY, "");
+
+    if (ngx_http_tsb_share) {
+        curl_easy_setopt(easy, CURLOPT_SHARE, ngx_http_tsb_share);
+    }
+
+    if (ucf->http2) {
+        /* h2 when the TSB offers it in ALPN; plain http stays HTTP/1.1 */
+        curl_easy_setopt(easy, CURLOPT_HTTP_VERSION,
+                         (long) CURL_HTTP_VERSION_2TLS);
+
+        /* wait for a connection that can multiplex rather than open more */
+        curl_easy_setopt(easy, CURLOPT_PIPEWAIT, 1L);
+
+    } else {
+        curl_easy_setopt(easy, CURLOPT_HTTP_VERSION,
+                         (long) CURL_HTTP_VERSION_1_1);
+    }
+
+    if (ngx_http_tsb_easy_tls(f, easy) != NGX_OK) {
+        return NULL;
+    }
 
     if (body) {
-        /* the body stays in the request pool until the transfer is gone */
-        curl_easy_setopt(easy, CURLOPT_POSTFIELDS, (char *) body->data);
-        curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, (long) body->len);
+        /*
+         * The body stays in the pool until the transfer is gone.  It is
+         * read through a callback that cannot rewind, rather than given as
+         * POSTFIELDS: curl resends a request on a fresh connection when a
+         * reused one dies before the answer, and it can only do that if it
+         * can rewind the body.  A sign request the TSB may already have
+         * taken must fail instead of being issued twice.
+         */
+        f->req_body = *body;
+
+        curl_easy_setopt(easy, CURLOPT_POST, 1L);
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
+                         (curl_off_t) body->len);
+        curl_easy_setopt(easy, CURLOPT_READFUNCTION, ngx_http_tsb_curl_read);
+        curl_easy_setopt(easy, CURLOPT_READDATA, f);
+        curl_easy_setopt(easy, CURLOPT_SEEKFUNCTION, ngx_http_tsb_curl_seek);
+        curl_easy_setopt(easy, CURLOPT_SEEKDATA, f);
 
     } else if (ngx_strcmp(method, "GET") == 0) {
         curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
@@ -271,42 +980,27 @@ ngx_http_tsb_fetch_new(ngx_pool_t *pool, ngx_log_t *log,
                                        "Content-Type: application/json");
         /* the TSB does not need a 100-continue round trip */
         f->headers = curl_slist_append(f->headers, "Expect:");
-    }
 
-    /* curl copies header strings, so these are wiped right after */
-
-    if (ucf->api_key.len) {
-        hdr.len = sizeof("X-API-KEY: ") - 1 + ucf->api_key.len;
-        hdr.data = ngx_pnalloc(pool, hdr.len + 1);
-        if (hdr.data == NULL) {
+        if (f->headers == NULL) {
             return NULL;
         }
-
-        p = ngx_cpymem(hdr.data, "X-API-KEY: ", sizeof("X-API-KEY: ") - 1);
-        p = ngx_cpymem(p, ucf->api_key.data, ucf->api_key.len);
-        *p = '\0';
-
-        f->headers = curl_slist_append(f->headers, (char *) hdr.data);
-        ngx_explicit_memzero(hdr.data, hdr.len);
     }
 
-    if (ucf->bearer.len) {
-        hdr.len = sizeof("Authorization: Bearer ") - 1 + ucf->bearer.len;
-        hdr.data = ngx_pnalloc(pool, hdr.len + 1);
-        if (hdr.data == NULL) {
-            return NULL;
-        }
-
-        p = ngx_cpymem(hdr.data, "Authorization: Bearer ",
-                       sizeof("Authorization: Bearer ") - 1);
-        p = ngx_cpymem(p, ucf->bearer.data, ucf->bearer.len);
-        *p = '\0';
-
-        f->headers = curl_slist_append(f->headers, (char *) hdr.data);
-        ngx_explicit_memzero(hdr.data, hdr.len);
+    if (ucf->api_key.len
+        && ngx_http_tsb_header_secret(f, "X-API-KEY: ",
+                                      sizeof("X-API-KEY: ") - 1,
+                                      &ucf->api_key)
+           != NGX_OK)
+    {
+        return NULL;
     }
 
-    if (f->headers == NULL) {
+    if (ucf->bearer.len
+        && ngx_http_tsb_header_secret(f, "Authorization: Bearer ",
+                                      sizeof("Authorization: Bearer ") - 1,
+                                      &ucf->bearer)
+           != NGX_OK)
+    {
         return NULL;
     }
 
@@ -316,39 +1010,446 @@ ngx_http_tsb_fetch_new(ngx_pool_t *pool, ngx_log_t *log,
 }
 
 
+/* curl copies header strings, so ours is wiped right after */
+
+static ngx_int_t
+ngx_http_tsb_header_secret(ngx_http_tsb_fetch_t *f, const char *name,
+    size_t name_len, ngx_str_t *value)
+{
+    u_char             *p;
+    ngx_str_t           hdr;
+    struct curl_slist  *l;
+
+    hdr.len = name_len + value->len;
+    hdr.data = ngx_pnalloc(f->pool, hdr.len + 1);
+    if (hdr.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(hdr.data, name, name_len);
+    p = ngx_cpymem(p, value->data, value->len);
+    *p = '\0';
+
+    l = curl_slist_append(f->headers, (char *) hdr.data);
+    ngx_explicit_memzero(hdr.data, hdr.len);
+
+    if (l == NULL) {
+        return NGX_ERROR;
+    }
+
+    f->headers = l;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_tsb_easy_tls(ngx_http_tsb_fetch_t *f, CURL *easy)
+{
+    long                           version;
+    ngx_http_tsb_tls_t            *tls;
+    ngx_http_tsb_upstream_conf_t  *ucf;
+
+    ucf = f->conf;
+    tls = ucf->tls;
+
+    version = (ucf->ssl_protocols & NGX_HTTP_TSB_TLSv1_2)
+              ? CURL_SSLVERSION_TLSv1_2 : CURL_SSLVERSION_TLSv1_3;
+
+    version |= (ucf->ssl_protocols & NGX_HTTP_TSB_TLSv1_3)
+               ? CURL_SSLVERSION_MAX_TLSv1_3 : CURL_SSLVERSION_MAX_TLSv1_2;
+
+    curl_easy_setopt(easy, CURLOPT_SSLVERSION, version);
+
+    if (ucf->ssl_verify) {
+        curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
+        curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
+
+    } else {
+        curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 0L);
+        curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
+
+    if (tls == NULL) {
+        return NGX_OK;
+    }
+
+    if (tls->ca.len) {
+        /* the configured CAs and nothing else: no system CA directory */
+        curl_easy_setopt(easy, CURLOPT_CAINFO_BLOB, &tls->ca);
+        curl_easy_setopt(easy, CURLOPT_CAPATH, NULL);
+    }
+
+    if (tls->cert.len) {
+        curl_easy_setopt(easy, CURLOPT_SSLCERTTYPE, "PEM");
+        curl_easy_setopt(easy, CURLOPT_SSLCERT_BLOB, &tls->cert);
+        curl_easy_setopt(easy, CURLOPT_SSLKEYTYPE, "PEM");
+        curl_easy_setopt(easy, CURLOPT_SSLKEY_BLOB, &tls->key);
+    }
+
+    if (tls->pin.len) {
+        if (curl_easy_setopt(easy, CURLOPT_PINNEDPUBLICKEY,
+                             (char *) tls->pin.data)
+            != CURLE_OK)
+        {
+            ngx_log_error(NGX_LOG_ERR, f->log, 0,
+                          "tsb: libcurl cannot pin public keys");
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
 ngx_int_t
 ngx_http_tsb_fetch_start(ngx_http_tsb_fetch_t *f)
 {
-    CURLMcode  rc;
+    if (ngx_http_tsb_multi == NULL || f->easy == NULL) {
+        return NGX_ERROR;
+    }
 
-    if (ngx_http_tsb_multi == NULL) {
+    if (f->conf->nodes == NULL || f->conf->nodes->nelts == 0) {
+        ngx_log_error(NGX_LOG_ERR, f->log, 0, "tsb: no tsb_upstream");
         return NGX_ERROR;
     }
 
     f->elapsed = ngx_current_msec;
+
+    if (f->conf->max_transfers
+        && ngx_http_tsb_ntransfers >= f->conf->max_transfers)
+    {
+        /*
+         * The worker is at its cap: answer 503 rather than queue without
+         * bound.  done() runs from a posted event, as for a real transfer,
+         * so every caller finishes the request on the one path it has.
+         */
+        ngx_log_error(NGX_LOG_WARN, f->log, 0,
+                      "tsb: %V %V not started: %ui transfers in flight, "
+                      "tsb_max_transfers reached",
+                      &f->method, &f->path, ngx_http_tsb_ntransfers);
+
+        f->busy = 1;
+        f->result = CURLE_AGAIN;
+        ngx_post_event(&f->busy_event, &ngx_posted_events);
+
+        return NGX_OK;
+    }
 
     /* before adding: curl calls the timer callback from inside add_handle */
     ngx_queue_insert_tail(&ngx_http_tsb_transfers, &f->queue);
     ngx_http_tsb_ntransfers++;
     f->queued = 1;
 
-    rc = curl_multi_add_handle(ngx_http_tsb_multi, f->easy);
-
-    if (rc != CURLM_OK) {
+    if (ngx_http_tsb_fetch_attempt(f) != NGX_OK) {
         ngx_queue_remove(&f->queue);
         ngx_http_tsb_ntransfers--;
         f->queued = 0;
 
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* one try on the best node not tried yet */
+
+static ngx_int_t
+ngx_http_tsb_fetch_attempt(ngx_http_tsb_fetch_t *f)
+{
+    u_char               *p;
+    ngx_int_t             n;
+    CURLMcode             rc;
+    ngx_http_tsb_node_t  *node;
+
+    n = ngx_http_tsb_pick_node(f);
+    if (n < 0) {
+        return NGX_ERROR;
+    }
+
+    node = f->conf->nodes->elts;
+    node = &node[n];
+
+    f->node = n;
+    f->tried |= (uint32_t) 1 << n;
+    f->attempts++;
+    f->attempt_start = ngx_current_msec;
+
+    /* only a node that got nothing is tried next: start the body over */
+    f->req_sent = 0;
+
+    f->url.len = node->url.len + f->path.len;
+    f->url.data = ngx_pnalloc(f->pool, f->url.len + 1);
+    if (f->url.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(f->url.data, node->url.data, node->url.len);
+    p = ngx_cpymem(p, f->path.data, f->path.len);
+    *p = '\0';
+
+    curl_easy_setopt(f->easy, CURLOPT_URL, (char *) f->url.data);
+
+    rc = curl_multi_add_handle(ngx_http_tsb_multi, f->easy);
+
+    if (rc != CURLM_OK) {
         ngx_log_error(NGX_LOG_ERR, f->log, 0,
                       "tsb: curl_multi_add_handle() failed: %s",
                       curl_multi_strerror(rc));
         return NGX_ERROR;
     }
 
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, f->log, 0,
-                   "tsb: started %V %V", &f->method, &f->url);
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, f->log, 0,
+                   "tsb: started %V %V (attempt %ui)", &f->method, &f->url,
+                   f->attempts);
 
     return NGX_OK;
+}
+
+
+/*
+ * The first node in configuration order that was not tried and is not
+ * backed off; when every untried node is backed off, the one whose back-off
+ * ends first (a cluster that is all down is still tried, never refused
+ * without asking).  -1 when every node was tried.
+ */
+
+static ngx_int_t
+ngx_http_tsb_pick_node(ngx_http_tsb_fetch_t *f)
+{
+    ngx_int_t             best;
+    ngx_uint_t            i;
+    ngx_msec_t            now;
+    ngx_http_tsb_node_t  *nodes;
+
+    nodes = f->conf->nodes->elts;
+    now = ngx_current_msec;
+    best = -1;
+
+    for (i = 0; i < f->conf->nodes->nelts; i++) {
+
+        if (f->tried & ((uint32_t) 1 << i)) {
+            continue;
+        }
+
+        if (!nodes[i].down
+            || (ngx_msec_int_t) (nodes[i].down_until - now) <= 0)
+        {
+            return i;
+        }
+
+        if (best == -1
+            || (ngx_msec_int_t) (nodes[i].down_until
+                                 - nodes[best].down_until) < 0)
+        {
+            best = i;
+        }
+    }
+
+    return best;
+}
+
+
+/*
+ * Nothing of the request reached the TSB: the connection or the TLS
+ * handshake failed, or the time ran out before the request was sent.
+ */
+
+static ngx_uint_t
+ngx_http_tsb_not_sent(ngx_http_tsb_fetch_t *f)
+{
+    curl_off_t  pretransfer;
+
+    switch (f->result) {
+
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_ISSUER_ERROR:
+        return 1;
+
+    case CURLE_OPERATION_TIMEDOUT:
+        pretransfer = 0;
+        (void) curl_easy_getinfo(f->easy, CURLINFO_PRETRANSFER_TIME_T,
+                                 &pretransfer);
+        return pretransfer == 0;
+
+    default:
+        return 0;
+    }
+}
+
+
+static ngx_uint_t
+ngx_http_tsb_node_failed(ngx_http_tsb_fetch_t *f, ngx_uint_t not_sent)
+{
+    switch (f->result) {
+
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_CERTPROBLEM:
+        /*
+         * This location's CA, pin or client certificate does not fit the
+         * node: another node may be tried, but the node is not marked
+         * down for the other locations that share it.
+         */
+        return 0;
+
+    case CURLE_OK:
+        return f->status >= 500;
+
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_GOT_NOTHING:
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_WEIRD_SERVER_REPLY:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+    case CURLE_SEND_FAIL_REWIND:
+        return 1;
+
+    default:
+        /* too large, out of memory: not the node's fault */
+        return not_sent;
+    }
+}
+
+
+static const char *
+ngx_http_tsb_attempt_error(ngx_http_tsb_fetch_t *f, u_char *buf, size_t len)
+{
+    if (f->result != CURLE_OK) {
+        return f->errbuf[0] ? f->errbuf : curl_easy_strerror(f->result);
+    }
+
+    *ngx_snprintf(buf, len - 1, "answered %l", f->status) = '\0';
+
+    return (char *) buf;
+}
+
+
+static void
+ngx_http_tsb_node_update(ngx_http_tsb_fetch_t *f, ngx_uint_t failed)
+{
+    u_char                buf[32];
+    ngx_msec_t            backoff;
+    ngx_uint_t            doublings;
+    ngx_http_tsb_node_t  *node;
+
+    node = f->conf->nodes->elts;
+    node = &node[f->node];
+
+    if (!failed) {
+        if (node->down) {
+            ngx_log_error(NGX_LOG_NOTICE, f->log, 0,
+                          "tsb: upstream %V is back after %ui failures",
+                          &node->url, node->fails);
+        }
+
+        node->down = 0;
+        node->fails = 0;
+        return;
+    }
+
+    node->fails++;
+
+    doublings = ngx_min(node->fails - 1, NGX_HTTP_TSB_BACKOFF_DOUBLINGS);
+    backoff = f->conf->fail_timeout << doublings;
+
+    node->down_until = ngx_current_msec + backoff;
+
+    if (f->conf->nodes->nelts > 1 || !node->down) {
+        ngx_log_error(NGX_LOG_WARN, f->log, 0,
+                      "tsb: upstream %V failed (%s), skipped for %M ms",
+                      &node->url,
+                      ngx_http_tsb_attempt_error(f, buf, sizeof(buf)),
+                      backoff);
+    }
+
+    node->down = 1;
+}
+
+
+/*
+ * Whether to try the next node.  Never when the TSB may have acted on the
+ * request (a sign POST must not issue twice): only when nothing was sent,
+ * or once for a GET that failed on its node.
+ */
+
+static ngx_uint_t
+ngx_http_tsb_retry(ngx_http_tsb_fetch_t *f)
+{
+    ngx_uint_t  not_sent, failed;
+
+    not_sent = ngx_http_tsb_not_sent(f);
+    failed = ngx_http_tsb_node_failed(f, not_sent);
+
+    ngx_http_tsb_node_update(f, failed);
+
+    if (ngx_http_tsb_pick_node(f) < 0) {
+        return 0;
+    }
+
+    if (not_sent) {
+        return 1;
+    }
+
+    if (!failed) {
+        return 0;
+    }
+
+    if (f->resent == 0
+        && f->method.len == 3 && ngx_strncmp(f->method.data, "GET", 3) == 0)
+    {
+        f->resent++;
+        return 1;
+    }
+
+    return 0;
+}
+
+
+static size_t
+ngx_http_tsb_curl_read(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    ngx_http_tsb_fetch_t *f = userdata;
+
+    size_t  n;
+
+    n = ngx_min(size * nmemb, f->req_body.len - f->req_sent);
+
+    ngx_memcpy(ptr, f->req_body.data + f->req_sent, n);
+    f->req_sent += n;
+
+    return n;
+}
+
+
+/* curl asks to rewind only to send the body a second time: never */
+
+static int
+ngx_http_tsb_curl_seek(void *userdata, curl_off_t offset, int origin)
+{
+    ngx_http_tsb_fetch_t *f = userdata;
+
+    if (offset == 0 && origin == SEEK_SET && f->req_sent == 0) {
+        return CURL_SEEKFUNC_OK;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, f->log, 0,
+                  "tsb: %V %V: the connection broke after the request was "
+                  "sent; it is not sent again", &f->method, &f->url);
+
+    return CURL_SEEKFUNC_FAIL;
 }
 
 
@@ -387,6 +1488,8 @@ ngx_http_tsb_curl_write(char *ptr, size_t size, size_t nmemb, void *userdata)
     return n;
 }
 
+
+/* ------------------------------------------------- curl <-> nginx events */
 
 static int
 ngx_http_tsb_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp,
@@ -597,10 +1700,10 @@ ngx_http_tsb_collect_done(void)
 {
     int                    left;
     long                   status;
+    u_char                 buf[32];
     CURL                  *easy;
     CURLMsg               *msg;
-    ngx_connection_t      *c;
-    ngx_http_request_t    *r;
+    ngx_str_t              failed_url;
     ngx_http_tsb_fetch_t  *f;
 
     while ((msg = curl_multi_info_read(ngx_http_tsb_multi, &left))) {
@@ -625,32 +1728,85 @@ ngx_http_tsb_collect_done(void)
         status = 0;
         (void) curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
         f->status = status;
+
+        /* outside any curl callback: removing and re-adding is allowed */
+        curl_multi_remove_handle(ngx_http_tsb_multi, easy);
+
+        if (ngx_http_tsb_retry(f)) {
+            failed_url = f->url;
+
+            ngx_log_error(NGX_LOG_WARN, f->log, 0,
+                          "tsb: %V %V failed after %M ms (%s), trying the "
+                          "next TSB node",
+                          &f->method, &failed_url,
+                          ngx_current_msec - f->attempt_start,
+                          ngx_http_tsb_attempt_error(f, buf, sizeof(buf)));
+
+            f->body_len = 0;
+            f->too_large = 0;
+            f->status = 0;
+            f->errbuf[0] = '\0';
+
+            if (ngx_http_tsb_fetch_attempt(f) == NGX_OK) {
+                continue;
+            }
+
+            /* the previous answer stands */
+            f->result = CURLE_COULDNT_CONNECT;
+        }
+
         f->elapsed = ngx_current_msec - f->elapsed;
         f->finished = 1;
 
         ngx_http_tsb_fetch_release(f);
-
-        if (f->done == NULL) {
-            continue;
-        }
-
-        if (!f->bound) {
-            /* a worker's own transfer: done() finalizes what it serves */
-            f->done(f);
-            continue;
-        }
-
-        r = f->request;
-        if (r == NULL) {
-            continue;
-        }
-
-        c = r->connection;
-
-        f->done(f);
-
-        ngx_http_run_posted_requests(c);
+        ngx_http_tsb_fetch_finish(f);
     }
+}
+
+
+/* done() for a finished fetch; f may be gone when this returns */
+
+static void
+ngx_http_tsb_fetch_finish(ngx_http_tsb_fetch_t *f)
+{
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    ngx_http_tsb_metrics_upstream(f);
+
+    if (f->done == NULL) {
+        return;
+    }
+
+    if (!f->bound) {
+        /* a worker's own transfer: done() finalizes what it serves */
+        f->done(f);
+        return;
+    }
+
+    r = f->request;
+    if (r == NULL) {
+        return;
+    }
+
+    c = r->connection;
+
+    f->done(f);
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_tsb_busy_handler(ngx_event_t *ev)
+{
+    ngx_http_tsb_fetch_t  *f = ev->data;
+
+    f->elapsed = ngx_current_msec - f->elapsed;
+    f->finished = 1;
+
+    ngx_http_tsb_fetch_release(f);
+    ngx_http_tsb_fetch_finish(f);
 }
 
 
@@ -678,6 +1834,10 @@ ngx_http_tsb_fetch_release(ngx_http_tsb_fetch_t *f)
         curl_slist_free_all(f->headers);
         f->headers = NULL;
     }
+
+    if (f->busy_event.posted) {
+        ngx_delete_posted_event(&f->busy_event);
+    }
 }
 
 
@@ -686,7 +1846,7 @@ ngx_http_tsb_fetch_cleanup(void *data)
 {
     ngx_http_tsb_fetch_t  *f = data;
 
-    if (f->easy && f->request) {
+    if (f->easy && f->request && f->queued) {
         ngx_log_error(NGX_LOG_INFO, f->log, 0,
                       "tsb: client went away, cancelling %V %V",
                       &f->method, &f->url);

@@ -53,7 +53,7 @@ static int tsb_csr_decode_pem(const unsigned char *p,
 static int tsb_csr_label_sane(const unsigned char *p, size_t len);
 static int tsb_csr_facts_name(tsb_csr_t *csr, X509_REQ *req,
     tsb_error_t *err);
-static int tsb_csr_facts_key(tsb_csr_t *csr, EVP_PKEY *pkey,
+static int tsb_csr_facts_key(tsb_csr_t *csr, X509_REQ *req, EVP_PKEY *pkey,
     tsb_error_t *err);
 static int tsb_csr_facts_sig(tsb_csr_t *csr, X509_REQ *req);
 static int tsb_csr_facts_ext(tsb_csr_t *csr, X509_REQ *req,
@@ -544,7 +544,7 @@ tsb_csr_parse(const unsigned char *der, size_t len, tsb_csr_t **out,
         goto failed;
     }
 
-    if (tsb_csr_facts_key(csr, pkey, err) != 0
+    if (tsb_csr_facts_key(csr, req, pkey, err) != 0
         || tsb_csr_facts_sig(csr, req) != 0
         || tsb_csr_facts_name(csr, req, err) != 0
         || tsb_csr_facts_ext(csr, req, err) != 0)
@@ -741,17 +741,24 @@ tsb_csr_facts_name(tsb_csr_t *csr, X509_REQ *req, tsb_error_t *err)
 
 
 static int
-tsb_csr_facts_key(tsb_csr_t *csr, EVP_PKEY *pkey, tsb_error_t *err)
+tsb_csr_facts_key(tsb_csr_t *csr, X509_REQ *req, EVP_PKEY *pkey,
+    tsb_error_t *err)
 {
     int             n, nid, explicit_params;
     char            group[80];
     size_t          glen;
     unsigned char  *spki;
 
-    /* what the issued certificate's key is checked against */
+    /*
+     * What the issued certificate's key is checked against, hashed the
+     * way tsb_cert.c hashes the certificate's: the SPKI as the CSR
+     * carries it.  i2d_PUBKEY(pkey) would give the same bytes, but
+     * OpenSSL 3 makes it run the provider encoder, which cost as much as
+     * verifying the signature (docs/benchmarks.md).
+     */
 
     spki = NULL;
-    n = i2d_PUBKEY(pkey, &spki);
+    n = i2d_X509_PUBKEY(X509_REQ_get_X509_PUBKEY(req), &spki);
 
     if (n <= 0
         || EVP_Digest(spki, (size_t) n, csr->spki_sha256, NULL,

@@ -20,6 +20,8 @@
 
 
 #define TSB_POLICY_QUOTE_MAX   64
+#define TSB_POLICY_NAME_STACK  256
+#define TSB_POLICY_RE_FLAGS    (REG_EXTENDED | REG_NOSUB | REG_ICASE)
 #define TSB_POLICY_MIN_RSA     2048
 #define TSB_POLICY_SIG_ALG     "SHA256_WITH_RSA"
 
@@ -45,7 +47,7 @@ static int tsb_policy_check_sig_alg(const tsb_policy_t *policy,
 static int tsb_policy_names_match(const tsb_policy_t *policy,
     const char *name, size_t len);
 static int tsb_policy_regex_match(const char *pattern, size_t plen,
-    const char *name, size_t nlen);
+    const regex_t *re, const char *name, size_t nlen);
 static int tsb_policy_text(const unsigned char *s, size_t len);
 static const char *tsb_policy_quote(const char *s, size_t len, char *buf,
     size_t size);
@@ -421,6 +423,15 @@ tsb_policy_check_sans(const tsb_policy_t *policy, const tsb_csr_t *csr,
     types = policy->allowed_san_types ? policy->allowed_san_types
                                       : 1u << TSB_SAN_DNS;
 
+    /* the issued certificate is checked against them: keep that bounded */
+
+    if (csr->n_sans > TSB_POLICY_MAX_SANS) {
+        tsb_error_set(err, 403, "policy.san",
+                      "the CSR asks for %zu subjectAltNames; at most %d are "
+                      "issued", csr->n_sans, TSB_POLICY_MAX_SANS);
+        return -1;
+    }
+
     for (i = 0; i < csr->n_sans; i++) {
         san = &csr->sans[i];
 
@@ -491,8 +502,28 @@ tsb_policy_check_ca(const tsb_policy_t *policy, const tsb_csr_t *csr,
         return -1;
     }
 
-    if (policy->max_path_len >= 0 && csr->basic_pathlen > policy->max_path_len)
+    if (policy->max_path_len < 0) {
+        return 0;
+    }
+
+    /*
+     * A CA without a pathLenConstraint may sign further CAs to any depth:
+     * with a maximum configured, its absence is no default to fill in but
+     * the widest request there is.
+     */
+
+    if (!csr->has_basic_constraints || !csr->basic_ca
+        || csr->basic_pathlen < 0)
     {
+        tsb_error_set(err, 403, "policy.ca",
+                      "CA certificates are issued here with a "
+                      "pathLenConstraint of at most %ld; the CSR must ask "
+                      "for basicConstraints CA:TRUE with one",
+                      policy->max_path_len);
+        return -1;
+    }
+
+    if (csr->basic_pathlen > policy->max_path_len) {
         tsb_error_set(err, 403, "policy.ca",
                       "pathLenConstraint %ld exceeds the maximum of %ld",
                       csr->basic_pathlen, policy->max_path_len);
@@ -548,8 +579,11 @@ tsb_policy_names_match(const tsb_policy_t *policy, const char *name,
     size_t  i;
 
     for (i = 0; i < policy->n_names; i++) {
-        if (tsb_policy_name_match(policy->names[i].pattern,
-                                  policy->names[i].len, name, len))
+        if (tsb_policy_name_match_re(policy->names[i].pattern,
+                                     policy->names[i].len,
+                                     policy->name_regex
+                                     ? policy->name_regex[i] : NULL,
+                                     name, len))
         {
             return 1;
         }
@@ -562,6 +596,14 @@ tsb_policy_names_match(const tsb_policy_t *policy, const char *name,
 int
 tsb_policy_name_match(const char *pattern, size_t plen, const char *name,
     size_t nlen)
+{
+    return tsb_policy_name_match_re(pattern, plen, NULL, name, nlen);
+}
+
+
+int
+tsb_policy_name_match_re(const char *pattern, size_t plen, const void *re,
+    const char *name, size_t nlen)
 {
     const char  *dot;
 
@@ -580,7 +622,7 @@ tsb_policy_name_match(const char *pattern, size_t plen, const char *name,
     }
 
     if (pattern[0] == '~') {
-        return tsb_policy_regex_match(pattern + 1, plen - 1, name, nlen);
+        return tsb_policy_regex_match(pattern + 1, plen - 1, re, name, nlen);
     }
 
     if (pattern[plen - 1] == '.') {
@@ -648,7 +690,7 @@ tsb_policy_pattern_check(const char *pattern, size_t plen, char *errbuf,
         memcpy(p, pattern + 1, plen - 1);
         p[plen - 1] = '\0';
 
-        rc = regcomp(&re, p, REG_EXTENDED | REG_NOSUB | REG_ICASE);
+        rc = regcomp(&re, p, TSB_POLICY_RE_FLAGS);
         free(p);
 
         if (rc != 0) {
@@ -686,50 +728,118 @@ tsb_policy_pattern_check(const char *pattern, size_t plen, char *errbuf,
 }
 
 
+int
+tsb_policy_regex_compile(const char *pattern, size_t plen, void **re,
+    char *errbuf, size_t errlen)
+{
+    int       rc;
+    char     *p;
+    regex_t  *r;
+
+    *re = NULL;
+
+    if (tsb_policy_pattern_check(pattern, plen, errbuf, errlen) != 0) {
+        return -1;
+    }
+
+    if (pattern[0] != '~') {
+        return 0;
+    }
+
+    p = malloc(plen);
+    r = malloc(sizeof(regex_t));
+
+    if (p == NULL || r == NULL) {
+        free(p);
+        free(r);
+        snprintf(errbuf, errlen, "out of memory");
+        return -1;
+    }
+
+    memcpy(p, pattern + 1, plen - 1);
+    p[plen - 1] = '\0';
+
+    rc = regcomp(r, p, TSB_POLICY_RE_FLAGS);
+    free(p);
+
+    if (rc != 0) {
+        regerror(rc, r, errbuf, errlen);
+        free(r);
+        return -1;
+    }
+
+    *re = r;
+
+    return 0;
+}
+
+
+void
+tsb_policy_regex_free(void *re)
+{
+    if (re != NULL) {
+        regfree(re);
+        free(re);
+    }
+}
+
+
 /*
- * The regex is compiled per call; cheap enough for a handful of patterns
- * per request, and it keeps the policy a plain value.  Precompiling at
- * configuration time is the obvious next step if profiles say so.
+ * With a compiled regex only the name is copied (regexec() wants it
+ * NUL-terminated, and without its trailing dot); without one, as the
+ * fuzzers and tools call it, the pattern is compiled for this call.
  */
 
 static int
-tsb_policy_regex_match(const char *pattern, size_t plen, const char *name,
-    size_t nlen)
+tsb_policy_regex_match(const char *pattern, size_t plen, const regex_t *re,
+    const char *name, size_t nlen)
 {
     int       rc;
-    char     *p, *n;
-    regex_t   re;
+    char     *p, *n, buf[TSB_POLICY_NAME_STACK];
+    regex_t   tmp;
 
     if (plen == 0 || memchr(pattern, '\0', plen) != NULL) {
         return 0;
     }
 
-    p = malloc(plen + 1);
-    n = malloc(nlen + 1);
-
-    if (p == NULL || n == NULL) {
-        free(p);
-        free(n);
+    n = (nlen < sizeof(buf)) ? buf : malloc(nlen + 1);
+    if (n == NULL) {
         return 0;
     }
 
-    memcpy(p, pattern, plen);
-    p[plen] = '\0';
     memcpy(n, name, nlen);
     n[nlen] = '\0';
 
-    rc = regcomp(&re, p, REG_EXTENDED | REG_NOSUB | REG_ICASE);
-    free(p);
+    if (re == NULL) {
+        p = malloc(plen + 1);
+        if (p == NULL) {
+            rc = -1;
+            goto done;
+        }
 
-    if (rc != 0) {
-        free(n);
-        return 0;
+        memcpy(p, pattern, plen);
+        p[plen] = '\0';
+
+        rc = regcomp(&tmp, p, TSB_POLICY_RE_FLAGS);
+        free(p);
+
+        if (rc != 0) {
+            rc = -1;
+            goto done;
+        }
+
+        rc = regexec(&tmp, n, 0, NULL, 0);
+        regfree(&tmp);
+
+    } else {
+        rc = regexec(re, n, 0, NULL, 0);
     }
 
-    rc = regexec(&re, n, 0, NULL, 0);
+done:
 
-    regfree(&re);
-    free(n);
+    if (n != buf) {
+        free(n);
+    }
 
     return rc == 0;
 }

@@ -18,12 +18,18 @@
 #include "tsb_json.h"
 
 
+/* more SANs than this in one CSR are refused (403 "policy.san") */
+#define TSB_POLICY_MAX_SANS  100
+
+
 /*
  * One commonName / SAN pattern, already expanded (nginx variables are
  * resolved by the glue before evaluation):
  *   "host.example"     exact, case-insensitive, a trailing dot ignored;
  *   "*.svc.example"    exactly one label in place of '*';
  *   "~regex"           POSIX extended regex, anchored by the writer.
+ * A pattern of length 0 matches nothing (the glue uses that for a pattern
+ * whose variables had no usable value in this request).
  */
 typedef struct {
     const char  *pattern;
@@ -35,13 +41,23 @@ typedef struct {
     const tsb_name_pattern_t  *names;      /* allowed CN / DNS SAN names */
     size_t                     n_names;    /* 0: any name refused */
 
+    /*
+     * NULL, or n_names entries: names[i]'s regex compiled once by
+     * tsb_policy_regex_compile() (NULL for the other patterns).  Without
+     * it a "~regex" is compiled on every match.
+     */
+    void *const               *name_regex;
+
     unsigned     allowed_key_usage;        /* TSB_KU_* mask */
     unsigned     default_key_usage;        /* used when the client gives none */
     unsigned     allowed_ext_key_usage;    /* TSB_EKU_* mask */
     unsigned     default_ext_key_usage;
 
     int          allow_ca;                 /* CA issuance allowed */
-    long         max_path_len;             /* with allow_ca; -1 unlimited */
+    long         max_path_len;             /* with allow_ca; -1 unlimited;
+                                              otherwise a CA request must
+                                              carry a pathLenConstraint of
+                                              at most this */
 
     int          min_rsa_bits;             /* default 2048 */
     int          allow_ed25519;
@@ -55,7 +71,8 @@ typedef struct {
 
     /*
      * SAN kinds a CSR may carry, as a mask of 1 << TSB_SAN_*; 0 means
-     * 1 << TSB_SAN_DNS.  Every allowed SAN's value must still match one
+     * 1 << TSB_SAN_DNS, and 1 (no TSB_SAN_* bit) allows no SAN at all.
+     * Every allowed SAN's value must still match one
      * of names (an IP in text form, a whole email address, a whole URI,
      * so these need exact or "~regex" patterns); TSB_SAN_OTHER is never
      * accepted, whatever the mask says.
@@ -79,8 +96,8 @@ int tsb_policy_check(const tsb_policy_t *policy, const tsb_csr_t *csr,
  * name with a NUL byte, never matches.  A name holding '*' never matches a
  * wildcard pattern (it would ask for a wildcard certificate); allow those
  * with a "~regex".  One trailing dot of the name is dropped before a regex
- * is applied too.  The regex is compiled on each call; the glue should
- * check it at configuration time with tsb_policy_pattern_check().
+ * is applied too.  The regex is compiled on each call: the glue compiles
+ * its patterns once with tsb_policy_regex_compile() instead.
  */
 int tsb_policy_name_match(const char *pattern, size_t plen,
     const char *name, size_t nlen);
@@ -92,6 +109,20 @@ int tsb_policy_name_match(const char *pattern, size_t plen,
  */
 int tsb_policy_pattern_check(const char *pattern, size_t plen, char *errbuf,
     size_t errlen);
+
+/*
+ * Compiles a "~regex" pattern once for policy->name_regex: 0 and *re set
+ * (NULL when the pattern is no regex), or -1 with a message in errbuf.
+ * Free with tsb_policy_regex_free().
+ */
+int tsb_policy_regex_compile(const char *pattern, size_t plen, void **re,
+    char *errbuf, size_t errlen);
+
+void tsb_policy_regex_free(void *re);
+
+/* as tsb_policy_name_match(), with the pattern's compiled regex (or NULL) */
+int tsb_policy_name_match_re(const char *pattern, size_t plen,
+    const void *re, const char *name, size_t nlen);
 
 
 #endif /* _TSB_POLICY_H_INCLUDED_ */

@@ -28,6 +28,11 @@ package TsbTest;
 #
 # Environment: TSB_MODULE overrides the module path, TSB_NGINX the nginx
 # binary, TSB_KEEP=1 keeps the temporary directory for inspection.
+# TSB_NGINX_WRAPPER is put in front of the nginx command line (split on
+# blanks), e.g. "valgrind --log-file=/tmp/vg/%p.log" or "env LD_PRELOAD=..."
+# (make test-valgrind, make test-asan); TSB_TIME_FACTOR (default 1) scales
+# the harness's own waits and timeouts for such slow runs: every wait is an
+# upper bound, so scaling it never changes what a test asserts.
 
 use strict;
 use warnings;
@@ -51,6 +56,10 @@ our @EXPORT_OK = qw(free_port slurp spew json_encode json_decode
 
 our $ROOT = abs_path(dirname(__FILE__) . '/../..');
 our $NGINX = $ENV{TSB_NGINX} || '/usr/sbin/nginx';
+our @NGINX_WRAPPER = grep { length }
+                     split ' ', ($ENV{TSB_NGINX_WRAPPER} // '');
+our $TIME_FACTOR = ($ENV{TSB_TIME_FACTOR} // '') =~ /^\d+(\.\d+)?$/
+                   && $ENV{TSB_TIME_FACTOR} >= 1 ? $ENV{TSB_TIME_FACTOR} : 1;
 our $MODULE = $ENV{TSB_MODULE} || "$ROOT/build/ngx_http_tsb_module.so";
 our $SIM = "$ROOT/sim/tsb_sim.py";
 our $PYTHON = '/usr/bin/python3';
@@ -93,7 +102,8 @@ sub tmp { $_[0]{tmp} }
 
 sub _ua {
     my ($self, %opt) = @_;
-    return HTTP::Tiny->new(timeout => 15, keep_alive => 1,
+    $opt{timeout} *= $TIME_FACTOR if $opt{timeout};
+    return HTTP::Tiny->new(timeout => 15 * $TIME_FACTOR, keep_alive => 1,
                            agent => 'tsb-test/1', %opt);
 }
 
@@ -377,11 +387,12 @@ EOF
     $self->{workers} = $workers;
 
     $self->{ngx_pid} = $self->_spawn("$tmp/nginx.out", "$tmp/nginx.out",
-        $NGINX, '-p', "$tmp/", '-e', "$tmp/error.log",
+        @NGINX_WRAPPER, $NGINX, '-p', "$tmp/", '-e', "$tmp/error.log",
         '-c', "$tmp/nginx.conf");
-    my $ok = _wait_port($self->port(1), time + 5, $self->{ngx_pid});
+    my $ok = _wait_port($self->port(1), time + 5 * $TIME_FACTOR,
+                        $self->{ngx_pid});
     # Ready means: accepting, and the worker processes are up.
-    my $deadline = time + 5;
+    my $deadline = time + 5 * $TIME_FACTOR;
     while ($ok && time < $deadline
            && $self->worker_pids < $workers) {
         sleep 0.02;
@@ -426,7 +437,7 @@ sub reload {
     my %old = map { $_ => 1 } $self->worker_pids;
     my $log_before = length $self->error_log;
     kill 'HUP', $self->{ngx_pid} or croak "HUP: $!";
-    my $deadline = time + ($opt{timeout} // 5);
+    my $deadline = time + ($opt{timeout} // 5) * $TIME_FACTOR;
     my @new;
     while (time < $deadline) {
         @new = grep { !$old{$_} } $self->worker_pids;
@@ -473,7 +484,7 @@ sub log_since {
 # Wait until the error log (from the mark on) matches $re.
 sub wait_log {
     my ($self, $re, $timeout) = @_;
-    my $deadline = time + ($timeout // 3);
+    my $deadline = time + ($timeout // 3) * $TIME_FACTOR;
     while (time < $deadline) {
         return 1 if $self->log_since =~ $re;
         sleep 0.05;
@@ -502,7 +513,7 @@ sub _kill_group {
     # TERM first: the nginx master then stops and reaps its workers, the
     # simulator shuts down; KILL whatever is left after a short grace.
     kill 'TERM', $pid;
-    my $deadline = time + 3;
+    my $deadline = time + 3 * $TIME_FACTOR;
     while (time < $deadline && _alive($pid)) { sleep 0.02 }
     kill 'KILL', -$pid;
     kill 'KILL', $pid;
@@ -516,7 +527,7 @@ sub stop {
     my $graceful = 1;
     if (my $pid = $self->{ngx_pid}) {
         kill 'QUIT', $pid;
-        my $deadline = time + ($opt{timeout} // 10);
+        my $deadline = time + ($opt{timeout} // 10) * $TIME_FACTOR;
         while (time < $deadline && _alive($pid)) { sleep 0.02 }
         if (_alive($pid)) {
             $graceful = 0;
@@ -621,7 +632,8 @@ sub raw_connect {
     my ($self, $port) = @_;
     my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
                                   PeerPort => $self->port($port || 1),
-                                  Proto => 'tcp', Timeout => 5)
+                                  Proto => 'tcp',
+                                  Timeout => 5 * $TIME_FACTOR)
         or croak "connect: $!";
     binmode $s;
     return $s;
@@ -663,7 +675,7 @@ sub raw_ready {
 # Read a whole Connection: close response; parse it like request() does.
 sub raw_read {
     my ($self, $s, $timeout) = @_;
-    my $deadline = time + ($timeout // 10);
+    my $deadline = time + ($timeout // 10) * $TIME_FACTOR;
     my $buf = '';
     my $sel = IO::Select->new($s);
     while (time < $deadline) {
@@ -804,7 +816,7 @@ sub verify_cert {
 # Poll a condition (code returning true) for up to $timeout seconds.
 sub wait_for {
     my ($self, $code, $timeout, $step) = @_;
-    my $deadline = time + ($timeout // 5);
+    my $deadline = time + ($timeout // 5) * $TIME_FACTOR;
     while (1) {
         my $v = $code->();
         return $v if $v;

@@ -222,6 +222,21 @@ static const row_t  rows[] = {
     { .name = "CA allowed, pathlen at the maximum", .key = K_P256,
       .cn = "a.svc.example", .bc = "critical,CA:TRUE,pathlen:1",
       .pol = P_CA | P_CA_PATH1 | P_KCS_ALLOWED },
+    { .name = "CA allowed with a maximum, no pathlen in the CSR",
+      .key = K_P256, .cn = "a.svc.example", .bc = "critical,CA:TRUE",
+      .pol = P_CA | P_CA_PATH1 | P_KCS_ALLOWED,
+      .status = 403, .reason = "policy.ca" },
+    { .name = "CA allowed with a maximum, certificateAuthority alone",
+      .key = K_P256, .cn = "a.svc.example", .req_ca = CA_TRUE,
+      .pol = P_CA | P_CA_PATH1 | P_KCS_ALLOWED,
+      .status = 403, .reason = "policy.ca" },
+    { .name = "CA allowed with a maximum, keyCertSign alone",
+      .key = K_P256, .cn = "a.svc.example", .ku = "keyCertSign",
+      .pol = P_CA | P_CA_PATH1 | P_KCS_ALLOWED,
+      .status = 403, .reason = "policy.ca" },
+    { .name = "CA allowed with a maximum, pathlen 0", .key = K_P256,
+      .cn = "a.svc.example", .bc = "critical,CA:TRUE,pathlen:0",
+      .ku = "keyCertSign", .pol = P_CA | P_CA_PATH1 | P_KCS_ALLOWED },
     { .name = "CA allowed but keyCertSign not in the usages",
       .key = K_P256, .cn = "a.svc.example", .bc = "CA:TRUE",
       .ku = "keyCertSign", .pol = P_CA,
@@ -940,6 +955,270 @@ test_pattern_check(void)
 }
 
 
+/* precompiled regexes answer as the per-call ones do */
+static void
+test_regex_compile(void)
+{
+    int              rc, a, b;
+    char             buf[128];
+    void            *re, *res[4];
+    row_t            r;
+    size_t           i, j;
+    tsb_csr_t       *csr;
+    tsb_error_t      err;
+    tsb_policy_t     policy;
+    tsb_sign_req_t   req;
+
+    static const char  *patterns[] = {
+        "~^api-[0-9]+\\.example$", "~^(a|b)\\.svc\\.example$", "~^.*$",
+        "~\\.evil$"
+    };
+
+    static const char  *probes[] = {
+        "api-1.example", "API-12.Example.", "api-x.example", "b.svc.example",
+        "c.svc.example", "x.evil", "x.evil.", "", "a\xc3\xa9.evil"
+    };
+
+    for (i = 0; i < sizeof(patterns) / sizeof(patterns[0]); i++) {
+        rc = tsb_policy_regex_compile(patterns[i], strlen(patterns[i]), &re,
+                                      buf, sizeof(buf));
+        is_int(rc, 0, "regex_compile('%s')", patterns[i]);
+        ok(re != NULL, "regex_compile('%s') gives a regex", patterns[i]);
+
+        for (j = 0; j < sizeof(probes) / sizeof(probes[0]); j++) {
+            a = tsb_policy_name_match(patterns[i], strlen(patterns[i]),
+                                      probes[j], strlen(probes[j]));
+            b = tsb_policy_name_match_re(patterns[i], strlen(patterns[i]),
+                                         re, probes[j], strlen(probes[j]));
+            is_int(b, a, "compiled '%s' on '%s' = %d", patterns[i],
+                   probes[j], a);
+        }
+
+        tsb_policy_regex_free(re);
+    }
+
+    /* a name longer than the stack copy */
+
+    memset(buf, 'a', 120);
+    strcpy(buf + 120, ".evil");
+    rc = tsb_policy_regex_compile("~\\.evil$", 8, &re, NULL, 0);
+    is_int(rc, 0, "regex_compile without an error buffer");
+    is_int(tsb_policy_name_match_re("~\\.evil$", 8, re, buf, strlen(buf)),
+           1, "compiled regex on a long name");
+    tsb_policy_regex_free(re);
+
+    rc = tsb_policy_regex_compile("*.svc.example", 13, &re, buf,
+                                  sizeof(buf));
+    ok(rc == 0 && re == NULL, "regex_compile on a wildcard: no regex");
+
+    rc = tsb_policy_regex_compile("~(", 2, &re, buf, sizeof(buf));
+    ok(rc == -1 && re == NULL && buf[0] != '\0',
+       "regex_compile('~(') refused: %s", buf);
+
+    rc = tsb_policy_regex_compile("a.*.example", 11, &re, buf, sizeof(buf));
+    ok(rc == -1 && re == NULL, "regex_compile('a.*.example') refused: %s",
+       buf);
+
+    tsb_policy_regex_free(NULL);
+
+    /* a policy with its regexes compiled, and an empty (dropped) pattern */
+
+    policy_init(&policy, 0);
+
+    for (i = 0; i < 4; i++) {
+        res[i] = NULL;
+
+        if (tsb_policy_regex_compile(names[i].pattern, names[i].len, &res[i],
+                                     buf, sizeof(buf))
+            != 0)
+        {
+            tt_die(buf);
+        }
+    }
+
+    policy.name_regex = res;
+
+    memset(&r, 0, sizeof(r));
+    r.key = K_P256;
+    r.name = "compiled";
+
+    r.cn = "api-7.example";
+    csr = make_csr(&r);
+    req_init(&req);
+    is_int(tsb_policy_check(&policy, csr, &req, &err), 0,
+           "compiled policy: regex CN accepted");
+    req_clear(&req);
+    tsb_csr_free(csr);
+
+    r.cn = "api-7.example.evil";
+    csr = make_csr(&r);
+    is_int(tsb_policy_check(&policy, csr, &req, &err), -1,
+           "compiled policy: regex CN refused");
+    is_str(err.reason, "policy.common_name", "compiled policy: reason");
+    req_clear(&req);
+    tsb_csr_free(csr);
+
+    for (i = 0; i < 4; i++) {
+        tsb_policy_regex_free(res[i]);
+    }
+
+    /* a zero-length pattern matches nothing, not even an empty name */
+
+    is_int(tsb_policy_name_match("", 0, "", 0), 0, "empty pattern, empty name");
+    is_int(tsb_policy_name_match("", 0, "a", 1), 0, "empty pattern");
+}
+
+
+/* more SANs than TSB_POLICY_MAX_SANS */
+static void
+test_san_count(void)
+{
+    int              i;
+    char             san[(TSB_POLICY_MAX_SANS + 1) * 32], *p;
+    row_t            r;
+    tsb_csr_t       *csr;
+    tsb_error_t      err;
+    tsb_policy_t     policy;
+    tsb_sign_req_t   req;
+
+    policy_init(&policy, 0);
+    memset(&r, 0, sizeof(r));
+    r.key = K_P256;
+    r.name = "SAN count";
+    r.cn = "a.svc.example";
+
+    p = san;
+
+    for (i = 0; i < TSB_POLICY_MAX_SANS; i++) {
+        p += sprintf(p, "%sDNS:h%d.svc.example", i ? "," : "", i);
+    }
+
+    r.san = san;
+    csr = make_csr(&r);
+    req_init(&req);
+    is_int(tsb_policy_check(&policy, csr, &req, &err), 0,
+           "%d SANs accepted", TSB_POLICY_MAX_SANS);
+    req_clear(&req);
+    tsb_csr_free(csr);
+
+    sprintf(p, ",DNS:h%d.svc.example", i);
+    csr = make_csr(&r);
+    is_int(tsb_policy_check(&policy, csr, &req, &err), -1,
+           "%d SANs refused", TSB_POLICY_MAX_SANS + 1);
+    is_str(err.reason, "policy.san", "too many SANs: reason");
+    is_int(err.status, 403, "too many SANs: 403");
+    printf("#   detail: %s\n", err.detail);
+    req_clear(&req);
+    tsb_csr_free(csr);
+}
+
+
+/*
+ * The refusals issue 3 lists, each from a PEM through tsb_csr_load() and
+ * tsb_policy_check() as the sign handler runs them, against a leaf
+ * location: none may pass, each must name its rule.
+ */
+static void
+test_issue_refusals(void)
+{
+    int              rc;
+    char            *pem;
+    size_t           i;
+    tt_csr_t         g;
+    tsb_buf_t        der;
+    tsb_csr_t       *csr;
+    tsb_error_t      err;
+    tsb_policy_t     policy;
+    tsb_sign_req_t   req;
+
+    static const struct {
+        const char  *name;
+        int          key;
+        const char  *md;
+        const char  *cn;
+        size_t       cn_len;
+        const char  *cn2;
+        const char  *san;
+        const char  *ku;
+        const char  *eku;
+        const char  *bc;
+        int          flip;          /* corrupt the signature */
+        int          status;
+        const char  *reason;
+    } t[] = {
+        { "bad signature", K_RSA2048, NULL, "a.svc.example", 0, NULL, NULL,
+          NULL, NULL, NULL, 1, 400, "csr.signature" },
+        { "RSA-1024", K_RSA1024, NULL, "a.svc.example", 0, NULL, NULL,
+          NULL, NULL, NULL, 0, 403, "policy.key_size" },
+        { "SHA-1", K_RSA2048, "sha1", "a.svc.example", 0, NULL, NULL,
+          NULL, NULL, NULL, 0, 403, "policy.signature_algorithm" },
+        { "two CNs", K_P256, NULL, "a.svc.example", 0, "b.svc.example",
+          NULL, NULL, NULL, NULL, 0, 400, "csr.common_name" },
+        { "NUL in CN", K_P256, NULL, "a.svc.example\0.evil", 19, NULL,
+          NULL, NULL, NULL, NULL, 0, 400, "csr.common_name" },
+        { "SAN outside the names", K_P256, NULL, "a.svc.example", 0, NULL,
+          "DNS:a.svc.example,DNS:www.evil.example", NULL, NULL, NULL, 0,
+          403, "policy.san" },
+        { "CA:TRUE in a leaf location", K_P256, NULL, "a.svc.example", 0,
+          NULL, NULL, NULL, NULL, "critical,CA:TRUE", 0, 403, "policy.ca" },
+        { "keyCertSign", K_P256, NULL, "a.svc.example", 0, NULL, NULL,
+          "critical,digitalSignature,keyCertSign", NULL, NULL, 0, 403,
+          "policy.ca" },
+        { "EKU outside the set", K_P256, NULL, "a.svc.example", 0, NULL,
+          NULL, NULL, "serverAuth,emailProtection", NULL, 0, 403,
+          "policy.extended_key_usage" },
+        { "Ed25519 where not allowed", K_ED25519, "none", "a.svc.example",
+          0, NULL, NULL, NULL, NULL, NULL, 0, 403, "policy.key_type" },
+    };
+
+    policy_init(&policy, 0);
+
+    for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        memset(&g, 0, sizeof(g));
+        g.key = keys[t[i].key];
+        g.md = t[i].md;
+        g.cn[0] = t[i].cn;
+        g.cn_len[0] = t[i].cn_len;
+        g.cn[1] = t[i].cn2;
+        g.san = t[i].san;
+        g.ku = t[i].ku;
+        g.eku = t[i].eku;
+        g.bc = t[i].bc;
+
+        der = tt_csr_der(&g);
+
+        if (t[i].flip) {
+            der.data[der.len - 5] ^= 0x01;
+        }
+
+        pem = tt_der_to_pem(der.data, der.len);
+        free(der.data);
+
+        memset(&err, 0, sizeof(err));
+        req_init(&req);
+
+        rc = tsb_csr_load((unsigned char *) pem, strlen(pem), &csr, &err);
+
+        if (rc == 0) {
+            rc = tsb_policy_check(&policy, csr, &req, &err);
+            tsb_csr_free(csr);
+        }
+
+        is_int(rc, -1, "issue 3: %s refused", t[i].name);
+        is_int(err.status, t[i].status, "issue 3: %s: %d", t[i].name,
+               t[i].status);
+        is_str(err.reason, t[i].reason, "issue 3: %s: %s", t[i].name,
+               t[i].reason);
+        ok(err.detail[0] != '\0', "issue 3: %s: %s", t[i].name, err.detail);
+        ok(ERR_peek_error() == 0, "issue 3: %s: OpenSSL queue clear",
+           t[i].name);
+
+        req_clear(&req);
+        free(pem);
+    }
+}
+
+
 int
 main(void)
 {
@@ -955,6 +1234,9 @@ main(void)
     test_fill();
     test_details();
     test_fake_facts();
+    test_regex_compile();
+    test_san_count();
+    test_issue_refusals();
 
     for (i = 0; i < K_N; i++) {
         EVP_PKEY_free(keys[i]);

@@ -1,0 +1,141 @@
+#!/usr/bin/perl
+# A reload (HUP) keeps the cache zone when its name and size stay the same:
+# a cached certificate is a HIT in the new workers without a new upstream
+# GET, also when other parts of the configuration changed.  A ?wait= client
+# held by an old worker still gets its certificate.  A reload that changes
+# the zone's size starts with an empty zone (MISS, one new GET).
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+
+use Test::More;
+use Time::HiRes qw(time sleep);
+use TsbTest qw(slurp spew);
+
+my $KEY = 'test-api-key-SECRET';
+my $GET = 'GET /v1/request/{id}';
+my $PEM_T = 'application/x-pem-file';
+
+my $t = TsbTest->new;
+$t->start_sim('--api-key', $KEY);
+$t->start_nginx(<<"EOF", workers => 1);
+tsb_upstream %%SIM%%;
+tsb_api_key $KEY;
+tsb_cache_zone tsb:1m;
+server {
+    listen 127.0.0.1:%%PORT%%;
+    tsb_cache tsb;
+    tsb_cache_valid PENDING APPROVED 60s;
+    tsb_refresh_interval 300ms;
+    location = /sign {
+        tsb_sign;
+        tsb_sign_key_name CA-Key;
+        tsb_allow_common_name *.svc.example;
+        tsb_status_uri /request/;
+    }
+    location /request/ { tsb_status; }
+    location /wait/ { tsb_status; tsb_cache_valid PENDING 1s; }
+    location = /pid { return 200 "\$pid"; }
+}
+EOF
+my $CONF_FILE = $t->tmp . '/nginx.conf';
+
+my ($CSR) = $t->make_csr(cn => 'reload.svc.example', key => 'ec:P-256');
+
+# (one write for the whole request: HTTP::Tiny's separate header and body
+# writes meet Nagle and delayed ACKs, 40 ms a sign)
+sub new_id {
+    my $r = $t->raw_read($t->raw_send(POST => '/sign', body => $CSR,
+                                      content_type => $PEM_T));
+    return $r->{json}{signRequestId} if $r->{status} == 202;
+    $t->explain_response($r);
+    die "sign failed\n";
+}
+
+sub approve {
+    my ($id) = @_;
+    my $r = $t->sim_post("/_sim/approve/$id");
+    die "approve $id: $r->{status} $r->{content}\n" unless $r->{status} == 200;
+}
+
+sub gets { $t->sim_counts->{$GET} // 0 }
+sub xcs { $_[0]{headers}{'x-cache-status'} // '(none)' }
+
+sub edit_conf {
+    my ($code) = @_;
+    my $c = slurp($CONF_FILE);
+    local $_ = $c;
+    $code->();
+    die "configuration unchanged\n" if $_ eq $c;
+    spew($CONF_FILE, $_);
+}
+
+my $E = new_id();
+my $P = new_id();
+approve($E);
+
+my $pem;
+{
+    my $r = $t->get("/request/$E.pem");
+    is($r->{status}, 200, 'EXECUTED: 200');
+    is(xcs($r), 'MISS', 'first fetch: MISS');
+    $pem = $r->{content};
+    is(xcs($t->get("/request/$E.pem")), 'HIT', 'then HIT');
+    is(xcs($t->get("/request/$P")), 'MISS', 'PENDING P: MISS');
+}
+
+# ---------------------------- reload, same zone, other changes: still HIT
+{
+    my $old = $t->get('/pid')->{content};
+    edit_conf(sub { s{(location = /pid)}{location = /extra { return 204; }\n    $1} });
+    my $g0 = gets();
+    my @new = $t->reload;
+    my $pid = $t->get('/pid')->{content};
+    isnt($pid, $old, "a new worker after the reload ($old -> $pid)");
+    is($t->get('/extra')->{status}, 204, 'the new configuration is live');
+    my $r = $t->get("/request/$E.pem");
+    is($r->{status}, 200, 'after reload: 200');
+    is(xcs($r), 'HIT', 'after reload (same zone size): HIT');
+    is($r->{content}, $pem, 'after reload: the same certificate');
+    is(xcs($t->get("/request/$P")), 'HIT', 'after reload: PENDING P still HIT');
+    is(gets() - $g0, 0, 'no upstream GET after the reload');
+}
+
+# ---------------------- a ?wait= client in an old worker across a reload
+{
+    my $W = new_id();
+    my $old = $t->get('/pid')->{content};
+    my $s = $t->raw_send(GET => "/wait/$W.pem?wait=5");
+    sleep 0.3;
+    $t->reload;
+    my $t0 = time;
+    approve($W);
+    my $r = $t->raw_read($s, 8);
+    is($r->{status}, 200, 'waiter held by an old worker across a reload: 200')
+        or $t->explain_response($r);
+    like($r->{content}, qr/BEGIN CERTIFICATE/, 'with the certificate');
+    cmp_ok(time - $t0, '<', 1.5, 'soon after the approval');
+    ok($t->wait_for(sub { !kill 0, $old }, 5), 'the old worker exits then');
+}
+
+# ------------------------------------- reload with another zone size: MISS
+{
+    edit_conf(sub { s/tsb_cache_zone tsb:1m;/tsb_cache_zone tsb:2m;/ });
+    my $g0 = gets();
+    $t->reload;
+    my $r = $t->get("/request/$E.pem");
+    is($r->{status}, 200, 'zone size changed: 200');
+    is(xcs($r), 'MISS', 'zone size changed: the zone is new (MISS)');
+    is($r->{content}, $pem, 'the same certificate from the TSB');
+    is(gets() - $g0, 1, 'one new upstream GET');
+    is(xcs($t->get("/request/$E.pem")), 'HIT', 'and cached again');
+}
+
+$t->no_worker_crash;
+ok($t->stop, 'nginx exits gracefully');
+$t->no_worker_crash('after shutdown');
+
+done_testing;
