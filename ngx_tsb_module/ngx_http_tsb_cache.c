@@ -48,10 +48,12 @@ typedef struct {
     u_char                       status;
     u_char                       serial_len;
     u_char                       filename_len;
+    u_char                       detail_len;
     u_char                       mismatch;
     u_char                       etag[16];
     u_char                       data[1];       /* id, status JSON, DER,
-                                                   expect, serial, name */
+                                                   expect, serial, name,
+                                                   mismatch detail */
 } ngx_http_tsb_cache_node_t;
 
 
@@ -511,7 +513,7 @@ ngx_http_tsb_cache_store(ngx_http_tsb_cache_ctx_t *ctx,
 
     size = offsetof(ngx_http_tsb_cache_node_t, data)
            + e->id.len + e->status_json.len + e->der.len + expect.len
-           + e->serial.len + e->filename.len;
+           + e->serial.len + e->filename.len + e->detail.len;
 
     cn = ngx_http_tsb_cache_alloc(ctx, size, log);
 
@@ -537,6 +539,7 @@ ngx_http_tsb_cache_store(ngx_http_tsb_cache_ctx_t *ctx,
     cn->expect_len = (uint16_t) expect.len;
     cn->serial_len = (u_char) ngx_min(e->serial.len, 255);
     cn->filename_len = (u_char) ngx_min(e->filename.len, 255);
+    cn->detail_len = (u_char) ngx_min(e->detail.len, 255);
     cn->mismatch = e->mismatch;
 
     if (e->etag.len == 18) {
@@ -550,7 +553,8 @@ ngx_http_tsb_cache_store(ngx_http_tsb_cache_ctx_t *ctx,
     /* expect may point into old: copy before old is freed */
     p = ngx_cpymem(p, expect.data, expect.len);
     p = ngx_cpymem(p, e->serial.data, cn->serial_len);
-    (void) ngx_cpymem(p, e->filename.data, cn->filename_len);
+    p = ngx_cpymem(p, e->filename.data, cn->filename_len);
+    (void) ngx_cpymem(p, e->detail.data, cn->detail_len);
 
     if (old) {
         ngx_http_tsb_cache_delete(ctx, old);
@@ -574,7 +578,7 @@ ngx_http_tsb_cache_copy(ngx_http_tsb_cache_node_t *cn, ngx_pool_t *pool,
     size_t   len;
 
     len = cn->id_len + cn->status_len + cn->der_len + cn->expect_len
-          + cn->serial_len + cn->filename_len + 18;
+          + cn->serial_len + cn->filename_len + cn->detail_len + 18;
 
     p = ngx_pnalloc(pool, len);
     if (p == NULL) {
@@ -609,6 +613,10 @@ ngx_http_tsb_cache_copy(ngx_http_tsb_cache_node_t *cn, ngx_pool_t *pool,
     e->filename.data = q;
     e->filename.len = cn->filename_len;
     q += cn->filename_len;
+
+    e->detail.data = q;
+    e->detail.len = cn->detail_len;
+    q += cn->detail_len;
 
     if (cn->der_len) {
         e->etag.data = q;
@@ -712,10 +720,12 @@ ngx_http_tsb_entry_from_upstream(ngx_pool_t *pool, ngx_log_t *log,
     ngx_http_tsb_loc_conf_t *tlcf, ngx_http_tsb_entry_t *e,
     tsb_error_t *err)
 {
+    int             mismatch;
     u_char         *p, ch;
     size_t          i;
     ngx_int_t       rc;
     tsb_buf_t       out;
+    tsb_error_t     verr;
     tsb_cert_t      cert;
     tsb_status_t    st;
     unsigned char   md[SHA256_DIGEST_LENGTH];
@@ -788,6 +798,55 @@ ngx_http_tsb_entry_from_upstream(ngx_pool_t *pool, ngx_log_t *log,
                                                &e->last_modified);
         }
 
+        /*
+         * Never serve what was not asked for: the certificate must carry
+         * what the gateway accepted (and come from the configured issuer).
+         */
+
+        ngx_memzero(&verr, sizeof(tsb_error_t));
+
+        if (expect && expect->len) {
+            mismatch = tsb_expect_verify(expect->data, expect->len, &cert,
+                                         NULL, 0, tlcf->issuers, &verr);
+
+        } else if (tlcf->issuers) {
+            mismatch = tsb_chain_verify_issued(tlcf->issuers, cert.der.data,
+                                               cert.der.len, &verr);
+
+            ngx_log_error(NGX_LOG_WARN, log, 0,
+                          "tsb: no record of what was accepted for request "
+                          "%V: only its issuer is checked", id);
+
+        } else {
+            mismatch = 0;
+
+            ngx_log_error(NGX_LOG_WARN, log, 0,
+                          "tsb: no record of what was accepted for request "
+                          "%V and no tsb_issuer_chain: its certificate is "
+                          "served unchecked", id);
+        }
+
+        if (mismatch) {
+            ngx_log_error(NGX_LOG_ALERT, log, 0,
+                          "tsb: request %V: the issued certificate is not "
+                          "served: %s: %s", id,
+                          verr.reason ? verr.reason : "issued.mismatch",
+                          verr.detail);
+
+            /* remembered as such: never served, never fetched again */
+            e->mismatch = 1;
+
+            e->detail.len = ngx_min(ngx_strlen(verr.detail), 255);
+            e->detail.data = ngx_pnalloc(pool, e->detail.len);
+            if (e->detail.data == NULL) {
+                goto failed;
+            }
+
+            ngx_memcpy(e->detail.data, verr.detail, e->detail.len);
+
+            goto status;
+        }
+
         e->der.len = cert.der.len;
         e->der.data = ngx_pnalloc(pool, cert.der.len);
         e->serial.len = ngx_strlen(cert.serial_hex);
@@ -833,6 +892,8 @@ ngx_http_tsb_entry_from_upstream(ngx_pool_t *pool, ngx_log_t *log,
         }
     }
 
+status:
+
     /* the status JSON is kept without the PEM: the DER is kept once */
 
     free(st.result);
@@ -865,8 +926,6 @@ done:
 
     tsb_status_free(&st);
     tsb_cert_free(&cert);
-
-    (void) tlcf;
 
     return rc;
 }
@@ -1467,6 +1526,7 @@ ngx_http_tsb_watch_copy(ngx_http_tsb_watch_t *w, ngx_http_tsb_entry_t *e)
     c->serial.data = ngx_pstrdup(pool, &e->serial);
     c->filename.data = ngx_pstrdup(pool, &e->filename);
     c->etag.data = ngx_pstrdup(pool, &e->etag);
+    c->detail.data = ngx_pstrdup(pool, &e->detail);
 
     if (c->id.data == NULL || c->status_json.data == NULL
         || c->der.data == NULL)

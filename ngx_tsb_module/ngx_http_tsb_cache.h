@@ -37,6 +37,7 @@ typedef struct {
     ngx_str_t          serial;          /* upper-case hex */
     ngx_str_t          filename;        /* a safe base name for downloads */
     ngx_str_t          etag;            /* quoted */
+    ngx_str_t          detail;          /* why a mismatch is not served */
     time_t             not_after;
     time_t             last_modified;
     uint64_t           fetched;         /* ms since the epoch */
@@ -81,6 +82,13 @@ ngx_int_t ngx_http_tsb_entry_from_upstream(ngx_pool_t *pool, ngx_log_t *log,
     ngx_http_tsb_fetch_t *f, ngx_str_t *id, ngx_str_t *expect,
     ngx_http_tsb_loc_conf_t *tlcf, ngx_http_tsb_entry_t *e,
     tsb_error_t *err);
+
+/* the status or certificate answer for an entry (ngx_http_tsb_request.c) */
+ngx_int_t ngx_http_tsb_serve(ngx_http_request_t *r, ngx_http_tsb_entry_t *e,
+    ngx_uint_t cache_status, tsb_error_t *err);
+
+/* ?wait=<seconds> capped by tsb_wait_max, in ms; 0 without a cache */
+ngx_msec_t ngx_http_tsb_wait_arg(ngx_http_request_t *r);
 
 uint64_t ngx_http_tsb_now_ms(void);
 const char *ngx_http_tsb_cache_status_name(ngx_uint_t cache_status);

@@ -94,6 +94,7 @@ typedef struct {
     ngx_uint_t                     cache_status;
     ngx_msec_t                     upstream_time;
     unsigned                       upstream_timed:1;
+    unsigned                       negotiated:1;    /* format from Accept */
 
     /* ngx_http_tsb_proxy.c: set when the request came through tsb_pass */
     void                          *front;

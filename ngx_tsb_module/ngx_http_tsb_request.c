@@ -22,10 +22,7 @@ static ngx_int_t ngx_http_tsb_request_handler(ngx_http_request_t *r,
     ngx_uint_t certificate);
 static ngx_int_t ngx_http_tsb_parse_id(ngx_http_request_t *r,
     ngx_http_tsb_ctx_t *ctx, ngx_uint_t certificate);
-static ngx_msec_t ngx_http_tsb_wait_arg(ngx_http_request_t *r);
 static void ngx_http_tsb_status_done(ngx_http_tsb_fetch_t *f);
-static ngx_int_t ngx_http_tsb_serve(ngx_http_request_t *r,
-    ngx_http_tsb_entry_t *e, ngx_uint_t cache_status, tsb_error_t *err);
 static ngx_int_t ngx_http_tsb_serve_status(ngx_http_request_t *r,
     ngx_http_tsb_entry_t *e);
 static ngx_int_t ngx_http_tsb_serve_certificate(ngx_http_request_t *r,
@@ -226,6 +223,8 @@ ngx_http_tsb_parse_id(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx,
     accept = NULL;
 #endif
 
+    ctx->negotiated = 1;
+
     /* a client that names a certificate type gets that type */
 
     for (i = 0; accept && i < sizeof(formats) / sizeof(formats[0]); i++) {
@@ -245,7 +244,7 @@ ngx_http_tsb_parse_id(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx,
 
 /* ?wait=<seconds>, capped by tsb_wait_max; 0 without a cache */
 
-static ngx_msec_t
+ngx_msec_t
 ngx_http_tsb_wait_arg(ngx_http_request_t *r)
 {
     ngx_int_t                 n;
@@ -318,10 +317,11 @@ ngx_http_tsb_status_done(ngx_http_tsb_fetch_t *f)
 
 /* one answer for every path: direct, cached, waited for, or stale */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_tsb_serve(ngx_http_request_t *r, ngx_http_tsb_entry_t *e,
     ngx_uint_t cache_status, tsb_error_t *err)
 {
+    u_char              *detail;
     ngx_str_t            value;
     const char          *name;
     ngx_http_tsb_ctx_t  *ctx;
@@ -333,6 +333,15 @@ ngx_http_tsb_serve(ngx_http_request_t *r, ngx_http_tsb_entry_t *e,
 
     if (e) {
         ctx->tsb_status = e->status;
+    }
+
+    /* the answer to this URL depends on Accept: caches must know */
+    if (ctx->negotiated) {
+        ngx_str_set(&value, "Accept");
+
+        if (ngx_http_tsb_add_header(r, "Vary", &value) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
     }
 
     if (cache_status != NGX_HTTP_TSB_CACHE_NONE) {
@@ -358,10 +367,19 @@ ngx_http_tsb_serve(ngx_http_request_t *r, ngx_http_tsb_entry_t *e,
     }
 
     if (e->mismatch) {
+        /* the detail names the difference; it holds no secret */
+        detail = ngx_pnalloc(r->pool, e->detail.len + 1);
+        if (detail == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        *ngx_cpymem(detail, e->detail.data, e->detail.len) = '\0';
+
         return ngx_http_tsb_send_error(r, NGX_HTTP_BAD_GATEWAY,
                    "issued.mismatch",
-                   "the issued certificate does not match the request the "
-                   "gateway accepted; it is not served");
+                   e->detail.len ? (char *) detail
+                                 : "the issued certificate does not match "
+                                   "the request the gateway accepted");
     }
 
     if (ctx->format == NGX_HTTP_TSB_FORMAT_JSON) {
@@ -423,7 +441,7 @@ ngx_http_tsb_serve_certificate(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx,
 {
     u_char                   *p;
     ngx_int_t                 rc;
-    ngx_str_t                 value;
+    ngx_str_t                 value, etag;
     tsb_buf_t                 pem;
     const char               *name, *ext;
     char                      reason[64], detail[128];
@@ -492,13 +510,31 @@ ngx_http_tsb_serve_certificate(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx,
                    "the TSB reported EXECUTED without a usable certificate");
     }
 
-    /* validators and the certificate's own facts */
+    /*
+     * Validators and the certificate's own facts.  PEM, DER and chain are
+     * different bytes: each representation has its own entity tag.
+     */
 
-    if (e->etag.len) {
-        if (ngx_http_tsb_add_header(r, "ETag", &e->etag) != NGX_OK) {
+    etag.len = 0;
+
+    if (e->etag.len == 18) {
+        ext = (ctx->format == NGX_HTTP_TSB_FORMAT_DER) ? "der"
+              : (ctx->format == NGX_HTTP_TSB_FORMAT_CHAIN) ? "chain" : "pem";
+
+        etag.data = ngx_pnalloc(r->pool, 18 + sizeof("-chain"));
+        if (etag.data == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        etag.len = ngx_sprintf(etag.data, "%*s-%s\"", (size_t) 17,
+                               e->etag.data, ext)
+                   - etag.data;
+
+        if (ngx_http_tsb_add_header(r, "ETag", &etag) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
     }
+
 
     r->headers_out.last_modified_time = e->last_modified;
 
@@ -540,7 +576,7 @@ ngx_http_tsb_serve_certificate(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (e->etag.len && ngx_http_tsb_not_modified(r, &e->etag)) {
+    if (etag.len && ngx_http_tsb_not_modified(r, &etag)) {
         r->headers_out.status = NGX_HTTP_NOT_MODIFIED;
         r->header_only = 1;
         ngx_http_clear_content_length(r);

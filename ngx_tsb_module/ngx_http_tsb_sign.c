@@ -53,6 +53,10 @@ static ngx_int_t ngx_http_tsb_sign_process(ngx_http_request_t *r);
 static ngx_int_t ngx_http_tsb_body_bytes(ngx_http_request_t *r,
     ngx_str_t *body);
 static void ngx_http_tsb_sign_done(ngx_http_tsb_fetch_t *f);
+static ngx_int_t ngx_http_tsb_sign_accepted(ngx_http_request_t *r,
+    ngx_http_tsb_ctx_t *ctx);
+static ngx_int_t ngx_http_tsb_sign_wait_serve(ngx_http_request_t *r,
+    ngx_http_tsb_entry_t *e, ngx_uint_t cache_status, tsb_error_t *err);
 static ngx_int_t ngx_http_tsb_sign_refuse(ngx_http_request_t *r,
     ngx_http_tsb_ctx_t *ctx, ngx_uint_t status, const char *reason,
     const char *detail);
@@ -369,20 +373,17 @@ static void
 ngx_http_tsb_sign_done(ngx_http_tsb_fetch_t *f)
 {
     char                     *id;
-    u_char                   *p;
     ngx_int_t                 rc;
-    ngx_str_t                 location, sid;
-    tsb_buf_t                 out;
+    ngx_str_t                 sid;
+    ngx_msec_t                wait;
     tsb_error_t               err;
     ngx_http_request_t       *r;
     ngx_http_tsb_ctx_t       *ctx;
     ngx_http_tsb_sign_t      *st;
-    ngx_http_tsb_loc_conf_t  *tlcf;
 
     r = f->request;
     st = f->data;
     ctx = st->ctx;
-    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tsb_module);
 
     st->pending = 0;
 
@@ -424,29 +425,72 @@ ngx_http_tsb_sign_done(ngx_http_tsb_fetch_t *f)
                       "not be kept in the cache", id);
     }
 
-    location.len = tlcf->status_uri.len + ngx_strlen(id);
-    location.data = ngx_pnalloc(r->pool, location.len);
+    /* for $tsb_request_id, the Location header and ?wait */
+    ctx->id.len = sid.len;
+    ctx->id.data = ngx_pnalloc(r->pool, sid.len);
 
-    if (location.data == NULL
-        || tsb_sign_resp_build(id, ngx_strlen(id), &out) != 0)
-    {
+    if (ctx->id.data == NULL) {
         free(id);
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
+    ngx_memcpy(ctx->id.data, id, sid.len);
+    free(id);
+
+    /*
+     * ?wait=<seconds>: one call for simple clients.  The answer is the
+     * certificate if it is issued in time, else the usual 202.
+     */
+
+    wait = ctx->front ? 0 : ngx_http_tsb_wait_arg(r);
+
+    if (wait) {
+        ctx->format = NGX_HTTP_TSB_FORMAT_PEM;
+
+        rc = ngx_http_tsb_cache_handle(r, &ctx->id, wait,
+                                       ngx_http_tsb_sign_wait_serve);
+
+        /* NGX_DONE: waiting; drop the body reader's reference */
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    ngx_http_finalize_request(r, ngx_http_tsb_sign_accepted(r, ctx));
+}
+
+
+static ngx_int_t
+ngx_http_tsb_sign_accepted(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx)
+{
+    u_char                   *p;
+    ngx_int_t                 rc;
+    ngx_str_t                 location;
+    tsb_buf_t                 out;
+    ngx_http_tsb_loc_conf_t  *tlcf;
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tsb_module);
+
+    location.len = tlcf->status_uri.len + ctx->id.len;
+    location.data = ngx_pnalloc(r->pool, location.len);
+
+    if (location.data == NULL
+        || tsb_sign_resp_build((char *) ctx->id.data, ctx->id.len, &out)
+           != 0)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     p = ngx_cpymem(location.data, tlcf->status_uri.data,
                    tlcf->status_uri.len);
-    ngx_memcpy(p, id, ngx_strlen(id));
-    free(id);
+    ngx_memcpy(p, ctx->id.data, ctx->id.len);
 
     /* no Location through tsb_pass: the TSB sends none */
     if (!ctx->front
         && ngx_http_tsb_add_header(r, "Location", &location) != NGX_OK)
     {
         tsb_buf_free(&out);
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     /* a TSB client through tsb_pass gets the TSB's own status, 200 */
@@ -454,7 +498,26 @@ ngx_http_tsb_sign_done(ngx_http_tsb_fetch_t *f)
                            &ngx_http_tsb_type_json, out.data, out.len);
     tsb_buf_free(&out);
 
-    ngx_http_finalize_request(r, rc);
+    return rc;
+}
+
+
+/* ?wait ended: the certificate, a final refusal, or still 202 */
+
+static ngx_int_t
+ngx_http_tsb_sign_wait_serve(ngx_http_request_t *r, ngx_http_tsb_entry_t *e,
+    ngx_uint_t cache_status, tsb_error_t *err)
+{
+    ngx_http_tsb_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_tsb_module);
+
+    if (e && tsb_status_is_terminal((int) e->status)) {
+        return ngx_http_tsb_serve(r, e, cache_status, err);
+    }
+
+    /* pending, or the status could not be read: the request stands */
+    return ngx_http_tsb_sign_accepted(r, ctx);
 }
 
 

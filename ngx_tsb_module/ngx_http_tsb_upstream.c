@@ -34,6 +34,12 @@
 
 #define NGX_HTTP_TSB_DEFAULT_MAX_RESPONSE  (1024 * 1024)
 
+/* idle connections to the TSB a worker keeps for reuse */
+#define NGX_HTTP_TSB_KEEPALIVE             256
+
+/* easy handles a worker keeps for the next transfers */
+#define NGX_HTTP_TSB_IDLE_HANDLES          64
+
 /* a failed node is skipped for fail_timeout, doubled up to this many times */
 #define NGX_HTTP_TSB_BACKOFF_DOUBLINGS     3
 
@@ -51,6 +57,7 @@ static int ngx_http_tsb_curl_seek(void *userdata, curl_off_t offset,
     int origin);
 static void ngx_http_tsb_socket_event(ngx_event_t *ev);
 static void ngx_http_tsb_timer_event(ngx_event_t *ev);
+static void ngx_http_tsb_now_event(ngx_event_t *ev);
 static void ngx_http_tsb_socket_action(curl_socket_t s, int mask);
 static void ngx_http_tsb_collect_done(void);
 static ngx_int_t ngx_http_tsb_fetch_attempt(ngx_http_tsb_fetch_t *f);
@@ -83,6 +90,10 @@ static ngx_int_t ngx_http_tsb_conf_path(ngx_conf_t *cf, ngx_str_t *name,
 static CURLM             *ngx_http_tsb_multi;
 static CURLSH            *ngx_http_tsb_share;
 static ngx_event_t        ngx_http_tsb_timer;
+static ngx_event_t        ngx_http_tsb_now;     /* a timeout of 0 */
+static ngx_uint_t         ngx_http_tsb_in_now;
+static CURL              *ngx_http_tsb_idle[NGX_HTTP_TSB_IDLE_HANDLES];
+static ngx_uint_t         ngx_http_tsb_nidle;
 static ngx_connection_t   ngx_http_tsb_timer_conn;
 static ngx_queue_t        ngx_http_tsb_transfers;
 static ngx_uint_t         ngx_http_tsb_ntransfers;
@@ -154,11 +165,15 @@ ngx_http_tsb_upstream_init_process(ngx_cycle_t *cycle)
                       ngx_http_tsb_curl_timer);
 
     /*
-     * The connection cache keeps up to four idle connections per transfer
-     * in flight (curl's default): enough to reuse a connection for every
-     * request under steady load, shrinking again when the load goes.
-     * HTTP/2 streams share one connection to a node.
+     * The connection cache: curl's default sizes it by the transfers in
+     * flight at the moment one ends, so a burst that ebbs closes the
+     * connections the next burst needs.  Keep as many as the default
+     * tsb_max_transfers lets run at once; idle ones still go after
+     * CURLOPT_MAXAGE_CONN, or when the TSB closes them.  HTTP/2 streams
+     * share one connection to a node.
      */
+    curl_multi_setopt(ngx_http_tsb_multi, CURLMOPT_MAXCONNECTS,
+                      (long) NGX_HTTP_TSB_KEEPALIVE);
     curl_multi_setopt(ngx_http_tsb_multi, CURLMOPT_PIPELINING,
                       (long) CURLPIPE_MULTIPLEX);
 
@@ -182,6 +197,13 @@ ngx_http_tsb_upstream_init_process(ngx_cycle_t *cycle)
     ngx_http_tsb_timer.data = &ngx_http_tsb_timer_conn;
     ngx_http_tsb_timer.log = cycle->log;
     ngx_http_tsb_timer.cancelable = 1;
+
+    ngx_memzero(&ngx_http_tsb_now, sizeof(ngx_event_t));
+    ngx_http_tsb_now.handler = ngx_http_tsb_now_event;
+    ngx_http_tsb_now.data = &ngx_http_tsb_timer_conn;
+    ngx_http_tsb_now.log = cycle->log;
+
+    ngx_http_tsb_nidle = 0;
 
     return NGX_OK;
 }
@@ -217,6 +239,14 @@ ngx_http_tsb_upstream_exit_process(ngx_cycle_t *cycle)
 
     if (ngx_http_tsb_timer.timer_set) {
         ngx_del_timer(&ngx_http_tsb_timer);
+    }
+
+    if (ngx_http_tsb_now.posted) {
+        ngx_delete_posted_event(&ngx_http_tsb_now);
+    }
+
+    while (ngx_http_tsb_nidle) {
+        curl_easy_cleanup(ngx_http_tsb_idle[--ngx_http_tsb_nidle]);
     }
 
     curl_multi_cleanup(ngx_http_tsb_multi);
@@ -893,7 +923,9 @@ ngx_http_tsb_fetch_new(ngx_pool_t *pool, ngx_log_t *log,
     f->busy_event.data = f;
     f->busy_event.log = log;
 
-    easy = curl_easy_init();
+    /* a handle of a finished transfer, reset, saves its allocations */
+    easy = ngx_http_tsb_nidle ? ngx_http_tsb_idle[--ngx_http_tsb_nidle]
+                              : curl_easy_init();
     if (easy == NULL) {
         return NULL;
     }
@@ -1638,6 +1670,24 @@ ngx_http_tsb_curl_timer(CURLM *multi, long timeout_ms, void *userp)
     }
 
     if (timeout_ms < 0) {
+        if (ngx_http_tsb_now.posted) {
+            ngx_delete_posted_event(&ngx_http_tsb_now);
+        }
+
+        return 0;
+    }
+
+    /*
+     * 0 means "now", but calling curl from its own callback is forbidden:
+     * a posted event runs in this same turn of the event loop, after the
+     * handler that got here.  Asked again from within that event, wait a
+     * millisecond rather than spin.
+     */
+    if (timeout_ms == 0 && !ngx_http_tsb_in_now) {
+        if (!ngx_http_tsb_now.posted) {
+            ngx_post_event(&ngx_http_tsb_now, &ngx_posted_events);
+        }
+
         return 0;
     }
 
@@ -1647,7 +1697,6 @@ ngx_http_tsb_curl_timer(CURLM *multi, long timeout_ms, void *userp)
      */
     ngx_http_tsb_timer.cancelable = (ngx_http_tsb_ntransfers == 0);
 
-    /* 0 means "now", but calling curl from its own callback is forbidden */
     ngx_add_timer(&ngx_http_tsb_timer, timeout_ms ? (ngx_msec_t) timeout_ms
                                                   : 1);
 
@@ -1663,6 +1712,19 @@ ngx_http_tsb_timer_event(ngx_event_t *ev)
     }
 
     ngx_http_tsb_socket_action(CURL_SOCKET_TIMEOUT, 0);
+}
+
+
+static void
+ngx_http_tsb_now_event(ngx_event_t *ev)
+{
+    if (ngx_http_tsb_multi == NULL) {
+        return;
+    }
+
+    ngx_http_tsb_in_now = 1;
+    ngx_http_tsb_socket_action(CURL_SOCKET_TIMEOUT, 0);
+    ngx_http_tsb_in_now = 0;
 }
 
 
@@ -1820,7 +1882,17 @@ ngx_http_tsb_fetch_release(ngx_http_tsb_fetch_t *f)
             curl_multi_remove_handle(ngx_http_tsb_multi, f->easy);
         }
 
-        curl_easy_cleanup(f->easy);
+        if (ngx_http_tsb_multi
+            && ngx_http_tsb_nidle < NGX_HTTP_TSB_IDLE_HANDLES)
+        {
+            /* no option of this transfer (pointers into f) survives */
+            curl_easy_reset(f->easy);
+            ngx_http_tsb_idle[ngx_http_tsb_nidle++] = f->easy;
+
+        } else {
+            curl_easy_cleanup(f->easy);
+        }
+
         f->easy = NULL;
     }
 

@@ -457,6 +457,40 @@ done:
 }
 
 
+int
+tsb_chain_verify_issued(const tsb_chain_t *issuers, const unsigned char *der,
+    size_t der_len, tsb_error_t *err)
+{
+    int                   rc;
+    X509                 *x;
+    const unsigned char  *p;
+
+    if (der == NULL || der_len == 0 || der_len > LONG_MAX) {
+        tsb_error_set(err, 502, "upstream.certificate",
+                      "the TSB gave no certificate");
+        return -1;
+    }
+
+    p = der;
+    x = d2i_X509(NULL, &p, (long) der_len);
+
+    if (x == NULL || p != der + der_len) {
+        X509_free(x);
+        ERR_clear_error();
+        tsb_error_set(err, 502, "upstream.certificate",
+                      "the TSB's certificate cannot be parsed");
+        return -1;
+    }
+
+    rc = tsb_verify_issuer(x, issuers, err);
+
+    X509_free(x);
+    ERR_clear_error();
+
+    return rc;
+}
+
+
 static int
 tsb_verify_key(const tsb_expect_t *e, X509 *x, const tsb_cert_t *cert,
     tsb_error_t *err)

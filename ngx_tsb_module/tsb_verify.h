@@ -87,4 +87,12 @@ int tsb_expect_verify(const unsigned char *blob, size_t len,
     const tsb_chain_t *issuers, tsb_error_t *err);
 
 
+/*
+ * Only the issuer part of tsb_expect_verify(), for a certificate whose
+ * accepted request the gateway has no record of.
+ */
+int tsb_chain_verify_issued(const tsb_chain_t *issuers,
+    const unsigned char *der, size_t der_len, tsb_error_t *err);
+
+
 #endif /* _TSB_VERIFY_H_INCLUDED_ */
