@@ -441,8 +441,8 @@ ngx_http_tsb_serve_certificate(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx,
 {
     u_char                   *p;
     ngx_int_t                 rc;
-    ngx_str_t                 value, etag;
-    tsb_buf_t                 pem;
+    ngx_str_t                 value, etag, body;
+    tsb_buf_t                 pem, chain;
     const char               *name, *ext;
     char                      reason[64], detail[128];
     ngx_http_tsb_loc_conf_t  *tlcf;
@@ -593,13 +593,37 @@ ngx_http_tsb_serve_certificate(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    rc = ngx_http_tsb_send(r, NGX_HTTP_OK,
-                           ctx->format == NGX_HTTP_TSB_FORMAT_CHAIN
-                           ? &ngx_http_tsb_type_chain : &ngx_http_tsb_type_pem,
-                           pem.data, pem.len);
-    tsb_buf_free(&pem);
+    if (ctx->format != NGX_HTTP_TSB_FORMAT_CHAIN) {
+        rc = ngx_http_tsb_send(r, NGX_HTTP_OK, &ngx_http_tsb_type_pem,
+                               pem.data, pem.len);
+        tsb_buf_free(&pem);
+        return rc;
+    }
 
-    return rc;
+    /* the leaf, then the configured issuers (none: the leaf alone) */
+
+    if (tsb_chain_to_pem(tlcf->issuers, &chain) != 0) {
+        tsb_buf_free(&pem);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    body.len = pem.len + chain.len;
+    body.data = ngx_pnalloc(r->pool, body.len);
+
+    if (body.data == NULL) {
+        tsb_buf_free(&pem);
+        tsb_buf_free(&chain);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_cpymem(body.data, pem.data, pem.len);
+    ngx_memcpy(p, chain.data, chain.len);
+
+    tsb_buf_free(&pem);
+    tsb_buf_free(&chain);
+
+    return ngx_http_tsb_send(r, NGX_HTTP_OK, &ngx_http_tsb_type_chain,
+                             body.data, body.len);
 }
 
 

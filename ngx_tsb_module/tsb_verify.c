@@ -1278,3 +1278,53 @@ tsb_verify_lowest_bit(unsigned mask)
 {
     return mask & (~mask + 1);
 }
+
+
+int
+tsb_chain_to_pem(const tsb_chain_t *chain, tsb_buf_t *out)
+{
+    int               i, n;
+    BIO              *bio;
+    char             *data;
+    long              len;
+    STACK_OF(X509)   *sk;
+
+    out->data = NULL;
+    out->len = 0;
+
+    if (chain == NULL || chain->certs == NULL) {
+        return 0;
+    }
+
+    bio = BIO_new(BIO_s_mem());
+    if (bio == NULL) {
+        return -1;
+    }
+
+    sk = chain->certs;
+    n = sk_X509_num(sk);
+
+    for (i = 0; i < n; i++) {
+        if (PEM_write_bio_X509(bio, sk_X509_value(sk, i)) != 1) {
+            BIO_free(bio);
+            ERR_clear_error();
+            return -1;
+        }
+    }
+
+    len = BIO_get_mem_data(bio, &data);
+
+    out->data = malloc((size_t) len + 1);
+    if (out->data == NULL) {
+        BIO_free(bio);
+        return -1;
+    }
+
+    memcpy(out->data, data, (size_t) len);
+    out->data[len] = '\0';
+    out->len = (size_t) len;
+
+    BIO_free(bio);
+
+    return 0;
+}

@@ -95,4 +95,8 @@ int tsb_chain_verify_issued(const tsb_chain_t *issuers,
     const unsigned char *der, size_t der_len, tsb_error_t *err);
 
 
+/* the issuer certificates as PEM, in file order; empty for no chain */
+int tsb_chain_to_pem(const tsb_chain_t *chain, tsb_buf_t *out);
+
+
 #endif /* _TSB_VERIFY_H_INCLUDED_ */
