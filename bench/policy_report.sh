@@ -34,8 +34,9 @@ ssl=$(openssl version 2>/dev/null || echo unknown)
     echo
     echo "What a CSR costs the gateway (\`tsb_csr_load()\` on the PEM:"
     echo "decode, parse, verify, facts; then \`tsb_policy_check()\` against"
-    echo "a policy with exact, wildcard and regex names and keyUsage and"
-    echo "extendedKeyUsage sets), against the floor any intake pays:"
+    echo "a policy with exact, wildcard and regex names (the regex compiled"
+    echo "once, as the glue does) and keyUsage and extendedKeyUsage sets),"
+    echo "against the floor any intake pays:"
     echo "\`d2i_X509_REQ()\` + \`X509_REQ_verify()\` on the DER.  One"
     echo "process, one thread, ${secs} s per side, the two sides interleaved"
     echo "in 20 slices; the ratio is the median of the slices' ratios, the"

@@ -58,14 +58,38 @@ static const char *const  fuzz_sig_algs[] = {
 };
 
 
+#define FUZZ_N_STRICT                                                         \
+    (sizeof(fuzz_strict_names) / sizeof(fuzz_strict_names[0]))
+
 static EVP_PKEY  *fuzz_key_ec, *fuzz_key_ed, *fuzz_key_rsa;
+
+/*
+ * The strict policy's regexes are compiled once, as the glue does; the
+ * permissive one's is compiled per match: both paths are fuzzed.
+ */
+static void      *fuzz_strict_regex[FUZZ_N_STRICT];
 
 
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
+    char    errbuf[128];
+    size_t  i;
+
     (void) argc;
     (void) argv;
+
+    for (i = 0; i < FUZZ_N_STRICT; i++) {
+        if (tsb_policy_regex_compile(fuzz_strict_names[i].pattern,
+                                     fuzz_strict_names[i].len,
+                                     &fuzz_strict_regex[i], errbuf,
+                                     sizeof(errbuf))
+            != 0)
+        {
+            fprintf(stderr, "fuzz_csr: %s\n", errbuf);
+            abort();
+        }
+    }
 
     /* RSA-1024: signing per input must stay cheap; policies judge bits */
     fuzz_key_ec = EVP_EC_gen("P-256");
@@ -103,7 +127,8 @@ fuzz_policies(tsb_policy_t *any, tsb_policy_t *strict)
     memset(strict, 0, sizeof(tsb_policy_t));
 
     strict->names = fuzz_strict_names;
-    strict->n_names = sizeof(fuzz_strict_names) / sizeof(fuzz_strict_names[0]);
+    strict->n_names = FUZZ_N_STRICT;
+    strict->name_regex = fuzz_strict_regex;
     strict->allowed_key_usage = TSB_KU_DIGITAL_SIGNATURE
                                 | TSB_KU_KEY_ENCIPHERMENT;
     strict->default_key_usage = TSB_KU_DIGITAL_SIGNATURE;
