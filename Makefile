@@ -12,6 +12,10 @@ BUILD       ?= build
 CC          ?= cc
 
 MODULE_SO    = $(BUILD)/ngx_http_tsb_module.so
+# extra compiler and linker flags for the module (make test-asan uses them
+# in a tree of its own)
+NGX_CC_EXTRA ?=
+NGX_LD_OPT   ?=
 NGX_TREE     = $(BUILD)/nginx-src
 SRC_DIR      = ngx_tsb_module
 MODULE_SRCS  = $(wildcard $(SRC_DIR)/*.c $(SRC_DIR)/*.h) config
@@ -64,6 +68,8 @@ DEB_PKGS     = nginx nginx-dev libcurl4-openssl-dev libyajl-dev libssl-dev \
 
 .PHONY: all build deps unit test integration demo demo-stop clean
 .PHONY: fuzz fuzz-smoke fuzz-build fuzz-coverage bench bench-policy
+.PHONY: bench-cache bench-sign
+.PHONY: test-valgrind test-asan soak
 
 all: build
 
@@ -83,7 +89,8 @@ $(NGX_TREE)/Makefile: config
 	    if [ -f conf_flags ]; then . ./conf_flags; \
 	        flags=("$${NGX_CONF_FLAGS[@]}"); fi; \
 	    ./configure "$${flags[@]}" --add-dynamic-module=$(CURDIR) \
-	        --with-cc-opt="-g -O2 -Wall -Wextra -Werror" >configure.log \
+	        --with-cc-opt="-g -O2 -Wall -Wextra -Werror $(NGX_CC_EXTRA)" \
+	        $(if $(NGX_LD_OPT),--with-ld-opt="$(NGX_LD_OPT)") >configure.log \
 	    || { tail -30 configure.log; exit 1; }'
 
 $(MODULE_SO): $(NGX_TREE)/Makefile $(MODULE_SRCS)
@@ -129,10 +136,55 @@ $(BUILD)/bench/policy_bench: bench/policy_bench.c $(CORE_SRCS) \
 bench-policy: $(BUILD)/bench/policy_bench
 	@sh bench/policy_report.sh $< $(BENCH_SECONDS) docs/benchmarks.md
 
-bench: bench-policy
+# status cache: cached GET vs static file, 1000 waiters, zone capacity
+# (about four minutes; options at the top of bench/cache_bench.pl)
+bench-cache: build
+	TSB_MODULE=$(abspath $(MODULE_SO)) perl bench/cache_bench.pl \
+	    --module $(abspath $(MODULE_SO)) --doc docs/benchmarks.md
+
+# tsb_sign against nginx's proxy_pass to the same stub upstream, and the
+# upstream connections it opens (about a minute; bench/sign_bench.pl)
+$(BUILD)/bench/csr_decode: bench/csr_decode.c
+	@mkdir -p $(BUILD)/bench
+	$(CC) $(BENCH_CFLAGS) -o $@ $< -lcrypto
+
+bench-sign: build $(BUILD)/bench/csr_decode
+	perl bench/sign_bench.pl --module $(abspath $(MODULE_SO)) \
+	    --decode $(abspath $(BUILD)/bench/csr_decode) --doc docs/benchmarks.md
+
+bench: bench-policy bench-cache bench-sign
 
 integration: build
 	prove -r t/ --ext .t
+
+# The integration suite under memory checkers (t/sanitize/run.sh; results
+# and logs in $(BUILD)/sanitize/).  Not part of make test: minutes each.
+#   test-valgrind: Debian's nginx under valgrind memcheck
+#   test-asan:     the module built with ASan+UBSan in a tree of its own,
+#                  loaded into Debian's nginx with the ASan runtime preloaded
+# SANITIZE_TESTS picks test files, SANITIZE_TIMEOUT bounds the run (s).
+SANITIZE_TESTS ?= $(sort $(wildcard t/*.t))
+ASAN_CC_EXTRA   = -O1 -fsanitize=address,undefined -fno-omit-frame-pointer
+ASAN_LD_OPT     = -fsanitize=address,undefined
+
+test-valgrind: build
+	@sh .ci/deps.sh valgrind
+	sh t/sanitize/run.sh valgrind $(MODULE_SO) $(BUILD)/sanitize/valgrind \
+	    $(SANITIZE_TESTS)
+
+test-asan:
+	ASAN_OPTIONS=detect_leaks=0 $(MAKE) BUILD=$(BUILD)/asan \
+	    NGX_CC_EXTRA="$(ASAN_CC_EXTRA)" NGX_LD_OPT="$(ASAN_LD_OPT)" build
+	sh t/sanitize/run.sh asan $(BUILD)/asan/ngx_http_tsb_module.so \
+	    $(BUILD)/sanitize/asan $(SANITIZE_TESTS)
+
+# Mixed load with reloads and a TSB restart for SOAK_SECONDS (default 60);
+# prints the figures and writes them to docs/benchmarks.md (bench/soak).
+SOAK_SECONDS ?= 60
+soak: build
+	@sh .ci/deps.sh wrk
+	perl bench/soak --module $(abspath $(MODULE_SO)) \
+	    --seconds $(SOAK_SECONDS) --doc docs/benchmarks.md
 
 test: deps
 	$(MAKE) build

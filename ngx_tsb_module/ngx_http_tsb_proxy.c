@@ -79,11 +79,12 @@ ngx_http_tsb_pass_handler(ngx_http_request_t *r)
     ctx->front = front;
 
     /*
-     * The path goes to the TSB as the client wrote it.  After a rewrite the
-     * request line no longer says what the location matched: refuse rather
-     * than guess which of the two the allow-list should judge.
+     * The path goes to the TSB as the client wrote it.  After a rewrite or
+     * an internal redirect the request line no longer says what the
+     * location matched: refuse rather than guess which of the two the
+     * allow-list should judge.
      */
-    if (!r->valid_unparsed_uri || r != r->main) {
+    if (!r->valid_unparsed_uri || r->internal || r != r->main) {
         return ngx_http_tsb_front_refuse(r, NULL, "tsb_pass takes the URI "
                                          "as the client sent it, not "
                                          "rewritten");

@@ -236,10 +236,10 @@ $t->error_is($t->get("/small/$id"), 502, 'upstream.too_large',
 
 {
     $t->sim_fault(route => $GET, delay_ms => 1500, times => 1);
+    my $before = $t->sim_counts->{$GET} + 1;
     my $s = $t->raw_send(GET => "/busy/$id");
-    ok($t->wait_for(sub { $t->sim_counts->{$GET} >= 1 }, 3),
+    ok($t->wait_for(sub { $t->sim_counts->{$GET} >= $before }, 3),
        'a slow status request is in flight');
-    my $before = $t->sim_counts->{$GET};
     my $r = $t->get("/busy/$id");
     $t->error_is($r, 503, 'upstream.busy', 'over tsb_max_transfers');
     is($r->{headers}{'retry-after'}, '1', '... with Retry-After');

@@ -125,6 +125,8 @@ sub config_test {
     my $so = "$dir/module.so";
     spew($so, slurp($TsbTest::MODULE) // die "no module\n");
     $conf =~ s/%%TMP%%/$tmp/g;
+    # settings are merged (and files loaded) into servers and locations
+    $conf .= "server { listen 127.0.0.1:1; }\n" unless $conf =~ /\bserver\s*\{/;
     spew("$dir/nginx.conf", <<"EOF");
 load_module $so;
 error_log $dir/error.log;

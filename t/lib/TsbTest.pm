@@ -187,6 +187,8 @@ sub _wait_port {
 # Run a command, return (exit status, stdout+stderr).  Never via a shell.
 sub run_cmd {
     my ($self, @cmd) = @_;
+    # nginx -t and friends run under the same wrapper as the server
+    unshift @cmd, @NGINX_WRAPPER if @cmd && $cmd[0] eq $NGINX;
     my $out = "$self->{tmp}/cmd.out";
     my $pid = fork;
     die "fork: $!" unless defined $pid;
