@@ -3,10 +3,12 @@
 # then HIT, freshness per TSB status (a PENDING entry is fetched again after
 # its tsb_cache_valid, an EXECUTED or REJECTED one is not), 200 concurrent
 # clients on an uncached id cost one upstream GET, stale-if-error with
-# Warning (and its bound), every certificate format checked with OpenSSL,
-# ETag / If-None-Match / HEAD, and eviction from a zone of the smallest
-# size the module accepts.  The simulator's counters prove what reached the
-# TSB.
+# Warning (its bound, per location, also for UPDATING and for ?wait
+# requests that share a refresh), every certificate format checked with
+# OpenSSL, ETag / If-None-Match / HEAD / Vary for a format chosen by
+# Accept, and eviction from a zone of the smallest size the module accepts
+# (entries of 2 KiB, 4 KiB and several pages).  The simulator's counters
+# prove what reached the TSB.
 
 use strict;
 use warnings;
@@ -48,6 +50,7 @@ server {
     location /nostale/ { tsb_status; tsb_cache_use_stale 0; }
     location /shortstale/ { tsb_status; tsb_cache_use_stale 1s; }
     location /tiny/ { tsb_status; tsb_cache tiny; }
+    location /chained/ { tsb_status; tsb_issuer_chain %%SIMCA%%; }
     location = /pid { return 200 "\$pid"; }
 }
 EOF
@@ -217,7 +220,7 @@ approve($E);
 }
 
 # ------------------------------------ EXECUTED: every format, never refetched
-my ($pem, $der, $etag, $filename);
+my ($pem, $der, $etag, $der_etag, $filename);
 {
     my $r = $t->get("/request/$E.pem");
     is($r->{status}, 200, 'EXECUTED .pem: 200') or $t->explain_response($r);
@@ -269,7 +272,9 @@ my ($pem, $der, $etag, $filename);
         my ($rc3, $back) = openssl_in($d->{content}, 1, '-outform', 'PEM');
         ok(!$rc3, "$name: openssl parses the DER") or diag($back);
         is($back, $pem, "$name: same certificate as the PEM");
-        is($d->{headers}{etag}, $etag, "$name: same ETag");
+        like($d->{headers}{etag} // '', qr/^"[^"]+"$/, "$name: an ETag");
+        $der_etag //= $d->{headers}{etag};
+        is($d->{headers}{etag}, $der_etag, "$name: the DER's one ETag");
         like($d->{headers}{'content-disposition'} // '',
              qr/^attachment; filename="cache\.svc\.example\.(der|crt|cer)"$/,
              "$name: Content-Disposition");
@@ -302,8 +307,42 @@ my ($pem, $der, $etag, $filename);
         my @bad = grep { (openssl_in($_, 0, '-noout'))[0] } @blocks;
         ok(!@bad, "$path: every block parses with openssl");
     }
+    # with tsb_issuer_chain: the leaf, then the issuer
+    my $ch = $t->get("/chained/$E/chain");
+    is($ch->{status}, 200, 'tsb_issuer_chain: /chain 200')
+        or $t->explain_response($ch);
+    my @cb = $ch->{content}
+        =~ /(-----BEGIN CERTIFICATE-----\n.*?-----END CERTIFICATE-----\n)/sg;
+    is(scalar @cb, 2, 'tsb_issuer_chain: two certificates');
+    is($cb[0], $pem, 'tsb_issuer_chain: the leaf first');
+    (my $ca = TsbTest::slurp($t->sim_ca)) =~ s/\r//g;
+    is($cb[1] // '', $ca, 'tsb_issuer_chain: then the simulator CA');
+    my $chainf = $t->tmp . '/chain.pem';
+    spew($chainf, $ch->{content});
+    my ($vrc, $vout) = $t->run_cmd('openssl', 'verify', '-CAfile',
+                                   $t->sim_ca, '-untrusted', $chainf, $chainf);
+    ok(!$vrc && $vout =~ /: OK/, 'tsb_issuer_chain: openssl verify') or
+        diag($vout);
+
     my $cj = $t->get("/request/$E/chain", headers => { Accept => $CHAIN_T });
     is($cj->{headers}{'content-type'}, $CHAIN_T, 'Accept chain type: chain');
+
+    # One URL, a representation chosen by Accept: caches must be told
+    # (Vary), and the two representations must not share a strong ETag
+    # (a 304 for the DER would confirm a cached PEM).
+    my %neg = map { $_ => $t->get("/request/$E", headers => { Accept => $_ }) }
+              $PEM_T, $DER_T, 'application/json';
+    for my $type (sort keys %neg) {
+        like($neg{$type}{headers}{vary} // '', qr/\bAccept\b/i,
+             "/request/{id} with Accept: $type: Vary: Accept");
+    }
+    isnt($neg{$DER_T}{headers}{etag} // '', $neg{$PEM_T}{headers}{etag} // '',
+         'PEM and DER of one URL have different ETags');
+    my $cond = $t->get("/request/$E", headers => {
+        Accept => $DER_T,
+        'If-None-Match' => $neg{$PEM_T}{headers}{etag} // '"x"' });
+    isnt($cond->{status}, 304,
+         'the PEM\'s ETag does not validate the DER of the same URL');
 
     # status JSON: the certificate as PEM in "result"
     my $j = $t->get("/request/$E");
@@ -320,22 +359,24 @@ my ($pem, $der, $etag, $filename);
         is($n->{headers}{etag}, $etag, "If-None-Match: $inm -> ETag");
     }
     my $n304 = $t->get("/request/$E.der",
-                       headers => { 'If-None-Match' => $etag });
-    is($n304->{status}, 304, 'DER with If-None-Match: 304');
+                       headers => { 'If-None-Match' => $der_etag });
+    is($n304->{status}, 304, 'DER with its If-None-Match: 304');
+    is($n304->{content}, '', 'DER with its If-None-Match: no body');
     my $nm = $t->get("/request/$E.pem",
                      headers => { 'If-None-Match' => '"other"' });
     is($nm->{status}, 200, 'If-None-Match with another tag: 200');
     is($nm->{content}, $pem, 'If-None-Match with another tag: the body');
 
-    for my $fmt (['.pem', $PEM_T, length $pem], ['.der', $DER_T, length $der]) {
-        my ($sfx, $ct, $len) = @$fmt;
+    for my $fmt (['.pem', $PEM_T, length $pem, $etag],
+                 ['.der', $DER_T, length $der, $der_etag]) {
+        my ($sfx, $ct, $len, $tag) = @$fmt;
         my $h = $t->request(HEAD => "/request/$E$sfx");
         is($h->{status}, 200, "HEAD $sfx: 200");
         is($h->{content}, '', "HEAD $sfx: no body");
         is($h->{headers}{'content-type'}, $ct, "HEAD $sfx: content type");
         is($h->{headers}{'content-length'}, $len,
            "HEAD $sfx: Content-Length of the GET body");
-        is($h->{headers}{etag}, $etag, "HEAD $sfx: ETag");
+        is($h->{headers}{etag}, $tag, "HEAD $sfx: the GET's ETag");
     }
 
     is(gets() - $g0, 0, 'no upstream GET for any of the EXECUTED answers');
@@ -455,6 +496,51 @@ my ($pem, $der, $etag, $filename);
     is(scalar(grep { xcs($_) eq 'MISS' } @again), 10,
        'the oldest ten were evicted (MISS)');
     is(gets() - $g1, 10, 'evicted entries are fetched again');
+
+    # Entries of two sizes: RSA-2048 certificates signed through the
+    # gateway take a whole 4 KiB page, P-256 ones a 2 KiB slot, so
+    # evicting one entry does not always make room for the next.
+    my ($rsa) = $t->make_csr(cn => 'big.svc.example', key => 'rsa:2048');
+    my @big = map {
+        my $r = $t->raw_read($t->raw_send(POST => '/sign', body => $rsa,
+                                          content_type => $PEM_T));
+        $r->{json}{signRequestId} // 'none';
+    } 1 .. 30;
+    approve($_) for @big;
+    my ($mixed, $mixed_bad) = (0, 0);
+    for my $i (0 .. $#big) {
+        for my $path ("/tiny/$big[$i].pem", "/tiny/$ids[$i + 50].pem") {
+            my $r = $t->get($path);
+            if ($r->{status} == 200 && $r->{content} =~ /BEGIN CERTIFICATE/) {
+                $mixed++;
+            } elsif (!$mixed_bad++) {
+                $t->explain_response($r);
+            }
+        }
+    }
+    is($mixed, 60, 'entries of 2 KiB and 4 KiB mixed in a 32k zone: all 200');
+
+    # The largest certificate the policy lets through (100 names, long
+    # labels): an entry of several pages in a zone of eight.
+    my @names = map { sprintf('%s%02d.svc.example', 'n' x 58, $_) } 1 .. 99;
+    my ($huge) = $t->make_csr(cn => 'huge.svc.example', key => 'ec:P-256',
+                              san => ['huge.svc.example', @names]);
+    my @hids = map {
+        my $r = $t->raw_read($t->raw_send(POST => '/sign', body => $huge,
+                                          content_type => $PEM_T));
+        $t->explain_response($r) unless $r->{status} == 202;
+        $r->{json}{signRequestId} // 'none';
+    } 1 .. 3;
+    approve($_) for grep { $_ ne 'none' } @hids;
+    for my $hid (@hids) {
+        my $r = $t->get("/tiny/$hid.der");
+        is($r->{status}, 200, 'a 100-name certificate through the 32k zone: '
+                              . '200') or $t->explain_response($r);
+        my $again = $t->get("/tiny/$hid.der");
+        is($again->{content}, $r->{content}, 'asked again: the same DER');
+    }
+    my $after = $t->get("/tiny/$ids[-1].pem");
+    is($after->{status}, 200, 'small entries still fine after the big ones');
 
     my @full = $t->log_since =~ /cache zone is full/g;
     cmp_ok(scalar @full, '<=', 1,

@@ -243,6 +243,74 @@ sub show {
            sprintf('rejected: answered %.2f s after the rejection', $lr));
 }
 
+# ------------------------------------------------ odd ?wait values, unknown
+{
+    my $id = new_id();
+    for my $arg ('wait=abc', 'wait=0', 'wait=-5', 'wait=') {
+        my $t0 = time;
+        my $r = $t->get("/request/$id.pem?$arg");
+        is($r->{status}, 202, "?$arg: 202 at once");
+        cmp_ok(time - $t0, '<', 0.5, "?$arg: not held");
+    }
+    my $unknown = '00000000-0000-4000-8000-000000000404';
+    my $t0 = time;
+    my $r = $t->get("/request/$unknown.pem?wait=5");
+    is($r->{status}, 404, '?wait=5 on an id the TSB does not know: 404');
+    like($r->{content}, qr/"reason":"request\.unknown"/, 'request.unknown');
+    cmp_ok(time - $t0, '<', 1, 'at once, not after the wait');
+}
+
+# ------------------------------------------- one call: POST /sign?wait=
+{
+    my $before = { map { $_->{id} => 1 }
+                   @{$t->sim_get('/_sim/sign-requests')->{json} || []} };
+    my $s = $t->raw_send(POST => '/sign?wait=5', body => $CSR,
+                         content_type => $PEM_T);
+    my $id;
+    $t->wait_for(sub {
+        ($id) = grep { !$before->{$_} } map { $_->{id} }
+                @{$t->sim_get('/_sim/sign-requests')->{json} || []};
+        $id;
+    }, 3);
+    ok($id, 'POST /sign?wait=5 reached the simulator');
+    sleep 0.3;
+    sim_ok("/_sim/approve/$id") if $id;
+    my $t0 = time;
+    my $r = $t->raw_read($s, 8);
+    is($r->{status}, 200, 'sign ?wait=5, approved meanwhile: 200')
+        or $t->explain_response($r);
+    is($r->{headers}{'content-type'}, $PEM_T, 'sign ?wait: the PEM');
+    ok(is_pem($r), 'sign ?wait: one PEM certificate');
+    cmp_ok(time - $t0, '<=', $INTERVAL + 0.5,
+           'sign ?wait: within one interval of the approval');
+
+    # refused meanwhile: 409; nobody acts: 202 after the wait
+    my %seen = map { $_->{id} => 1 }
+               @{$t->sim_get('/_sim/sign-requests')->{json} || []};
+    my $s2 = $t->raw_send(POST => '/sign?wait=5', body => $CSR,
+                          content_type => $PEM_T);
+    my $s3 = $t->raw_send(POST => '/sign?wait=1', body => $CSR,
+                          content_type => $PEM_T);
+    my @new;
+    $t->wait_for(sub {
+        @new = grep { !$seen{$_} } map { $_->{id} }
+               @{$t->sim_get('/_sim/sign-requests')->{json} || []};
+        @new == 2;
+    }, 3);
+    is(scalar @new, 2, 'two more signs reached the simulator');
+    my $t1 = time;
+    my $r3 = $t->raw_read($s3, 5);
+    is($r3->{status}, 202, 'sign ?wait=1, nobody acts: 202 after the wait');
+    like($r3->{json}{signRequestId} // '', qr/^[0-9a-f-]{36}$/,
+         'sign ?wait=1: with the signRequestId');
+    my $rid = $r3->{json}{signRequestId} // '';
+    my ($other) = grep { $_ ne $rid } @new;
+    sim_ok("/_sim/reject/$other") if $other;
+    my $r2 = $t->raw_read($s2, 8);
+    is($r2->{status}, 409, 'sign ?wait=5, rejected meanwhile: 409')
+        or $t->explain_response($r2);
+}
+
 # ------------------------------------- clients that hang up while waiting
 {
     my $D = new_id();
