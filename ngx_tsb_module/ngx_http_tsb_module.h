@@ -122,6 +122,8 @@ ngx_int_t ngx_http_tsb_add_header(ngx_http_request_t *r, const char *name,
     ngx_str_t *value);
 ngx_int_t ngx_http_tsb_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *type, const u_char *data, size_t len);
+ngx_int_t ngx_http_tsb_send_data(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *type, u_char *data, size_t len, ngx_uint_t copy);
 ngx_int_t ngx_http_tsb_send_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *reason, const char *detail);
 ngx_int_t ngx_http_tsb_send_tsb_error(ngx_http_request_t *r,

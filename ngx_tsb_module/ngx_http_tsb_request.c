@@ -440,7 +440,7 @@ ngx_http_tsb_serve_certificate(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx,
     ngx_http_tsb_entry_t *e)
 {
     u_char                   *p;
-    ngx_int_t                 rc;
+    size_t                    len;
     ngx_str_t                 value, etag, body;
     tsb_buf_t                 pem, chain;
     const char               *name, *ext;
@@ -589,15 +589,23 @@ ngx_http_tsb_serve_certificate(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx,
                                  e->der.data, e->der.len);
     }
 
-    if (tsb_cert_der_to_pem(e->der.data, e->der.len, &pem) != 0) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    if (ctx->format != NGX_HTTP_TSB_FORMAT_CHAIN) {
+        /* the hot path: PEM written once, into the answer itself */
+        len = tsb_cert_pem_len(e->der.len);
+
+        p = ngx_pnalloc(r->pool, len + 1);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        len = tsb_cert_pem_write(e->der.data, e->der.len, p);
+
+        return ngx_http_tsb_send_data(r, NGX_HTTP_OK, &ngx_http_tsb_type_pem,
+                                      p, len, 0);
     }
 
-    if (ctx->format != NGX_HTTP_TSB_FORMAT_CHAIN) {
-        rc = ngx_http_tsb_send(r, NGX_HTTP_OK, &ngx_http_tsb_type_pem,
-                               pem.data, pem.len);
-        tsb_buf_free(&pem);
-        return rc;
+    if (tsb_cert_der_to_pem(e->der.data, e->der.len, &pem) != 0) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     /* the leaf, then the configured issuers (none: the leaf alone) */

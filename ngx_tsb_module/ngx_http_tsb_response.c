@@ -327,6 +327,19 @@ ngx_int_t
 ngx_http_tsb_send(ngx_http_request_t *r, ngx_uint_t status, ngx_str_t *type,
     const u_char *data, size_t len)
 {
+    return ngx_http_tsb_send_data(r, status, type, (u_char *) data, len, 1);
+}
+
+
+/*
+ * copy 0: data is the request's own (pool) memory and is sent as it is,
+ * copy 1: data may go away after the call (malloc()ed, shared memory).
+ */
+
+ngx_int_t
+ngx_http_tsb_send_data(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *type, u_char *data, size_t len, ngx_uint_t copy)
+{
     ngx_int_t     rc;
     ngx_buf_t    *b;
     ngx_chain_t   out;
@@ -346,12 +359,25 @@ ngx_http_tsb_send(ngx_http_request_t *r, ngx_uint_t status, ngx_str_t *type,
         return rc;
     }
 
-    b = ngx_create_temp_buf(r->pool, len);
-    if (b == NULL) {
-        return NGX_ERROR;
+    if (copy) {
+        b = ngx_create_temp_buf(r->pool, len);
+        if (b == NULL) {
+            return NGX_ERROR;
+        }
+
+        b->last = ngx_cpymem(b->last, data, len);
+
+    } else {
+        b = ngx_calloc_buf(r->pool);
+        if (b == NULL) {
+            return NGX_ERROR;
+        }
+
+        b->pos = data;
+        b->last = data + len;
+        b->memory = 1;
     }
 
-    b->last = ngx_cpymem(b->last, data, len);
     b->last_buf = (r == r->main) ? 1 : 0;
     b->last_in_chain = 1;
 

@@ -430,58 +430,83 @@ tsb_cert_free(tsb_cert_t *cert)
 }
 
 
+#define TSB_PEM_BEGIN  "-----BEGIN CERTIFICATE-----\n"
+#define TSB_PEM_END    "-----END CERTIFICATE-----\n"
+
+
+/*
+ * PEM as PEM_write_bio_X509() writes it (64-column base64 lines), but
+ * straight into the caller's buffer: this runs for every cached
+ * certificate served, so no BIO, no encoder context, no extra copy.
+ */
+
+size_t
+tsb_cert_pem_len(size_t der_len)
+{
+    if (der_len == 0 || der_len > (size_t) INT_MAX / 4) {
+        return 0;
+    }
+
+    return sizeof(TSB_PEM_BEGIN) - 1
+           + (der_len + 2) / 3 * 4 + (der_len + 47) / 48
+           + sizeof(TSB_PEM_END) - 1;
+}
+
+
+size_t
+tsb_cert_pem_write(const unsigned char *der, size_t len, unsigned char *out)
+{
+    int             n;
+    size_t          chunk;
+    unsigned char  *p;
+
+    p = out;
+
+    memcpy(p, TSB_PEM_BEGIN, sizeof(TSB_PEM_BEGIN) - 1);
+    p += sizeof(TSB_PEM_BEGIN) - 1;
+
+    while (len) {
+        chunk = len < 48 ? len : 48;
+
+        /* 64 characters for 48 bytes, and a NUL we overwrite */
+        n = EVP_EncodeBlock(p, der, (int) chunk);
+        p += n;
+        *p++ = '\n';
+
+        der += chunk;
+        len -= chunk;
+    }
+
+    memcpy(p, TSB_PEM_END, sizeof(TSB_PEM_END) - 1);
+    p += sizeof(TSB_PEM_END) - 1;
+
+    return (size_t) (p - out);
+}
+
+
 int
 tsb_cert_der_to_pem(const unsigned char *der, size_t len, tsb_buf_t *pem)
 {
-    int    rc;
-    BIO   *bio;
-    char  *p;
-    long   n;
+    size_t  size;
 
     pem->data = NULL;
     pem->len = 0;
 
-    if (der == NULL || len == 0 || len > LONG_MAX) {
+    size = (der == NULL) ? 0 : tsb_cert_pem_len(len);
+    if (size == 0) {
         return -1;
     }
 
-    bio = BIO_new(BIO_s_mem());
-    if (bio == NULL) {
-        ERR_clear_error();
-        return -1;
-    }
-
-    rc = -1;
-
-    /* the same writer PEM_write_bio_X509() uses: 64-column lines */
-    if (PEM_write_bio(bio, "CERTIFICATE", "", der, (long) len) <= 0) {
-        goto done;
-    }
-
-    n = BIO_get_mem_data(bio, &p);
-    if (n <= 0) {
-        goto done;
-    }
-
-    pem->data = malloc((size_t) n + 1);
+    /* EVP_EncodeBlock() ends each line with a NUL: one byte to spare */
+    pem->data = malloc(size + 1);
     if (pem->data == NULL) {
-        goto done;
+        return -1;
     }
 
-    memcpy(pem->data, p, (size_t) n);
-    pem->data[n] = '\0';
-    pem->len = (size_t) n;
-    rc = 0;
+    pem->len = tsb_cert_pem_write(der, len, pem->data);
+    pem->data[pem->len] = '\0';
 
-done:
-
-    if (rc != 0) {
-        ERR_clear_error();
-    }
-
-    BIO_free(bio);
-
-    return rc;
+    return 0;
 }
 
 

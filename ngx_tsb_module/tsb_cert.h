@@ -38,6 +38,14 @@ int tsb_cert_load(const unsigned char *in, size_t len, tsb_cert_t *cert,
 void tsb_cert_free(tsb_cert_t *cert);
 
 /* PEM text of DER, 64-column lines, trailing newline; NUL-terminated */
+/*
+ * The same into a buffer of tsb_cert_pem_len(len) + 1 bytes (the last one
+ * for a NUL the encoder writes); returns the PEM's length, 0 for no DER.
+ */
+size_t tsb_cert_pem_len(size_t der_len);
+size_t tsb_cert_pem_write(const unsigned char *der, size_t len,
+    unsigned char *out);
+
 int tsb_cert_der_to_pem(const unsigned char *der, size_t len,
     tsb_buf_t *pem);
 

@@ -559,12 +559,63 @@ test_generated(void)
 }
 
 
+/* every length, against OpenSSL's own PEM writer */
+static void
+test_pem_lengths(void)
+{
+    int             bad;
+    BIO            *bio;
+    char           *p;
+    long            n;
+    size_t          len;
+    tsb_buf_t       pem;
+    unsigned char   der[300];
+
+    bad = 0;
+
+    for (len = 0; len < sizeof(der); len++) {
+        der[len] = (unsigned char) (len * 37 + 11);
+    }
+
+    for (len = 1; len <= sizeof(der); len++) {
+        bio = BIO_new(BIO_s_mem());
+
+        if (bio == NULL
+            || PEM_write_bio(bio, "CERTIFICATE", "", der, (long) len) <= 0
+            || tsb_cert_der_to_pem(der, len, &pem) != 0)
+        {
+            bad++;
+            BIO_free(bio);
+            continue;
+        }
+
+        n = BIO_get_mem_data(bio, &p);
+
+        if ((size_t) n != pem.len || memcmp(p, pem.data, pem.len) != 0
+            || pem.len != tsb_cert_pem_len(len) || pem.data[pem.len] != '\0')
+        {
+            bad++;
+        }
+
+        tsb_buf_free(&pem);
+        BIO_free(bio);
+    }
+
+    is_int(bad, 0, "PEM of 1..300 bytes equals PEM_write_bio(), length "
+           "predicted");
+
+    ok(tsb_cert_der_to_pem(der, 0, &pem) == -1, "no PEM of nothing");
+}
+
+
 int
 main(void)
 {
     test_seed();
     test_other_labels();
     test_generated();
+
+    test_pem_lengths();
 
     return done_testing();
 }
