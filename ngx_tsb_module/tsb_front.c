@@ -16,8 +16,11 @@
 #include "tsb_front.h"
 
 
-/* more keys than this in one object of a client's body is refused */
-#define TSB_FRONT_MAX_KEYS  1024
+/*
+ * More keys than this in one object of a client's body is refused: the
+ * duplicate check is quadratic, and the TSB API's objects have a dozen.
+ */
+#define TSB_FRONT_MAX_KEYS  128
 
 
 typedef struct {

@@ -258,6 +258,41 @@ test_changed(void)
 }
 
 
+/* the duplicate-key check is quadratic: objects are capped */
+static void
+test_many_keys(void)
+{
+    int           rc;
+    char         *buf, *p;
+    size_t        i, n;
+    tsb_error_t   err;
+
+    for (n = 128; n <= 129; n++) {
+        buf = malloc(16 * n + 16);
+        p = buf;
+        *p++ = '{';
+
+        for (i = 0; i < n; i++) {
+            p += sprintf(p, "%s\"k%zu\":1", i ? "," : "", i);
+        }
+
+        *p++ = '}';
+
+        rc = tsb_json_check((unsigned char *) buf, (size_t) (p - buf), &err);
+
+        if (n == 128) {
+            is_int(rc, 0, "an object of 128 keys passes");
+
+        } else {
+            is_int(rc, -1, "an object of 129 keys is refused");
+            is_str(err.reason, "json.size", "as json.size");
+        }
+
+        free(buf);
+    }
+}
+
+
 int
 main(void)
 {
@@ -265,6 +300,8 @@ main(void)
     test_check();
     test_import();
     test_changed();
+
+    test_many_keys();
 
     return done_testing();
 }
