@@ -35,7 +35,7 @@ UNIT_LIBS    = -lyajl -lcrypto
 # libFuzzer targets, one per parser (fuzz/, docs/fuzzing.md)
 FUZZ_CC      ?= clang
 FUZZ_TARGETS  = fuzz_csr fuzz_sign_req fuzz_upstream fuzz_cert fuzz_path \
-                fuzz_allow fuzz_front fuzz_verify
+                fuzz_allow fuzz_front fuzz_verify fuzz_csr_diff
 FUZZ_BINS     = $(patsubst %,$(BUILD)/fuzz/%,$(FUZZ_TARGETS))
 FUZZ_CFLAGS   = -std=c99 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 \
                 -fsanitize=fuzzer,address,undefined \
@@ -52,6 +52,7 @@ FUZZ_MAX_LEN_fuzz_path     = 512
 FUZZ_MAX_LEN_fuzz_allow    = 4608
 FUZZ_MAX_LEN_fuzz_front    = 16384
 FUZZ_MAX_LEN_fuzz_verify   = 8192
+FUZZ_MAX_LEN_fuzz_csr_diff = 8192
 
 # benchmarks (bench/, results in docs/benchmarks.md)
 BENCH_CFLAGS  = -std=c99 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O2 \

@@ -40,7 +40,10 @@ typedef struct {
 
 
 typedef struct {
-    void        *req;          /* X509_REQ *, owned */
+    void        *req;          /* X509_REQ *, owned; a request taken by
+                                  the fast path has its public key left
+                                  undecoded (X509_REQ_get0_pubkey() gives
+                                  NULL): use the facts below */
     tsb_buf_t    der;          /* the CSR as DER, owned */
 
     /* subject commonName attributes, UTF-8 (ASN1_STRING_to_UTF8) */
@@ -99,6 +102,21 @@ int tsb_csr_decode(const unsigned char *in, size_t len, tsb_buf_t *der,
  */
 int tsb_csr_parse(const unsigned char *der, size_t len, tsb_csr_t **out,
     tsb_error_t *err);
+
+/*
+ * For tests and fuzzing: the two ways tsb_csr_parse() works.  The fast
+ * path skips OpenSSL 3.0's provider decoder for RSA, EC P-256/384/521 and
+ * Ed25519 keys and only ever succeeds: anything else, and every refusal,
+ * returns TSB_CSR_FALLBACK with *out NULL and err untouched.  The
+ * reference path is d2i_X509_REQ() + X509_REQ_verify(); tsb_csr_parse()
+ * runs it whenever the fast path falls back.
+ */
+#define TSB_CSR_FALLBACK  -2
+
+int tsb_csr_parse_fast(const unsigned char *der, size_t len, tsb_csr_t **out,
+    tsb_error_t *err);
+int tsb_csr_parse_reference(const unsigned char *der, size_t len,
+    tsb_csr_t **out, tsb_error_t *err);
 
 /* decode + parse in one call */
 int tsb_csr_load(const unsigned char *in, size_t len, tsb_csr_t **out,

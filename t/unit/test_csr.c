@@ -885,6 +885,267 @@ test_facts(void)
 }
 
 
+/*
+ * The fast path (tsb_csr_parse_fast: no provider decoder for the key)
+ * against the reference path (d2i_X509_REQ + X509_REQ_verify): the same
+ * facts and PEM where it takes a CSR, TSB_CSR_FALLBACK and nothing else
+ * where it does not, and tsb_csr_parse() answering as the reference does.
+ */
+
+static void
+fast_same(const char *what, const tsb_csr_t *a, const tsb_csr_t *b)
+{
+    int        same;
+    size_t     i;
+    tsb_buf_t  pa, pb;
+
+    same = a->der.len == b->der.len
+           && memcmp(a->der.data, b->der.data, a->der.len) == 0
+           && a->n_common_names == b->n_common_names
+           && a->cn_has_nul == b->cn_has_nul
+           && a->n_sans == b->n_sans
+           && a->key_type == b->key_type
+           && a->key_bits == b->key_bits
+           && ((a->key_curve == NULL && b->key_curve == NULL)
+               || (a->key_curve != NULL && b->key_curve != NULL
+                   && strcmp(a->key_curve, b->key_curve) == 0))
+           && a->sig_nid == b->sig_nid
+           && a->sig_md_nid == b->sig_md_nid
+           && a->key_usage == b->key_usage
+           && a->has_key_usage == b->has_key_usage
+           && a->ext_key_usage == b->ext_key_usage
+           && a->has_ext_key_usage == b->has_ext_key_usage
+           && a->has_unknown_eku == b->has_unknown_eku
+           && a->basic_ca == b->basic_ca
+           && a->has_basic_constraints == b->has_basic_constraints
+           && a->basic_pathlen == b->basic_pathlen
+           && memcmp(a->spki_sha256, b->spki_sha256, 32) == 0;
+
+    for (i = 0; same && i < a->n_common_names; i++) {
+        same = a->common_name_lens[i] == b->common_name_lens[i]
+               && memcmp(a->common_names[i], b->common_names[i],
+                         a->common_name_lens[i]) == 0;
+    }
+
+    for (i = 0; same && i < a->n_sans; i++) {
+        same = a->sans[i].type == b->sans[i].type
+               && strcmp(a->sans[i].value, b->sans[i].value) == 0;
+    }
+
+    ok(same, "%s: the same facts as the reference path", what);
+
+    if (tsb_csr_to_pem(a, &pa) != 0 || tsb_csr_to_pem(b, &pb) != 0) {
+        tt_die("tsb_csr_to_pem");
+    }
+
+    ok(pa.len == pb.len && memcmp(pa.data, pb.data, pa.len) == 0,
+       "%s: the same PEM upstream", what);
+
+    tsb_buf_free(&pa);
+    tsb_buf_free(&pb);
+}
+
+
+/* fast: 1 the fast path must take it, 0 it must fall back */
+
+static void
+fast_check(const char *what, const unsigned char *der, size_t len, int fast,
+    const char *reason)
+{
+    int           rf, rr, rp;
+    tsb_csr_t    *cf, *cr, *cp;
+    tsb_error_t   ef, er, ep;
+
+    memset(&ef, 0, sizeof(ef));
+    memset(&er, 0, sizeof(er));
+    memset(&ep, 0, sizeof(ep));
+
+    rf = tsb_csr_parse_fast(der, len, &cf, &ef);
+    rr = tsb_csr_parse_reference(der, len, &cr, &er);
+    rp = tsb_csr_parse(der, len, &cp, &ep);
+
+    if (fast) {
+        is_int(rf, 0, "%s: the fast path takes it", what);
+
+    } else {
+        is_int(rf, TSB_CSR_FALLBACK, "%s: the fast path falls back", what);
+        ok(cf == NULL && ef.reason == NULL && ef.status == 0,
+           "%s: a fallback sets nothing", what);
+    }
+
+    is_int(rr, reason ? -1 : 0, "%s: the reference path %s", what,
+           reason ? reason : "accepts");
+    is_int(rp, rr, "%s: tsb_csr_parse() answers as the reference", what);
+
+    if (reason != NULL) {
+        is_str(er.reason, reason, "%s: reason %s", what, reason);
+        ok(ep.reason != NULL && strcmp(ep.reason, er.reason) == 0
+           && ep.status == er.status && strcmp(ep.detail, er.detail) == 0,
+           "%s: the same refusal", what);
+    }
+
+    if (rf == 0 && rr == 0) {
+        fast_same(what, cf, cr);
+    }
+
+    if (rp == 0 && rr == 0) {
+        fast_same(what, cp, cr);
+    }
+
+    ok(ERR_peek_error() == 0, "%s: OpenSSL error queue is clear", what);
+
+    tsb_csr_free(cf);
+    tsb_csr_free(cr);
+    tsb_csr_free(cp);
+}
+
+
+/* a CSR of key, its SPKI changed by fix() before signing */
+
+static tsb_buf_t
+fast_csr(EVP_PKEY *key, const char *md, void (*fix)(X509_REQ *))
+{
+    int             n;
+    X509_REQ       *req;
+    tsb_buf_t       b;
+    tt_csr_t        g;
+    unsigned char  *p;
+
+    memset(&g, 0, sizeof(g));
+    g.key = key;
+    g.md = md;
+    g.cn[0] = "host.example.com";
+    g.san = "DNS:host.example.com,IP:10.0.0.1";
+    g.ku = "critical,digitalSignature";
+    g.eku = "serverAuth";
+
+    req = tt_csr_req(&g);
+
+    if (fix != NULL) {
+        fix(req);
+
+        if (X509_REQ_sign(req, key, md && strcmp(md, "none") == 0 ? NULL
+                          : EVP_get_digestbyname(md ? md : "sha256"))
+            <= 0)
+        {
+            tt_die("X509_REQ_sign");
+        }
+    }
+
+    n = i2d_X509_REQ(req, NULL);
+    b.data = malloc((size_t) (n > 0 ? n : 1));
+    if (n <= 0 || b.data == NULL) {
+        tt_die("i2d_X509_REQ");
+    }
+
+    p = b.data;
+    i2d_X509_REQ(req, &p);
+    b.len = (size_t) n;
+
+    X509_REQ_free(req);
+
+    return b;
+}
+
+
+/* rsaEncryption with its NULL parameters left out (OpenSSL ignores them) */
+static void
+fix_rsa_no_params(X509_REQ *req)
+{
+    if (X509_PUBKEY_set0_param(X509_REQ_get_X509_PUBKEY(req),
+                               OBJ_nid2obj(NID_rsaEncryption), V_ASN1_UNDEF,
+                               NULL, NULL, 0)
+        != 1)
+    {
+        tt_die("X509_PUBKEY_set0_param");
+    }
+}
+
+
+static EVP_PKEY *
+fast_ec_variant(EVP_PKEY *key, const char *name, const char *value)
+{
+    EVP_PKEY  *k;
+
+    k = EVP_PKEY_dup(key);
+
+    if (k == NULL || EVP_PKEY_set_utf8_string_param(k, name, value) != 1) {
+        tt_die("EVP_PKEY_set_utf8_string_param");
+    }
+
+    return k;
+}
+
+
+static void
+test_fast_path(void)
+{
+    size_t      i;
+    EVP_PKEY   *p384, *p521, *explicit, *compressed;
+    tsb_buf_t   b;
+
+    struct {
+        const char  *what;
+        EVP_PKEY   **key;
+        const char  *md;
+    } keys[] = {
+        { "fast RSA-2048 SHA-256", &rsa2048, NULL },
+        { "fast RSA-1024 SHA-1", &rsa1024, "sha1" },
+        { "fast EC P-256", &p256, NULL },
+        { "fast EC P-384 SHA-384", &p384, "sha384" },
+        { "fast EC P-521 SHA-512", &p521, "sha512" },
+        { "fast Ed25519", &ed25519, "none" },
+    };
+
+    p384 = tt_key("EC-P-384");
+    p521 = tt_key("EC-P-521");
+
+    for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        b = fast_csr(*keys[i].key, keys[i].md, NULL);
+        fast_check(keys[i].what, b.data, b.len, 1, NULL);
+
+        /* the signature's last byte changed */
+
+        b.data[b.len - 1] ^= 0x01;
+        fast_check(keys[i].what, b.data, b.len, 0, "csr.signature");
+        tsb_buf_free(&b);
+    }
+
+    /* unusual keys and encodings: the reference path decides */
+
+    b = fast_csr(k256, NULL, NULL);
+    fast_check("fast secp256k1 falls back", b.data, b.len, 0, NULL);
+    tsb_buf_free(&b);
+
+    explicit = fast_ec_variant(p256, "encoding", "explicit");
+    b = fast_csr(explicit, NULL, NULL);
+    fast_check("fast P-256 explicit parameters fall back", b.data, b.len, 0,
+               NULL);
+    tsb_buf_free(&b);
+    EVP_PKEY_free(explicit);
+
+    compressed = fast_ec_variant(p256, "point-format", "compressed");
+    b = fast_csr(compressed, NULL, NULL);
+    fast_check("fast P-256 compressed point falls back", b.data, b.len, 0,
+               NULL);
+    tsb_buf_free(&b);
+    EVP_PKEY_free(compressed);
+
+    b = fast_csr(rsa2048, NULL, fix_rsa_no_params);
+    fast_check("fast RSA without NULL parameters", b.data, b.len, 1, NULL);
+    tsb_buf_free(&b);
+
+    /* trailing bytes, a truncated CSR: the reference path refuses */
+
+    b = fast_csr(p256, NULL, NULL);
+    fast_check("fast truncated", b.data, b.len - 1, 0, "csr.parse");
+    tsb_buf_free(&b);
+
+    EVP_PKEY_free(p384);
+    EVP_PKEY_free(p521);
+}
+
+
 int
 main(int argc, char **argv)
 {
@@ -910,6 +1171,7 @@ main(int argc, char **argv)
     test_encodings();
     test_signature();
     test_facts();
+    test_fast_path();
 
     EVP_PKEY_free(rsa2048);
     EVP_PKEY_free(rsa1024);
