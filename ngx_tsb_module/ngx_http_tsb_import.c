@@ -57,7 +57,7 @@ ngx_http_tsb_import_process(ngx_http_request_t *r)
     tsb_error_t            err;
     tsb_import_req_t       req;
 
-    if (ngx_http_tsb_front_body(r, &body) != NGX_OK) {
+    if (ngx_http_tsb_body(r, &body) != NGX_OK) {
         return ngx_http_tsb_send_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
                    "request.too_large",
                    "the request body is larger than tsb_max_body_size");

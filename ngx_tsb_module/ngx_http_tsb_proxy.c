@@ -387,73 +387,6 @@ ngx_http_tsb_front_read_body(ngx_http_request_t *r,
 }
 
 
-ngx_int_t
-ngx_http_tsb_front_body(ngx_http_request_t *r, ngx_str_t *body)
-{
-    u_char                   *p;
-    size_t                    len;
-    ngx_buf_t                *b;
-    ngx_chain_t              *cl;
-    ngx_http_tsb_loc_conf_t  *tlcf;
-
-    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tsb_module);
-
-    body->len = 0;
-    body->data = NULL;
-
-    if (r->request_body == NULL || r->request_body->bufs == NULL) {
-        return NGX_OK;
-    }
-
-    /* client_body_buffer_size is raised to fit (tsb_pass merge) */
-    if (r->request_body->temp_file) {
-        return NGX_ERROR;
-    }
-
-    len = 0;
-
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        b = cl->buf;
-
-        if (b->in_file) {
-            return NGX_ERROR;
-        }
-
-        len += b->last - b->pos;
-    }
-
-    if (len > tlcf->max_body_size) {
-        return NGX_ERROR;
-    }
-
-    if (len == 0) {
-        return NGX_OK;
-    }
-
-    cl = r->request_body->bufs;
-
-    if (cl->next == NULL) {
-        body->data = cl->buf->pos;
-        body->len = len;
-        return NGX_OK;
-    }
-
-    p = ngx_pnalloc(r->pool, len);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    body->data = p;
-    body->len = len;
-
-    for ( /* void */ ; cl; cl = cl->next) {
-        p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
-    }
-
-    return NGX_OK;
-}
-
-
 static void
 ngx_http_tsb_front_body_read(ngx_http_request_t *r)
 {
@@ -466,7 +399,7 @@ ngx_http_tsb_front_body_read(ngx_http_request_t *r)
     ctx = ngx_http_get_module_ctx(r, ngx_http_tsb_module);
     front = ctx->front;
 
-    if (ngx_http_tsb_front_body(r, &body) != NGX_OK) {
+    if (ngx_http_tsb_body(r, &body) != NGX_OK) {
         rc = ngx_http_tsb_send_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
                    "request.too_large",
                    "the request body is larger than tsb_max_body_size");

@@ -41,7 +41,6 @@ ngx_int_t ngx_http_tsb_front_read_body(ngx_http_request_t *r,
     ngx_http_client_body_handler_pt post_handler);
 
 /* the body read above, in one piece (NGX_ERROR: too large, or on disk) */
-ngx_int_t ngx_http_tsb_front_body(ngx_http_request_t *r, ngx_str_t *body);
 
 /* starts the transfer and answers with ngx_http_tsb_upstream_pass() */
 ngx_int_t ngx_http_tsb_front_forward(ngx_http_request_t *r,

@@ -255,6 +255,79 @@ ngx_http_tsb_upstream_failed(ngx_http_request_t *r, ngx_http_tsb_fetch_t *f)
 }
 
 
+/*
+ * The request body as one piece of memory, read by
+ * ngx_http_read_client_request_body() with request_body_in_single_buf;
+ * NGX_ERROR when it is larger than tsb_max_body_size or went to a file
+ * (the merge raises client_body_buffer_size so that it does not).
+ */
+
+ngx_int_t
+ngx_http_tsb_body(ngx_http_request_t *r, ngx_str_t *body)
+{
+    u_char                   *p;
+    size_t                    len;
+    ngx_buf_t                *b;
+    ngx_chain_t              *cl;
+    ngx_http_tsb_loc_conf_t  *tlcf;
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tsb_module);
+
+    body->len = 0;
+    body->data = NULL;
+
+    if (r->request_body == NULL || r->request_body->bufs == NULL) {
+        return NGX_OK;
+    }
+
+    if (r->request_body->temp_file) {
+        return NGX_ERROR;
+    }
+
+    len = 0;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (b->in_file) {
+            return NGX_ERROR;
+        }
+
+        len += b->last - b->pos;
+    }
+
+    if (len > tlcf->max_body_size) {
+        return NGX_ERROR;
+    }
+
+    if (len == 0) {
+        return NGX_OK;
+    }
+
+    cl = r->request_body->bufs;
+
+    if (cl->next == NULL) {
+        body->data = cl->buf->pos;
+        body->len = len;
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    body->data = p;
+    body->len = len;
+
+    for ( /* void */ ; cl; cl = cl->next) {
+        p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
+    }
+
+    return NGX_OK;
+}
+
+
 ngx_http_tsb_ctx_t *
 ngx_http_tsb_get_ctx(ngx_http_request_t *r)
 {

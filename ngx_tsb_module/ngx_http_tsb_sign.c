@@ -50,8 +50,6 @@ static ngx_http_tsb_media_t  ngx_http_tsb_media[] = {
 static ngx_uint_t ngx_http_tsb_body_kind(ngx_http_request_t *r);
 static void ngx_http_tsb_sign_body(ngx_http_request_t *r);
 static ngx_int_t ngx_http_tsb_sign_process(ngx_http_request_t *r);
-static ngx_int_t ngx_http_tsb_body_bytes(ngx_http_request_t *r,
-    ngx_str_t *body);
 static void ngx_http_tsb_sign_done(ngx_http_tsb_fetch_t *f);
 static ngx_int_t ngx_http_tsb_sign_accepted(ngx_http_request_t *r,
     ngx_http_tsb_ctx_t *ctx);
@@ -159,7 +157,7 @@ ngx_http_tsb_sign_process(ngx_http_request_t *r)
     tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tsb_module);
     ctx = ngx_http_get_module_ctx(r, ngx_http_tsb_module);
 
-    if (ngx_http_tsb_body_bytes(r, &body) != NGX_OK) {
+    if (ngx_http_tsb_body(r, &body) != NGX_OK) {
         return ngx_http_tsb_sign_refuse(r, ctx,
                    NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, "request.too_large",
                    "the request body is larger than tsb_max_body_size");
@@ -299,73 +297,6 @@ ngx_http_tsb_sign_process(ngx_http_request_t *r)
     r->read_event_handler = ngx_http_test_reading;
 
     return NGX_DONE;
-}
-
-
-static ngx_int_t
-ngx_http_tsb_body_bytes(ngx_http_request_t *r, ngx_str_t *body)
-{
-    u_char                   *p;
-    size_t                    len;
-    ngx_buf_t                *b;
-    ngx_chain_t              *cl;
-    ngx_http_tsb_loc_conf_t  *tlcf;
-
-    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tsb_module);
-
-    body->len = 0;
-    body->data = NULL;
-
-    if (r->request_body == NULL || r->request_body->bufs == NULL) {
-        return NGX_OK;
-    }
-
-    /* the merge sized client_body_buffer_size so this does not happen */
-    if (r->request_body->temp_file) {
-        return NGX_ERROR;
-    }
-
-    len = 0;
-
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        b = cl->buf;
-
-        if (b->in_file) {
-            return NGX_ERROR;
-        }
-
-        len += b->last - b->pos;
-    }
-
-    if (len > tlcf->max_body_size) {
-        return NGX_ERROR;
-    }
-
-    if (len == 0) {
-        return NGX_OK;
-    }
-
-    cl = r->request_body->bufs;
-
-    if (cl->next == NULL) {
-        body->data = cl->buf->pos;
-        body->len = len;
-        return NGX_OK;
-    }
-
-    p = ngx_pnalloc(r->pool, len);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    body->data = p;
-    body->len = len;
-
-    for ( /* void */ ; cl; cl = cl->next) {
-        p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
-    }
-
-    return NGX_OK;
 }
 
 
