@@ -52,6 +52,12 @@ void tsb_buf_free(tsb_buf_t *b);
 /* zero a secret before freeing it; the compiler may not elide this */
 void tsb_secure_zero(void *p, size_t n);
 
+/*
+ * The length of the well-formed UTF-8 sequence at s (len > 0 bytes left),
+ * or 0: no overlong forms, surrogates or code points above U+10FFFF.
+ */
+size_t tsb_utf8_sequence(const unsigned char *s, size_t len);
+
 
 /* keyUsage bits, named as the TSB names them */
 #define TSB_KU_DIGITAL_SIGNATURE   0x0001

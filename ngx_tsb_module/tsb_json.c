@@ -165,74 +165,13 @@ tsb_json_free_secret(char *p, size_t len)
  * Text checks
  */
 
-/*
- * The length of the well-formed UTF-8 sequence at s, or 0.  Stricter than
- * yajl's own check, which lets overlong forms (C0 80 is a hidden NUL),
- * UTF-16 surrogates and code points above U+10FFFF through.
- */
-static size_t
-tsb_utf8_seq(const unsigned char *s, size_t len)
-{
-    unsigned char  c, lo, hi;
-    size_t         n, i;
-
-    c = s[0];
-
-    if (c < 0x80) {
-        return 1;
-    }
-
-    lo = 0x80;
-    hi = 0xbf;
-
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2;
-
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-
-        if (c == 0xe0) {
-            lo = 0xa0;
-
-        } else if (c == 0xed) {
-            hi = 0x9f;
-        }
-
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-
-        if (c == 0xf0) {
-            lo = 0x90;
-
-        } else if (c == 0xf4) {
-            hi = 0x8f;
-        }
-
-    } else {
-        return 0;
-    }
-
-    if (len < n || s[1] < lo || s[1] > hi) {
-        return 0;
-    }
-
-    for (i = 2; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80) {
-            return 0;
-        }
-    }
-
-    return n;
-}
-
-
 static int
 tsb_utf8_valid(const unsigned char *s, size_t len)
 {
     size_t  n;
 
     while (len) {
-        n = tsb_utf8_seq(s, len);
+        n = tsb_utf8_sequence(s, len);
         if (n == 0) {
             return 0;
         }
@@ -260,7 +199,7 @@ tsb_utf8_sanitize(const unsigned char *s, size_t len)
     i = 0;
 
     while (i < len) {
-        n = tsb_utf8_seq(s + i, len - i);
+        n = tsb_utf8_sequence(s + i, len - i);
 
         if (n == 0) {
             p[i++] = '?';
@@ -905,7 +844,7 @@ tsb_sr_password_char(tsb_sr_ctx_t *ctx, const unsigned char *s, size_t len)
     size_t   cap;
 
     /* one character: exactly one (already validated) UTF-8 sequence */
-    if (len == 0 || tsb_utf8_seq(s, len) != len) {
+    if (len == 0 || tsb_utf8_sequence(s, len) != len) {
         return tsb_sr_type_error(ctx);
     }
 

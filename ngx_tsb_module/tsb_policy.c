@@ -851,8 +851,8 @@ done:
 static int
 tsb_policy_text(const unsigned char *s, size_t len)
 {
-    size_t         i, n, k;
-    unsigned char  c, lo, hi;
+    size_t         i, n;
+    unsigned char  c;
 
     if (memchr(s, '\0', len) != NULL) {
         return TSB_TEXT_NUL;
@@ -865,49 +865,10 @@ tsb_policy_text(const unsigned char *s, size_t len)
             return TSB_TEXT_CONTROL;
         }
 
-        if (c < 0x80) {
-            n = 1;
-            continue;
-        }
+        n = tsb_utf8_sequence(s + i, len - i);
 
-        lo = 0x80;
-        hi = 0xbf;
-
-        if (c >= 0xc2 && c <= 0xdf) {
-            n = 2;
-
-        } else if (c >= 0xe0 && c <= 0xef) {
-            n = 3;
-
-            if (c == 0xe0) {
-                lo = 0xa0;
-
-            } else if (c == 0xed) {
-                hi = 0x9f;
-            }
-
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            n = 4;
-
-            if (c == 0xf0) {
-                lo = 0x90;
-
-            } else if (c == 0xf4) {
-                hi = 0x8f;
-            }
-
-        } else {
+        if (n == 0) {
             return TSB_TEXT_UTF8;
-        }
-
-        if (len - i < n || s[i + 1] < lo || s[i + 1] > hi) {
-            return TSB_TEXT_UTF8;
-        }
-
-        for (k = 2; k < n; k++) {
-            if (s[i + k] < 0x80 || s[i + k] > 0xbf) {
-                return TSB_TEXT_UTF8;
-            }
         }
 
         /* U+0080..U+009F, the C1 controls */

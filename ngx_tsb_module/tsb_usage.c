@@ -233,3 +233,64 @@ tsb_ext_key_usage_parse_list(const char *s, size_t len, const char **bad,
 {
     return tsb_usage_parse_list(tsb_ext_key_usages, s, len, bad, bad_len);
 }
+
+
+/*
+ * The length of the well-formed UTF-8 sequence at s, or 0.  Stricter than
+ * yajl's own check, which lets overlong forms (C0 80 is a hidden NUL),
+ * UTF-16 surrogates and code points above U+10FFFF through.
+ */
+size_t
+tsb_utf8_sequence(const unsigned char *s, size_t len)
+{
+    unsigned char  c, lo, hi;
+    size_t         n, i;
+
+    c = s[0];
+
+    if (c < 0x80) {
+        return 1;
+    }
+
+    lo = 0x80;
+    hi = 0xbf;
+
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 2;
+
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+
+        if (c == 0xe0) {
+            lo = 0xa0;
+
+        } else if (c == 0xed) {
+            hi = 0x9f;
+        }
+
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+
+        if (c == 0xf0) {
+            lo = 0x90;
+
+        } else if (c == 0xf4) {
+            hi = 0x8f;
+        }
+
+    } else {
+        return 0;
+    }
+
+    if (len < n || s[1] < lo || s[1] > hi) {
+        return 0;
+    }
+
+    for (i = 2; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80) {
+            return 0;
+        }
+    }
+
+    return n;
+}
