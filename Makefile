@@ -42,7 +42,7 @@ FUZZ_CFLAGS   = -std=c99 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 \
                 -fno-sanitize-recover=all -fno-omit-frame-pointer \
                 -I$(SRC_DIR)
 FUZZ_SECONDS       ?= 180
-FUZZ_SMOKE_SECONDS ?= 10
+FUZZ_SMOKE_SECONDS ?= 5
 # per target: a little above the largest input the parser sees in practice
 FUZZ_MAX_LEN_fuzz_csr      = 8192
 FUZZ_MAX_LEN_fuzz_sign_req = 16384
