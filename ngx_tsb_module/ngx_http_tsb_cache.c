@@ -546,15 +546,15 @@ ngx_http_tsb_cache_store(ngx_http_tsb_cache_ctx_t *ctx,
         ngx_memcpy(cn->etag, e->etag.data + 1, 16);
     }
 
-    p = ngx_cpymem(cn->data, e->id.data, e->id.len);
-    p = ngx_cpymem(p, e->status_json.data, e->status_json.len);
-    p = ngx_cpymem(p, e->der.data, e->der.len);
+    p = ngx_http_tsb_cpymem(cn->data, e->id.data, e->id.len);
+    p = ngx_http_tsb_cpymem(p, e->status_json.data, e->status_json.len);
+    p = ngx_http_tsb_cpymem(p, e->der.data, e->der.len);
 
     /* expect may point into old: copy before old is freed */
-    p = ngx_cpymem(p, expect.data, expect.len);
-    p = ngx_cpymem(p, e->serial.data, cn->serial_len);
-    p = ngx_cpymem(p, e->filename.data, cn->filename_len);
-    (void) ngx_cpymem(p, e->detail.data, cn->detail_len);
+    p = ngx_http_tsb_cpymem(p, expect.data, expect.len);
+    p = ngx_http_tsb_cpymem(p, e->serial.data, cn->serial_len);
+    p = ngx_http_tsb_cpymem(p, e->filename.data, cn->filename_len);
+    (void) ngx_http_tsb_cpymem(p, e->detail.data, cn->detail_len);
 
     if (old) {
         ngx_http_tsb_cache_delete(ctx, old);
@@ -1479,6 +1479,28 @@ ngx_http_tsb_watch_loaded(void *data, ngx_http_tsb_entry_t *e)
 }
 
 
+/* ngx_pstrdup() that keeps an empty value empty (data NULL) */
+
+static u_char *
+ngx_http_tsb_strdup(ngx_pool_t *pool, ngx_str_t *src)
+{
+    u_char  *p;
+
+    if (src->len == 0) {
+        return NULL;
+    }
+
+    p = ngx_pnalloc(pool, src->len);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(p, src->data, src->len);
+
+    return p;
+}
+
+
 /* the other workers need not wait for a refresh we are not doing */
 
 static void
@@ -1519,14 +1541,14 @@ ngx_http_tsb_watch_copy(ngx_http_tsb_watch_t *w, ngx_http_tsb_entry_t *e)
 
     *c = *e;
 
-    c->id.data = ngx_pstrdup(pool, &e->id);
-    c->status_json.data = ngx_pstrdup(pool, &e->status_json);
-    c->der.data = ngx_pstrdup(pool, &e->der);
-    c->expect.data = ngx_pstrdup(pool, &e->expect);
-    c->serial.data = ngx_pstrdup(pool, &e->serial);
-    c->filename.data = ngx_pstrdup(pool, &e->filename);
-    c->etag.data = ngx_pstrdup(pool, &e->etag);
-    c->detail.data = ngx_pstrdup(pool, &e->detail);
+    c->id.data = ngx_http_tsb_strdup(pool, &e->id);
+    c->status_json.data = ngx_http_tsb_strdup(pool, &e->status_json);
+    c->der.data = ngx_http_tsb_strdup(pool, &e->der);
+    c->expect.data = ngx_http_tsb_strdup(pool, &e->expect);
+    c->serial.data = ngx_http_tsb_strdup(pool, &e->serial);
+    c->filename.data = ngx_http_tsb_strdup(pool, &e->filename);
+    c->etag.data = ngx_http_tsb_strdup(pool, &e->etag);
+    c->detail.data = ngx_http_tsb_strdup(pool, &e->detail);
 
     if (c->id.data == NULL || c->status_json.data == NULL
         || c->der.data == NULL)

@@ -101,6 +101,12 @@ typedef struct {
 } ngx_http_tsb_ctx_t;
 
 
+/* memcpy() from a NULL pointer is undefined even for 0 bytes: empty
+ * ngx_str_t values have data NULL */
+#define ngx_http_tsb_cpymem(dst, src, n)                                     \
+    ((n) ? ngx_cpymem(dst, src, n) : (u_char *) (dst))
+
+
 extern ngx_module_t  ngx_http_tsb_module;
 
 extern ngx_str_t  ngx_http_tsb_type_json;

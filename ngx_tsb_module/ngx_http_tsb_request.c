@@ -625,7 +625,7 @@ ngx_http_tsb_serve_certificate(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx,
     }
 
     p = ngx_cpymem(body.data, pem.data, pem.len);
-    ngx_memcpy(p, chain.data, chain.len);
+    (void) ngx_http_tsb_cpymem(p, chain.data, chain.len);
 
     tsb_buf_free(&pem);
     tsb_buf_free(&chain);

@@ -412,8 +412,8 @@ ngx_http_tsb_sign_accepted(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    p = ngx_cpymem(location.data, tlcf->status_uri.data,
-                   tlcf->status_uri.len);
+    p = ngx_http_tsb_cpymem(location.data, tlcf->status_uri.data,
+                            tlcf->status_uri.len);
     ngx_memcpy(p, ctx->id.data, ctx->id.len);
 
     /* no Location through tsb_pass: the TSB sends none */

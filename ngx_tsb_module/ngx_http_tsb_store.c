@@ -479,7 +479,7 @@ ngx_http_tsb_store_encode(ngx_pool_t *pool, ngx_http_tsb_entry_t *e,
         *p++ = (u_char) (f[i].len >> 16);
         *p++ = (u_char) (f[i].len >> 8);
         *p++ = (u_char) f[i].len;
-        p = ngx_cpymem(p, f[i].data, f[i].len);
+        p = ngx_http_tsb_cpymem(p, f[i].data, f[i].len);
     }
 
     out->len = p - out->data;
