@@ -130,12 +130,14 @@ static ngx_int_t
 ngx_http_tsb_parse_id(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx,
     ngx_uint_t certificate)
 {
-    int                    format;
-    u_char                *p, *raw, *raw_end;
-    size_t                 len, tail;
-    ngx_str_t              value, *accept;
-    ngx_uint_t             i;
-    const unsigned char   *id;
+    int                        format;
+    u_char                    *p, *raw, *raw_end;
+    size_t                     len, tail;
+    ngx_str_t                  value, path, *accept;
+    ngx_uint_t                 prefixed;
+    ngx_uint_t                 i;
+    const unsigned char       *id;
+    ngx_http_core_loc_conf_t  *clcf;
 
     static struct {
         ngx_str_t   name;
@@ -151,8 +153,39 @@ ngx_http_tsb_parse_id(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx,
         { ngx_string("json"), ngx_null_string, NGX_HTTP_TSB_FORMAT_JSON }
     };
 
-    if (tsb_request_id_from_path(r->uri.data, r->uri.len, &id, &len, &format)
-        != 0)
+    /*
+     * In a prefix location the id is what follows the prefix, and nothing
+     * else: "/request/chain" is not the id "request" in chain format, nor
+     * "/request/x/chain/chain" the id "chain".
+     */
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    path = r->uri;
+    prefixed = 0;
+
+    if (
+#if (NGX_PCRE)
+        clcf->regex == NULL &&
+#endif
+        clcf->name.len <= path.len
+        && ngx_strncmp(path.data, clcf->name.data, clcf->name.len) == 0)
+    {
+        path.data += clcf->name.len;
+        path.len -= clcf->name.len;
+
+        if (path.len && path.data[0] == '/') {
+            path.data++;
+            path.len--;
+        }
+
+        prefixed = 1;
+    }
+
+    if (tsb_request_id_from_path(path.data, path.len, &id, &len, &format)
+        != 0
+        || (prefixed && id != path.data)
+        || (len == sizeof("chain") - 1 && ngx_strncmp(id, "chain", len) == 0))
     {
         return NGX_ERROR;
     }

@@ -537,13 +537,8 @@ note('baseline: ' . $f->describe($base));
          . join(', ', map { "$_ -> $nginx{$_}" } sort keys %nginx));
     $f->count('client', 'path tricks on ids', $n,
               'by nginx' => scalar keys %nginx, 'reached upstream' => $up);
-  TODO: {
-        local $TODO = 'module bug: the id is taken from the whole URI, '
-                    . 'so /request/chain asks the TSB for '
-                    . 'GET /v1/request/request';
-        refused_group('client', '"chain" where the id should be', [400],
-                      qr/^request\.id$/, @todo);
-    }
+    refused_group('client', '"chain" where the id should be', [400],
+                  qr/^request\.id$/, @todo);
 
     # Ids of the right alphabet but not the TSB's: asked once each, 404.
     my @odd = ('abc', '-', '----', 'A' x 64, 'DEADBEEF', "\U$u");
