@@ -1297,6 +1297,88 @@ static const yajl_callbacks  tsb_sr_callbacks = {
 };
 
 
+/*
+ * yajl decodes a lone \uD800-\uDFFF escape to '?' and a high surrogate
+ * followed by anything but a low one to a wrong code point: the string a
+ * client wrote is not the one we would forward.  Find such an escape in the
+ * raw text (outside strings a backslash is a syntax error anyway); returns
+ * its offset, or (size_t) -1.
+ */
+
+static unsigned
+tsb_json_hex4(const unsigned char *p)
+{
+    unsigned  v, i, c;
+
+    v = 0;
+
+    for (i = 0; i < 4; i++) {
+        c = p[i];
+
+        if (c >= '0' && c <= '9') {
+            c -= '0';
+
+        } else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') {
+            c = (c | 0x20) - 'a' + 10;
+
+        } else {
+            return 0x10000;
+        }
+
+        v = (v << 4) | c;
+    }
+
+    return v;
+}
+
+
+static size_t
+tsb_json_bad_escape(const unsigned char *buf, size_t len)
+{
+    size_t    i;
+    unsigned  u, lo;
+
+    for (i = 0; i + 1 < len; i++) {
+
+        if (buf[i] != '\\') {
+            continue;
+        }
+
+        if (buf[i + 1] != 'u') {
+            /* \\ and the other escapes: skip the escaped character */
+            i++;
+            continue;
+        }
+
+        if (i + 6 > len) {
+            return (size_t) -1;     /* yajl reports the truncation */
+        }
+
+        u = tsb_json_hex4(buf + i + 2);
+
+        if (u >= 0xdc00 && u <= 0xdfff) {
+            return i;
+        }
+
+        if (u >= 0xd800 && u <= 0xdbff) {
+            lo = (i + 12 <= len && buf[i + 6] == '\\' && buf[i + 7] == 'u')
+                 ? tsb_json_hex4(buf + i + 8) : 0;
+
+            if (lo < 0xdc00 || lo > 0xdfff) {
+                return i;
+            }
+
+            i += 11;
+            continue;
+        }
+
+        i += 5;
+    }
+
+    return (size_t) -1;
+}
+
+
 int
 tsb_sign_req_parse(const unsigned char *buf, size_t len,
     tsb_sign_req_t *req, tsb_error_t *err)
@@ -1315,6 +1397,16 @@ tsb_sign_req_parse(const unsigned char *buf, size_t len,
     if (buf == NULL || tsb_json_blank(buf, len)) {
         tsb_error_set(err, 400, "json.syntax",
                       "the request body is empty; expected a JSON object");
+        memset(req, 0, sizeof(tsb_sign_req_t));
+        return -1;
+    }
+
+    off = tsb_json_bad_escape(buf, len);
+
+    if (off != (size_t) -1) {
+        tsb_json_syntax_error(err, 400, "json.string", buf, len, off,
+                              "a \\u escape names half of a UTF-16 "
+                              "surrogate pair");
         memset(req, 0, sizeof(tsb_sign_req_t));
         return -1;
     }

@@ -446,13 +446,8 @@ note('baseline: ' . $f->describe($base));
     }
     refused_group('client', 'invalid UTF-8/NUL in JSON strings', [400, 403],
                   qr/^(json|csr|request|policy)\./, @cases);
-  TODO: {
-        local $TODO = 'module bug: a lone \\uD800-\\uDBFF escape becomes "?" '
-                    . '(yajl) and keyPassword "a\\ud800b" is sent upstream '
-                    . 'as "a?b"';
-        refused_group('client', 'lone high surrogate escapes in JSON strings',
-                      [400], qr/^json\./, @lone_cases);
-    }
+    refused_group('client', 'lone high surrogate escapes in JSON strings',
+                  [400], qr/^json\./, @lone_cases);
 }
 
 # ---------------------------------------------------- deeply nested JSON

@@ -1160,6 +1160,52 @@ test_error_build(void)
 }
 
 
+/* yajl turns a lone surrogate escape into '?': refused before it can */
+static void
+test_surrogate_escapes(void)
+{
+    size_t           i;
+    tsb_error_t      err;
+    tsb_sign_req_t   req;
+    char             body[256];
+
+    static const struct {
+        const char  *value;
+        int          ok;
+    } cases[] = {
+        { "a\\ud800b", 0 },
+        { "a\\udc00b", 0 },
+        { "\\ud800\\u0041", 0 },
+        { "\\ud800", 0 },
+        { "\\ud83d\\ude00", 1 },
+        { "a\\\\ud800", 1 },          /* an escaped backslash, then text */
+        { "\\u00e9", 1 },
+    };
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        snprintf(body, sizeof(body),
+                 "{\"signCertificateRequest\": {\"keyPassword\": \"%s\", "
+                 "\"certificateSigningRequest\": \"x\"}}", cases[i].value);
+
+        memset(&err, 0, sizeof(err));
+
+        if (cases[i].ok) {
+            ok(tsb_sign_req_parse((unsigned char *) body, strlen(body), &req,
+                                  &err) == 0,
+               "keyPassword \"%s\" parses", cases[i].value);
+            tsb_sign_req_free(&req);
+
+        } else {
+            ok(tsb_sign_req_parse((unsigned char *) body, strlen(body), &req,
+                                  &err) == -1
+               && err.status == 400 && strcmp(err.reason, "json.string") == 0,
+               "keyPassword \"%s\" is refused as json.string",
+               cases[i].value);
+        }
+    }
+}
+
+
 int
 main(void)
 {
@@ -1173,6 +1219,8 @@ main(void)
     test_status();
     test_upstream_error();
     test_error_build();
+
+    test_surrogate_escapes();
 
     return done_testing();
 }
