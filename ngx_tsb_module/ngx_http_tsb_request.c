@@ -164,11 +164,13 @@ ngx_http_tsb_parse_id(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx,
     path = r->uri;
     prefixed = 0;
 
-    if (
+    /* through tsb_pass the path is the TSB's own: /v1/request/{id} */
+
+    if (ctx->front == NULL
 #if (NGX_PCRE)
-        clcf->regex == NULL &&
+        && clcf->regex == NULL
 #endif
-        clcf->name.len <= path.len
+        && clcf->name.len <= path.len
         && ngx_strncmp(path.data, clcf->name.data, clcf->name.len) == 0)
     {
         path.data += clcf->name.len;

@@ -23,6 +23,9 @@ ngx_str_t  ngx_http_tsb_type_der = ngx_string("application/pkix-cert");
 
 static void ngx_http_tsb_ctx_cleanup(void *data);
 static const char *ngx_http_tsb_error_name(ngx_uint_t status);
+static ngx_int_t ngx_http_tsb_send_error_retry(ngx_http_request_t *r,
+    ngx_uint_t status, const char *reason, const char *detail,
+    long retry_after);
 
 
 /*
@@ -128,13 +131,27 @@ ngx_http_tsb_upstream_error(ngx_log_t *log, ngx_http_tsb_fetch_t *f,
         return NGX_ERROR;
     }
 
+    if (f->status == NGX_HTTP_SERVICE_UNAVAILABLE && f->retry_after) {
+        /* the TSB is busy and says when to come back: so do we */
+        tsb_error_set(err, NGX_HTTP_SERVICE_UNAVAILABLE, "upstream.busy",
+                      "the TSB is busy; retry in %ld s",
+                      (long) f->retry_after);
+        err->retry_after = (long) f->retry_after;
+        return NGX_ERROR;
+    }
+
     if (f->status >= 400 && f->status < 500) {
         reason = NULL;
         message = NULL;
 
+        if (f->status == 429) {
+            err->retry_after = (long) f->retry_after;
+        }
+
         (void) tsb_upstream_error_parse(f->body, f->body_len, &reason,
                                         &message);
 
+        /* tsb_error_set() keeps retry_after */
         tsb_error_set(err, (int) f->status, "upstream.rejected",
                       "the TSB refused the request (%ld): %s", f->status,
                       message ? message
@@ -499,6 +516,14 @@ ngx_int_t
 ngx_http_tsb_send_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *reason, const char *detail)
 {
+    return ngx_http_tsb_send_error_retry(r, status, reason, detail, 0);
+}
+
+
+static ngx_int_t
+ngx_http_tsb_send_error_retry(ngx_http_request_t *r, ngx_uint_t status,
+    const char *reason, const char *detail, long retry_after)
+{
     ngx_int_t            rc;
     ngx_str_t            retry;
     ngx_uint_t           level;
@@ -520,11 +545,27 @@ ngx_http_tsb_send_error(ngx_http_request_t *r, ngx_uint_t status,
 
     ngx_http_tsb_metrics_refusal(reason);
 
-    if (status == NGX_HTTP_SERVICE_UNAVAILABLE) {
-        /* a full worker frees up within moments */
-        ngx_str_set(&retry, "1");
+    if (status == NGX_HTTP_SERVICE_UNAVAILABLE || status == 429) {
+        /* the TSB's own advice, or: a full worker frees up within moments */
+        if (retry_after > 0) {
+            retry.data = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
+            if (retry.data == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
 
-        if (ngx_http_tsb_add_header(r, "Retry-After", &retry) != NGX_OK) {
+            retry.len = ngx_sprintf(retry.data, "%T", (time_t) retry_after)
+                        - retry.data;
+
+        } else if (status == NGX_HTTP_SERVICE_UNAVAILABLE) {
+            ngx_str_set(&retry, "1");
+
+        } else {
+            ngx_str_null(&retry);
+        }
+
+        if (retry.len
+            && ngx_http_tsb_add_header(r, "Retry-After", &retry) != NGX_OK)
+        {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
     }
@@ -552,10 +593,11 @@ ngx_http_tsb_send_error(ngx_http_request_t *r, ngx_uint_t status,
 ngx_int_t
 ngx_http_tsb_send_tsb_error(ngx_http_request_t *r, tsb_error_t *err)
 {
-    return ngx_http_tsb_send_error(r, err->status ? err->status
-                                                  : NGX_HTTP_BAD_REQUEST,
-                                   err->reason ? err->reason : "request",
-                                   err->detail);
+    return ngx_http_tsb_send_error_retry(r, err->status ? err->status
+                                                        : NGX_HTTP_BAD_REQUEST,
+                                         err->reason ? err->reason
+                                                     : "request",
+                                         err->detail, err->retry_after);
 }
 
 

@@ -49,6 +49,8 @@ static int ngx_http_tsb_curl_socket(CURL *easy, curl_socket_t s, int what,
 static int ngx_http_tsb_curl_timer(CURLM *multi, long timeout_ms,
     void *userp);
 static int ngx_http_tsb_curl_close_socket(void *clientp, curl_socket_t s);
+static size_t ngx_http_tsb_curl_header(char *ptr, size_t size,
+    size_t nmemb, void *userdata);
 static size_t ngx_http_tsb_curl_write(char *ptr, size_t size, size_t nmemb,
     void *userdata);
 static size_t ngx_http_tsb_curl_read(char *ptr, size_t size, size_t nmemb,
@@ -939,6 +941,8 @@ ngx_http_tsb_fetch_new(ngx_pool_t *pool, ngx_log_t *log,
     curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, f->errbuf);
     curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, ngx_http_tsb_curl_write);
     curl_easy_setopt(easy, CURLOPT_WRITEDATA, f);
+    curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, ngx_http_tsb_curl_header);
+    curl_easy_setopt(easy, CURLOPT_HEADERDATA, f);
     curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION,
                      ngx_http_tsb_curl_close_socket);
     curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
@@ -1485,6 +1489,50 @@ ngx_http_tsb_curl_seek(void *userdata, curl_off_t offset, int origin)
 }
 
 
+/*
+ * Only Retry-After (in seconds) is kept from the TSB's headers: a 429 or
+ * 503 passes it on to the client.  Runs inside curl: no curl calls here.
+ */
+
+static size_t
+ngx_http_tsb_curl_header(char *ptr, size_t size, size_t nmemb,
+    void *userdata)
+{
+    ngx_http_tsb_fetch_t *f = userdata;
+
+    u_char     *p, *last;
+    size_t      n;
+    ngx_int_t   v;
+
+    n = size * nmemb;
+
+    if (n > sizeof("Retry-After:") - 1
+        && ngx_strncasecmp((u_char *) ptr, (u_char *) "Retry-After:",
+                           sizeof("Retry-After:") - 1) == 0)
+    {
+        p = (u_char *) ptr + sizeof("Retry-After:") - 1;
+        last = (u_char *) ptr + n;
+
+        while (p < last && (*p == ' ' || *p == '\t')) {
+            p++;
+        }
+
+        while (last > p && (last[-1] == '\r' || last[-1] == '\n'
+                            || last[-1] == ' '))
+        {
+            last--;
+        }
+
+        v = ngx_atoi(p, last - p);
+
+        /* a date, or nonsense: not passed on */
+        f->retry_after = (v > 0) ? ngx_min(v, 86400) : 0;
+    }
+
+    return n;
+}
+
+
 static size_t
 ngx_http_tsb_curl_write(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
@@ -1807,6 +1855,7 @@ ngx_http_tsb_collect_done(void)
             f->body_len = 0;
             f->too_large = 0;
             f->status = 0;
+            f->retry_after = 0;
             f->errbuf[0] = '\0';
 
             if (ngx_http_tsb_fetch_attempt(f) == NGX_OK) {

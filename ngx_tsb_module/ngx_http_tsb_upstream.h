@@ -118,6 +118,8 @@ struct ngx_http_tsb_fetch_s {
     ngx_uint_t                  attempts;
     ngx_uint_t                  resent;          /* retries after sending */
 
+    time_t                      retry_after;     /* the TSB's, seconds */
+
     unsigned                    bound:1;         /* to a request */
     unsigned                    queued:1;
     unsigned                    too_large:1;

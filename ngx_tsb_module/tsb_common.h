@@ -30,6 +30,7 @@ typedef struct {
     int          status;
     const char  *reason;
     char         detail[TSB_DETAIL_MAX];
+    long         retry_after;   /* seconds, for a 429 or 503; else 0 */
 } tsb_error_t;
 
 
