@@ -338,7 +338,8 @@ ngx_http_tsb_body(ngx_http_request_t *r, ngx_str_t *body)
     body->len = len;
 
     for ( /* void */ ; cl; cl = cl->next) {
-        p = ngx_http_tsb_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
+        p = ngx_http_tsb_cpymem(p, cl->buf->pos,
+                                cl->buf->last - cl->buf->pos);
     }
 
     return NGX_OK;

@@ -36,13 +36,13 @@ static const tsb_usage_name_t  tsb_key_usages[] = {
 
 
 static const tsb_usage_name_t  tsb_ext_key_usages[] = {
-    { "ANY_EXTENDED_KEY_USAGE", TSB_EKU_ANY,           NID_anyExtendedKeyUsage },
-    { "SERVER_AUTH",            TSB_EKU_SERVER_AUTH,   NID_server_auth },
-    { "CLIENT_AUTH",            TSB_EKU_CLIENT_AUTH,   NID_client_auth },
-    { "CODE_SIGNING",           TSB_EKU_CODE_SIGNING,  NID_code_sign },
-    { "EMAIL_PROTECTION",       TSB_EKU_EMAIL_PROTECTION, NID_email_protect },
-    { "TIME_STAMPING",          TSB_EKU_TIME_STAMPING, NID_time_stamp },
-    { "OCSP_SIGNING",           TSB_EKU_OCSP_SIGNING,  NID_OCSP_sign },
+    { "ANY_EXTENDED_KEY_USAGE", TSB_EKU_ANY, NID_anyExtendedKeyUsage },
+    { "SERVER_AUTH", TSB_EKU_SERVER_AUTH, NID_server_auth },
+    { "CLIENT_AUTH", TSB_EKU_CLIENT_AUTH, NID_client_auth },
+    { "CODE_SIGNING", TSB_EKU_CODE_SIGNING, NID_code_sign },
+    { "EMAIL_PROTECTION", TSB_EKU_EMAIL_PROTECTION, NID_email_protect },
+    { "TIME_STAMPING", TSB_EKU_TIME_STAMPING, NID_time_stamp },
+    { "OCSP_SIGNING", TSB_EKU_OCSP_SIGNING, NID_OCSP_sign },
     { NULL, 0, 0 }
 };
 
