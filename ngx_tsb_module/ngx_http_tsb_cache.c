@@ -1746,7 +1746,12 @@ ngx_http_tsb_waiter_serve(ngx_http_tsb_waiter_t *wt, ngx_uint_t timed_out)
     tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tsb_module);
 
     if (w->failed) {
-        if (e && e->fetched
+        /*
+         * Stale-if-error is for a TSB that fails (5xx, unreachable, slow):
+         * one that answers, e.g. 404 for a request it no longer knows,
+         * is believed.
+         */
+        if (e && e->fetched && w->err.status >= NGX_HTTP_INTERNAL_SERVER_ERROR
             && now <= e->fetched + (uint64_t) tlcf->cache_use_stale * 1000)
         {
             rc = wt->serve(r, e, NGX_HTTP_TSB_CACHE_STALE, NULL);
