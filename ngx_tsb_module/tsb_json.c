@@ -698,24 +698,39 @@ tsb_sr_not_object(tsb_sr_ctx_t *ctx)
 }
 
 
+/*
+ * Where a null, boolean or number may stand: -1 when it is a field's value
+ * to take, else what the callback returns (skipped, or refused).
+ */
 static int
-tsb_sr_null(void *data)
+tsb_sr_scalar(tsb_sr_ctx_t *ctx)
 {
-    tsb_sr_ctx_t  *ctx = data;
-
     switch (ctx->state) {
 
     case TSB_SR_SKIP:
         return tsb_sr_skipped_value(ctx);
 
     case TSB_SR_VALUE:
-        break;
+        return -1;
 
     case TSB_SR_ARRAY:
         return tsb_sr_type_error(ctx);
 
     default:
         return tsb_sr_not_object(ctx);
+    }
+}
+
+
+static int
+tsb_sr_null(void *data)
+{
+    int            rc;
+    tsb_sr_ctx_t  *ctx = data;
+
+    rc = tsb_sr_scalar(ctx);
+    if (rc != -1) {
+        return rc;
     }
 
     switch (tsb_sr_fields[ctx->field].type) {
@@ -746,21 +761,12 @@ tsb_sr_null(void *data)
 static int
 tsb_sr_boolean(void *data, int value)
 {
+    int            rc;
     tsb_sr_ctx_t  *ctx = data;
 
-    switch (ctx->state) {
-
-    case TSB_SR_SKIP:
-        return tsb_sr_skipped_value(ctx);
-
-    case TSB_SR_VALUE:
-        break;
-
-    case TSB_SR_ARRAY:
-        return tsb_sr_type_error(ctx);
-
-    default:
-        return tsb_sr_not_object(ctx);
+    rc = tsb_sr_scalar(ctx);
+    if (rc != -1) {
+        return rc;
     }
 
     if (tsb_sr_fields[ctx->field].type != TSB_SRT_BOOL) {
@@ -778,23 +784,14 @@ tsb_sr_boolean(void *data, int value)
 static int
 tsb_sr_number(void *data, const char *s, size_t len)
 {
+    int            rc;
     long           v;
     size_t         i;
     tsb_sr_ctx_t  *ctx = data;
 
-    switch (ctx->state) {
-
-    case TSB_SR_SKIP:
-        return tsb_sr_skipped_value(ctx);
-
-    case TSB_SR_VALUE:
-        break;
-
-    case TSB_SR_ARRAY:
-        return tsb_sr_type_error(ctx);
-
-    default:
-        return tsb_sr_not_object(ctx);
+    rc = tsb_sr_scalar(ctx);
+    if (rc != -1) {
+        return rc;
     }
 
     if (tsb_sr_fields[ctx->field].type != TSB_SRT_VALIDITY) {
