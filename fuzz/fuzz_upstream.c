@@ -106,7 +106,8 @@ fuzz_sync_sign_resp(const uint8_t *data, size_t size)
 static void
 fuzz_status(const uint8_t *data, size_t size)
 {
-    tsb_buf_t     out;
+    size_t        pos, len;
+    tsb_buf_t     out, split;
     tsb_error_t   err;
     tsb_status_t  st, again;
 
@@ -141,6 +142,25 @@ fuzz_status(const uint8_t *data, size_t size)
     fuzz_same_list(again.rejected_by, again.n_rejected_by,
                    st.rejected_by, st.n_rejected_by);
 
+    /*
+     * The split the status cache stores: the same bytes, the lists from
+     * the comma before "approvedBy" to the end of "rejectedBy"'s array.
+     */
+
+    if (tsb_status_build_split(&st, &split, &pos, &len) != 0) {
+        fprintf(stderr, "fuzz_upstream: a parsed status does not split\n");
+        abort();
+    }
+
+    fuzz_assert(split.len == out.len
+                && memcmp(split.data, out.data, out.len) == 0);
+    fuzz_assert(pos + len <= split.len);
+    fuzz_assert(len > sizeof(",\"approvedBy\":") - 1
+                && memcmp(split.data + pos, ",\"approvedBy\":",
+                          sizeof(",\"approvedBy\":") - 1) == 0);
+    fuzz_assert(split.data[pos + len - 1] == ']');
+
+    tsb_buf_free(&split);
     tsb_status_free(&again);
     tsb_buf_free(&out);
     tsb_status_free(&st);

@@ -2417,9 +2417,19 @@ tsb_status_free(tsb_status_t *st)
 int
 tsb_status_build(const tsb_status_t *st, tsb_buf_t *out)
 {
-    int          rc;
-    yajl_gen     g;
-    const char  *name;
+    return tsb_status_build_split(st, out, NULL, NULL);
+}
+
+
+int
+tsb_status_build_split(const tsb_status_t *st, tsb_buf_t *out,
+    size_t *lists_pos, size_t *lists_len)
+{
+    int                   rc;
+    size_t                start, end;
+    yajl_gen              g;
+    const char           *name;
+    const unsigned char  *p;
 
     out->data = NULL;
     out->len = 0;
@@ -2436,6 +2446,8 @@ tsb_status_build(const tsb_status_t *st, tsb_buf_t *out)
 
     rc = -1;
 
+    /* where the lists begin and end: yajl's buffer so far, measured */
+
     if (yajl_gen_map_open(g) == yajl_gen_status_ok
         && tsb_gen_cstr(g, "id") == 0
         && tsb_gen_str_or_null(g, st->id) == 0
@@ -2443,6 +2455,7 @@ tsb_status_build(const tsb_status_t *st, tsb_buf_t *out)
         && tsb_gen_cstr(g, name) == 0
         && tsb_gen_cstr(g, "executionTime") == 0
         && tsb_gen_str_or_null(g, st->execution_time) == 0
+        && yajl_gen_get_buf(g, &p, &start) == yajl_gen_status_ok
         && tsb_gen_cstr(g, "approvedBy") == 0
         && tsb_gen_strings(g, st->approved_by, st->n_approved_by) == 0
         && tsb_gen_cstr(g, "notYetApprovedBy") == 0
@@ -2450,6 +2463,7 @@ tsb_status_build(const tsb_status_t *st, tsb_buf_t *out)
                            st->n_not_yet_approved_by) == 0
         && tsb_gen_cstr(g, "rejectedBy") == 0
         && tsb_gen_strings(g, st->rejected_by, st->n_rejected_by) == 0
+        && yajl_gen_get_buf(g, &p, &end) == yajl_gen_status_ok
         && tsb_gen_cstr(g, "result") == 0
         && tsb_gen_str_or_null(g, st->result) == 0
         && yajl_gen_map_close(g) == yajl_gen_status_ok)
@@ -2458,6 +2472,16 @@ tsb_status_build(const tsb_status_t *st, tsb_buf_t *out)
     }
 
     yajl_gen_free(g);
+
+    if (rc == 0) {
+        if (lists_pos) {
+            *lists_pos = start;
+        }
+
+        if (lists_len) {
+            *lists_len = end - start;
+        }
+    }
 
     return rc;
 }

@@ -111,6 +111,16 @@ void tsb_status_free(tsb_status_t *st);
 /* re-emits the status in the TSB's own shape */
 int tsb_status_build(const tsb_status_t *st, tsb_buf_t *out);
 
+/*
+ * The same, and where the three approver lists are in it: out[lists_pos,
+ * lists_pos + lists_len) runs from the comma before "approvedBy" to the
+ * end of "rejectedBy"'s array.  The status cache keeps that part once per
+ * zone: the TSB names approvers by their public keys, the same few long
+ * strings in every status.
+ */
+int tsb_status_build_split(const tsb_status_t *st, tsb_buf_t *out,
+    size_t *lists_pos, size_t *lists_len);
+
 /* NULL for TSB_STATUS_UNKNOWN; TSB_STATUS_UNKNOWN for an unknown name */
 const char *tsb_status_name(int status);
 int tsb_status_from_name(const char *name, size_t len);

@@ -880,6 +880,34 @@ test_status(void)
     tsb_status_free(&st2);
     tsb_buf_free(&out);
 
+    /* the split the status cache relies on: the lists, exactly */
+
+    {
+        size_t   pos, len;
+        char    *keys[] = { "key-A", "key-B" };
+
+        st.approved_by = keys;
+        st.n_approved_by = 2;
+        pos = len = 0;
+        ok(tsb_status_build_split(&st, &out, &pos, &len) == 0,
+           "split build");
+        ok(pos + len <= out.len
+           && len == sizeof(",\"approvedBy\":[\"key-A\",\"key-B\"],"
+                            "\"notYetApprovedBy\":[],\"rejectedBy\":[]") - 1
+           && memcmp(out.data + pos, ",\"approvedBy\":[\"key-A\",\"key-B\"],"
+                     "\"notYetApprovedBy\":[],\"rejectedBy\":[]", len) == 0,
+           "split: the lists from the comma to rejectedBy's array");
+        ok(pos == sizeof("{\"id\":\"abc\",\"status\":\"PENDING\","
+                         "\"executionTime\":null") - 1
+           && memcmp(out.data, "{\"id\":\"abc\",\"status\":\"PENDING\","
+                     "\"executionTime\":null", pos) == 0
+           && strcmp((char *) out.data + pos + len, ",\"result\":null}") == 0,
+           "split: head and tail around them");
+        tsb_buf_free(&out);
+        st.approved_by = NULL;
+        st.n_approved_by = 0;
+    }
+
     st.status = TSB_STATUS_UNKNOWN;
     ok(tsb_status_build(&st, &out) == -1, "build refuses unknown status");
 
