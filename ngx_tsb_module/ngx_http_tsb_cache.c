@@ -10,6 +10,15 @@
  * it "updating" until a deadline, so the other workers wait for its answer
  * instead of asking the TSB themselves.
  *
+ * An entry is a node of at most 256 bytes (the header, the id and the first
+ * bytes of the rest) and a chain of 128-byte chunks for what does not fit.
+ * The slab allocator rounds every allocation up to a power of two and a
+ * whole 4 KiB page above 2 KiB: a 2.1 KiB entry in one piece would take
+ * 4 KiB, in chunks it wastes less than one chunk.  The approver lists of
+ * the status JSON (the TSB names approvers by their public keys, 392
+ * characters each, the same few in every entry) are kept once per zone
+ * with a reference count.
+ *
  * Process memory (one worker): a "watch" per request id that has waiting
  * requests.  It owns the single refresh of that id in this worker, polls the
  * zone while another worker refreshes it, and wakes its waiters when an
@@ -34,6 +43,26 @@
 #define NGX_HTTP_TSB_POLL_MS   20
 
 
+#define NGX_HTTP_TSB_NODE_MAX   256
+#define NGX_HTTP_TSB_CHUNK      128
+
+
+typedef struct ngx_http_tsb_cache_chunk_s  ngx_http_tsb_cache_chunk_t;
+
+struct ngx_http_tsb_cache_chunk_s {
+    ngx_http_tsb_cache_chunk_t  *next;
+    u_char                       data[NGX_HTTP_TSB_CHUNK - sizeof(void *)];
+};
+
+
+/* a text kept once per zone: the approver lists of a status */
+typedef struct {
+    ngx_str_node_t               sn;            /* key: crc32 of the text */
+    ngx_uint_t                   refs;
+    u_char                       data[1];
+} ngx_http_tsb_cache_text_t;
+
+
 typedef struct {
     ngx_rbtree_node_t            node;          /* key: hash of the id */
     ngx_queue_t                  queue;         /* LRU, most recent first */
@@ -41,8 +70,11 @@ typedef struct {
     uint64_t                     updating;      /* ms, a refresh runs until */
     time_t                       not_after;
     time_t                       last_modified;
-    uint32_t                     status_len;
+    ngx_http_tsb_cache_text_t   *lists;         /* the status's approvers */
+    ngx_http_tsb_cache_chunk_t  *more;          /* the data after the node */
     uint32_t                     der_len;
+    uint16_t                     head_len;      /* status JSON before, */
+    uint16_t                     tail_len;      /* and after the lists */
     uint16_t                     expect_len;
     u_char                       id_len;
     u_char                       status;
@@ -50,16 +82,30 @@ typedef struct {
     u_char                       filename_len;
     u_char                       detail_len;
     u_char                       mismatch;
-    u_char                       etag[16];
-    u_char                       data[1];       /* id, status JSON, DER,
+    u_char                       etag[8];       /* as hex in ETag */
+    u_char                       data[1];       /* id, status head, tail,
                                                    expect, serial, name,
-                                                   mismatch detail */
+                                                   mismatch detail, DER */
 } ngx_http_tsb_cache_node_t;
+
+
+#define NGX_HTTP_TSB_NODE_DATA                                               \
+    (NGX_HTTP_TSB_NODE_MAX - offsetof(ngx_http_tsb_cache_node_t, data))
+
+
+/* a position in an entry's data, which runs from the node into chunks */
+typedef struct {
+    u_char                      *pos;
+    size_t                       left;          /* in this piece */
+    ngx_http_tsb_cache_chunk_t  *next;
+} ngx_http_tsb_cache_cursor_t;
 
 
 typedef struct {
     ngx_rbtree_t                 rbtree;
     ngx_rbtree_node_t            sentinel;
+    ngx_rbtree_t                 texts;
+    ngx_rbtree_node_t            texts_sentinel;
     ngx_queue_t                  queue;
     ngx_uint_t                   entries;
     ngx_uint_t                   evictions;
@@ -119,8 +165,22 @@ static void ngx_http_tsb_cache_rbtree_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static ngx_http_tsb_cache_node_t *ngx_http_tsb_cache_lookup(
     ngx_http_tsb_cache_ctx_t *ctx, ngx_str_t *id, uint32_t hash);
-static ngx_http_tsb_cache_node_t *ngx_http_tsb_cache_alloc(
-    ngx_http_tsb_cache_ctx_t *ctx, size_t size, ngx_log_t *log);
+static void *ngx_http_tsb_cache_alloc(ngx_http_tsb_cache_ctx_t *ctx,
+    size_t size, ngx_log_t *log);
+static ngx_http_tsb_cache_text_t *ngx_http_tsb_cache_text_get(
+    ngx_http_tsb_cache_ctx_t *ctx, ngx_str_t *text, ngx_log_t *log);
+static void ngx_http_tsb_cache_text_put(ngx_http_tsb_cache_ctx_t *ctx,
+    ngx_http_tsb_cache_text_t *t);
+static void ngx_http_tsb_cache_unhex(u_char *dst, u_char *hex, size_t n);
+static size_t ngx_http_tsb_cache_data_len(ngx_http_tsb_cache_node_t *cn);
+static void ngx_http_tsb_cache_cursor(ngx_http_tsb_cache_cursor_t *cur,
+    ngx_http_tsb_cache_node_t *cn);
+static u_char *ngx_http_tsb_cache_read(ngx_http_tsb_cache_cursor_t *cur,
+    u_char *dst, size_t n);
+static void ngx_http_tsb_cache_write(ngx_http_tsb_cache_cursor_t *cur,
+    u_char *src, size_t n);
+static ngx_int_t ngx_http_tsb_cache_split(ngx_http_tsb_entry_t *e,
+    tsb_buf_t *rebuilt, ngx_str_t *parts);
 static void ngx_http_tsb_cache_delete(ngx_http_tsb_cache_ctx_t *ctx,
     ngx_http_tsb_cache_node_t *cn);
 static ngx_int_t ngx_http_tsb_cache_store(ngx_http_tsb_cache_ctx_t *ctx,
@@ -337,6 +397,8 @@ ngx_http_tsb_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     ngx_rbtree_init(&ctx->sh->rbtree, &ctx->sh->sentinel,
                     ngx_http_tsb_cache_rbtree_insert);
+    ngx_rbtree_init(&ctx->sh->texts, &ctx->sh->texts_sentinel,
+                    ngx_str_rbtree_insert_value);
     ngx_queue_init(&ctx->sh->queue);
 
     len = sizeof(" in tsb_cache_zone \"\"") + shm_zone->shm.name.len;
@@ -434,19 +496,20 @@ ngx_http_tsb_cache_lookup(ngx_http_tsb_cache_ctx_t *ctx, ngx_str_t *id,
 }
 
 
-static ngx_http_tsb_cache_node_t *
+static void *
 ngx_http_tsb_cache_alloc(ngx_http_tsb_cache_ctx_t *ctx, size_t size,
     ngx_log_t *log)
 {
+    void                       *p;
     ngx_uint_t                  n;
     ngx_queue_t                *q;
     ngx_http_tsb_cache_node_t  *cn;
 
     for (n = 0; /* void */ ; n++) {
 
-        cn = ngx_slab_alloc_locked(ctx->shpool, size);
-        if (cn) {
-            return cn;
+        p = ngx_slab_alloc_locked(ctx->shpool, size);
+        if (p) {
+            return p;
         }
 
         /* full: the least recently used entries make room, a few at most */
@@ -479,10 +542,236 @@ static void
 ngx_http_tsb_cache_delete(ngx_http_tsb_cache_ctx_t *ctx,
     ngx_http_tsb_cache_node_t *cn)
 {
+    ngx_http_tsb_cache_chunk_t  *c, *next;
+
     ngx_queue_remove(&cn->queue);
     ngx_rbtree_delete(&ctx->sh->rbtree, &cn->node);
+
+    for (c = cn->more; c; c = next) {
+        next = c->next;
+        ngx_slab_free_locked(ctx->shpool, c);
+    }
+
+    if (cn->lists) {
+        ngx_http_tsb_cache_text_put(ctx, cn->lists);
+    }
+
     ngx_slab_free_locked(ctx->shpool, cn);
     ctx->sh->entries--;
+}
+
+
+static ngx_http_tsb_cache_text_t *
+ngx_http_tsb_cache_text_get(ngx_http_tsb_cache_ctx_t *ctx, ngx_str_t *text,
+    ngx_log_t *log)
+{
+    uint32_t                    hash;
+    ngx_str_node_t             *sn;
+    ngx_http_tsb_cache_text_t  *t;
+
+    hash = ngx_crc32_long(text->data, text->len);
+
+    sn = ngx_str_rbtree_lookup(&ctx->sh->texts, text, hash);
+
+    if (sn) {
+        t = (ngx_http_tsb_cache_text_t *) sn;
+        t->refs++;
+        return t;
+    }
+
+    t = ngx_http_tsb_cache_alloc(ctx,
+                                 offsetof(ngx_http_tsb_cache_text_t, data)
+                                 + text->len, log);
+    if (t == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(t->data, text->data, text->len);
+
+    t->sn.node.key = hash;
+    t->sn.str.len = text->len;
+    t->sn.str.data = t->data;
+    t->refs = 1;
+
+    ngx_rbtree_insert(&ctx->sh->texts, &t->sn.node);
+
+    return t;
+}
+
+
+static void
+ngx_http_tsb_cache_text_put(ngx_http_tsb_cache_ctx_t *ctx,
+    ngx_http_tsb_cache_text_t *t)
+{
+    if (--t->refs == 0) {
+        ngx_rbtree_delete(&ctx->sh->texts, &t->sn.node);
+        ngx_slab_free_locked(ctx->shpool, t);
+    }
+}
+
+
+/* the ETag's hex is ngx_hex_dump()'s: lower case */
+
+static void
+ngx_http_tsb_cache_unhex(u_char *dst, u_char *hex, size_t n)
+{
+    u_char      c, v;
+    ngx_uint_t  i;
+
+    ngx_memzero(dst, n);
+
+    for (i = 0; i < 2 * n; i++) {
+        c = hex[i];
+
+        if (c >= '0' && c <= '9') {
+            v = c - '0';
+
+        } else if (c >= 'a' && c <= 'f') {
+            v = c - 'a' + 10;
+
+        } else {
+            return;
+        }
+
+        dst[i / 2] |= (i % 2) ? v : (u_char) (v << 4);
+    }
+}
+
+
+static size_t
+ngx_http_tsb_cache_data_len(ngx_http_tsb_cache_node_t *cn)
+{
+    return cn->id_len + cn->head_len + cn->tail_len + cn->expect_len
+           + cn->serial_len + cn->filename_len + cn->detail_len
+           + cn->der_len;
+}
+
+
+static void
+ngx_http_tsb_cache_cursor(ngx_http_tsb_cache_cursor_t *cur,
+    ngx_http_tsb_cache_node_t *cn)
+{
+    cur->pos = cn->data;
+    cur->left = ngx_min(ngx_http_tsb_cache_data_len(cn),
+                        NGX_HTTP_TSB_NODE_DATA);
+    cur->next = cn->more;
+}
+
+
+/* copies n bytes of the entry's data to dst, or skips them (dst NULL) */
+
+static u_char *
+ngx_http_tsb_cache_read(ngx_http_tsb_cache_cursor_t *cur, u_char *dst,
+    size_t n)
+{
+    size_t  k;
+
+    while (n) {
+        if (cur->left == 0) {
+            cur->pos = cur->next->data;
+            cur->left = sizeof(cur->next->data);
+            cur->next = cur->next->next;
+        }
+
+        k = ngx_min(n, cur->left);
+
+        if (dst) {
+            dst = ngx_cpymem(dst, cur->pos, k);
+        }
+
+        cur->pos += k;
+        cur->left -= k;
+        n -= k;
+    }
+
+    return dst;
+}
+
+
+static void
+ngx_http_tsb_cache_write(ngx_http_tsb_cache_cursor_t *cur, u_char *src,
+    size_t n)
+{
+    size_t  k;
+
+    while (n) {
+        if (cur->left == 0) {
+            cur->pos = cur->next->data;
+            cur->left = sizeof(cur->next->data);
+            cur->next = cur->next->next;
+        }
+
+        k = ngx_min(n, cur->left);
+
+        ngx_memcpy(cur->pos, src, k);
+
+        cur->pos += k;
+        cur->left -= k;
+        src += k;
+        n -= k;
+    }
+}
+
+
+/*
+ * The status JSON as head, approver lists and tail.  An entry read from
+ * tsb_store brings the JSON alone: it is parsed and built again, which
+ * gives the same bytes and says where the lists are.
+ */
+
+static ngx_int_t
+ngx_http_tsb_cache_split(ngx_http_tsb_entry_t *e, tsb_buf_t *rebuilt,
+    ngx_str_t *parts)
+{
+    u_char        *json;
+    size_t         len, pos, lists;
+    tsb_error_t    err;
+    tsb_status_t   st;
+
+    ngx_memzero(parts, 3 * sizeof(ngx_str_t));
+
+    rebuilt->data = NULL;
+    rebuilt->len = 0;
+
+    if (e->status_json.len == 0) {
+        return NGX_OK;
+    }
+
+    json = e->status_json.data;
+    len = e->status_json.len;
+    pos = e->lists_pos;
+    lists = e->lists_len;
+
+    if (lists == 0) {
+        ngx_memzero(&err, sizeof(tsb_error_t));
+
+        if (tsb_status_parse(json, len, &st, &err) != 0) {
+            return NGX_ERROR;
+        }
+
+        if (tsb_status_build_split(&st, rebuilt, &pos, &lists) != 0) {
+            tsb_status_free(&st);
+            return NGX_ERROR;
+        }
+
+        tsb_status_free(&st);
+
+        json = rebuilt->data;
+        len = rebuilt->len;
+    }
+
+    if (pos + lists > len || pos > 0xffff || len - pos - lists > 0xffff) {
+        return NGX_ERROR;
+    }
+
+    parts[0].data = json;
+    parts[0].len = pos;
+    parts[1].data = json + pos;
+    parts[1].len = lists;
+    parts[2].data = json + pos + lists;
+    parts[2].len = len - pos - lists;
+
+    return NGX_OK;
 }
 
 
@@ -490,13 +779,27 @@ static ngx_int_t
 ngx_http_tsb_cache_store(ngx_http_tsb_cache_ctx_t *ctx,
     ngx_http_tsb_entry_t *e, ngx_log_t *log)
 {
-    u_char                     *p;
-    size_t                      size;
-    uint32_t                    hash;
-    ngx_str_t                   expect;
-    ngx_http_tsb_cache_node_t  *cn, *old;
+    size_t                        size, rest;
+    uint32_t                      hash;
+    ngx_str_t                     expect, json[3];
+    ngx_int_t                     rc;
+    tsb_buf_t                     rebuilt;
+    ngx_http_tsb_cache_node_t    *cn, *old;
+    ngx_http_tsb_cache_text_t    *lists;
+    ngx_http_tsb_cache_chunk_t   *c, **last;
+    ngx_http_tsb_cache_cursor_t   cur;
+
+    if (ngx_http_tsb_cache_split(e, &rebuilt, json) != NGX_OK) {
+        tsb_buf_free(&rebuilt);
+        return NGX_DECLINED;
+    }
 
     hash = ngx_crc32_short(e->id.data, e->id.len);
+
+    ngx_str_null(&expect);
+    lists = NULL;
+    cn = NULL;
+    rc = NGX_DECLINED;
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
@@ -507,34 +810,66 @@ ngx_http_tsb_cache_store(ngx_http_tsb_cache_ctx_t *ctx,
 
     if (expect.len == 0 && old && old->expect_len) {
         expect.len = old->expect_len;
-        expect.data = old->data + old->id_len + old->status_len
-                      + old->der_len;
+        expect.data = ngx_alloc(expect.len, log);
+
+        if (expect.data == NULL) {
+            goto done;
+        }
+
+        ngx_http_tsb_cache_cursor(&cur, old);
+        (void) ngx_http_tsb_cache_read(&cur, NULL, old->id_len
+                                       + old->head_len + old->tail_len);
+        (void) ngx_http_tsb_cache_read(&cur, expect.data, expect.len);
     }
 
-    size = offsetof(ngx_http_tsb_cache_node_t, data)
-           + e->id.len + e->status_json.len + e->der.len + expect.len
-           + e->serial.len + e->filename.len + e->detail.len;
+    /* the lists first: evicting for the node must not free them */
 
-    cn = ngx_http_tsb_cache_alloc(ctx, size, log);
+    if (json[1].len) {
+        lists = ngx_http_tsb_cache_text_get(ctx, &json[1], log);
+        if (lists == NULL) {
+            goto done;
+        }
+    }
 
+    size = e->id.len + json[0].len + json[2].len + expect.len
+           + ngx_min(e->serial.len, 255) + ngx_min(e->filename.len, 255)
+           + ngx_min(e->detail.len, 255) + e->der.len;
+
+    cn = ngx_http_tsb_cache_alloc(ctx,
+                                  offsetof(ngx_http_tsb_cache_node_t, data)
+                                  + ngx_min(size, NGX_HTTP_TSB_NODE_DATA),
+                                  log);
     if (cn == NULL) {
-        ngx_shmtx_unlock(&ctx->shpool->mutex);
-        return NGX_DECLINED;
+        goto done;
     }
-
-    /* the allocation may have evicted old */
-    old = ngx_http_tsb_cache_lookup(ctx, &e->id, hash);
 
     ngx_memzero(cn, offsetof(ngx_http_tsb_cache_node_t, data));
 
+    last = &cn->more;
+
+    for (rest = size - ngx_min(size, NGX_HTTP_TSB_NODE_DATA);
+         rest;
+         rest -= ngx_min(rest, sizeof(c->data)))
+    {
+        c = ngx_http_tsb_cache_alloc(ctx, NGX_HTTP_TSB_CHUNK, log);
+        if (c == NULL) {
+            goto done;
+        }
+
+        c->next = NULL;
+        *last = c;
+        last = &c->next;
+    }
+
     cn->node.key = hash;
     cn->fetched = e->fetched;
-    cn->updating = 0;
     cn->not_after = e->not_after;
     cn->last_modified = e->last_modified;
+    cn->lists = lists;
     cn->id_len = (u_char) e->id.len;
     cn->status = (u_char) e->status;
-    cn->status_len = (uint32_t) e->status_json.len;
+    cn->head_len = (uint16_t) json[0].len;
+    cn->tail_len = (uint16_t) json[2].len;
     cn->der_len = (uint32_t) e->der.len;
     cn->expect_len = (uint16_t) expect.len;
     cn->serial_len = (u_char) ngx_min(e->serial.len, 255);
@@ -543,18 +878,22 @@ ngx_http_tsb_cache_store(ngx_http_tsb_cache_ctx_t *ctx,
     cn->mismatch = e->mismatch;
 
     if (e->etag.len == 18) {
-        ngx_memcpy(cn->etag, e->etag.data + 1, 16);
+        ngx_http_tsb_cache_unhex(cn->etag, e->etag.data + 1, 8);
     }
 
-    p = ngx_http_tsb_cpymem(cn->data, e->id.data, e->id.len);
-    p = ngx_http_tsb_cpymem(p, e->status_json.data, e->status_json.len);
-    p = ngx_http_tsb_cpymem(p, e->der.data, e->der.len);
+    ngx_http_tsb_cache_cursor(&cur, cn);
 
-    /* expect may point into old: copy before old is freed */
-    p = ngx_http_tsb_cpymem(p, expect.data, expect.len);
-    p = ngx_http_tsb_cpymem(p, e->serial.data, cn->serial_len);
-    p = ngx_http_tsb_cpymem(p, e->filename.data, cn->filename_len);
-    (void) ngx_http_tsb_cpymem(p, e->detail.data, cn->detail_len);
+    ngx_http_tsb_cache_write(&cur, e->id.data, e->id.len);
+    ngx_http_tsb_cache_write(&cur, json[0].data, json[0].len);
+    ngx_http_tsb_cache_write(&cur, json[2].data, json[2].len);
+    ngx_http_tsb_cache_write(&cur, expect.data, expect.len);
+    ngx_http_tsb_cache_write(&cur, e->serial.data, cn->serial_len);
+    ngx_http_tsb_cache_write(&cur, e->filename.data, cn->filename_len);
+    ngx_http_tsb_cache_write(&cur, e->detail.data, cn->detail_len);
+    ngx_http_tsb_cache_write(&cur, e->der.data, e->der.len);
+
+    /* the allocations may have evicted old */
+    old = ngx_http_tsb_cache_lookup(ctx, &e->id, hash);
 
     if (old) {
         ngx_http_tsb_cache_delete(ctx, old);
@@ -564,9 +903,34 @@ ngx_http_tsb_cache_store(ngx_http_tsb_cache_ctx_t *ctx,
     ngx_queue_insert_head(&ctx->sh->queue, &cn->queue);
     ctx->sh->entries++;
 
+    cn = NULL;
+    lists = NULL;
+    rc = NGX_OK;
+
+done:
+
+    if (cn) {
+        for (c = cn->more; c; c = cn->more) {
+            cn->more = c->next;
+            ngx_slab_free_locked(ctx->shpool, c);
+        }
+
+        ngx_slab_free_locked(ctx->shpool, cn);
+    }
+
+    if (lists) {
+        ngx_http_tsb_cache_text_put(ctx, lists);
+    }
+
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
-    return NGX_OK;
+    if (expect.data && expect.data != e->expect.data) {
+        ngx_free(expect.data);
+    }
+
+    tsb_buf_free(&rebuilt);
+
+    return rc;
 }
 
 
@@ -574,55 +938,65 @@ static ngx_int_t
 ngx_http_tsb_cache_copy(ngx_http_tsb_cache_node_t *cn, ngx_pool_t *pool,
     ngx_http_tsb_entry_t *e)
 {
-    u_char  *p, *q;
-    size_t   len;
+    u_char                       *p, *q;
+    size_t                        lists;
+    ngx_http_tsb_cache_cursor_t   cur;
 
-    len = cn->id_len + cn->status_len + cn->der_len + cn->expect_len
-          + cn->serial_len + cn->filename_len + cn->detail_len + 18;
+    lists = cn->lists ? cn->lists->sn.str.len : 0;
 
-    p = ngx_pnalloc(pool, len);
+    p = ngx_pnalloc(pool, ngx_http_tsb_cache_data_len(cn) + lists + 18);
     if (p == NULL) {
         return NGX_ERROR;
     }
 
     ngx_memzero(e, sizeof(ngx_http_tsb_entry_t));
 
-    ngx_memcpy(p, cn->data, len - 18);
-    q = p;
+    ngx_http_tsb_cache_cursor(&cur, cn);
 
-    e->id.data = q;
+    e->id.data = p;
     e->id.len = cn->id_len;
-    q += cn->id_len;
+    q = ngx_http_tsb_cache_read(&cur, p, cn->id_len);
+
+    /* the status JSON whole again: head, the zone's lists, tail */
 
     e->status_json.data = q;
-    e->status_json.len = cn->status_len;
-    q += cn->status_len;
+    e->status_json.len = cn->head_len + lists + cn->tail_len;
+    e->lists_pos = cn->head_len;
+    e->lists_len = lists;
 
-    e->der.data = q;
-    e->der.len = cn->der_len;
-    q += cn->der_len;
+    q = ngx_http_tsb_cache_read(&cur, q, cn->head_len);
+
+    if (lists) {
+        q = ngx_cpymem(q, cn->lists->sn.str.data, lists);
+    }
+
+    q = ngx_http_tsb_cache_read(&cur, q, cn->tail_len);
 
     e->expect.data = q;
     e->expect.len = cn->expect_len;
-    q += cn->expect_len;
+    q = ngx_http_tsb_cache_read(&cur, q, cn->expect_len);
 
     e->serial.data = q;
     e->serial.len = cn->serial_len;
-    q += cn->serial_len;
+    q = ngx_http_tsb_cache_read(&cur, q, cn->serial_len);
 
     e->filename.data = q;
     e->filename.len = cn->filename_len;
-    q += cn->filename_len;
+    q = ngx_http_tsb_cache_read(&cur, q, cn->filename_len);
 
     e->detail.data = q;
     e->detail.len = cn->detail_len;
-    q += cn->detail_len;
+    q = ngx_http_tsb_cache_read(&cur, q, cn->detail_len);
+
+    e->der.data = q;
+    e->der.len = cn->der_len;
+    q = ngx_http_tsb_cache_read(&cur, q, cn->der_len);
 
     if (cn->der_len) {
         e->etag.data = q;
         e->etag.len = 18;
         *q++ = '"';
-        q = ngx_cpymem(q, cn->etag, 16);
+        q = ngx_hex_dump(q, cn->etag, 8);
         *q = '"';
     }
 
@@ -899,7 +1273,9 @@ status:
     free(st.result);
     st.result = NULL;
 
-    if (tsb_status_build(&st, &out) != 0) {
+    if (tsb_status_build_split(&st, &out, &e->lists_pos, &e->lists_len)
+        != 0)
+    {
         goto failed;
     }
 
@@ -1338,6 +1714,7 @@ ngx_http_tsb_watch_fetch_done(ngx_http_tsb_fetch_t *f)
     ngx_http_tsb_watch_t       *w;
     ngx_http_tsb_cache_ctx_t   *ctx;
     ngx_http_tsb_cache_node_t  *cn;
+    ngx_http_tsb_cache_cursor_t  cur;
 
     w = f->data;
     ctx = w->conf->cache_zone->data;
@@ -1363,9 +1740,11 @@ ngx_http_tsb_watch_fetch_done(ngx_http_tsb_fetch_t *f)
         expect.data = ngx_pnalloc(pool, expect.len);
 
         if (expect.data) {
-            ngx_memcpy(expect.data,
-                       cn->data + cn->id_len + cn->status_len + cn->der_len,
-                       expect.len);
+            ngx_http_tsb_cache_cursor(&cur, cn);
+            (void) ngx_http_tsb_cache_read(&cur, NULL, cn->id_len
+                                           + cn->head_len + cn->tail_len);
+            (void) ngx_http_tsb_cache_read(&cur, expect.data, expect.len);
+
         } else {
             expect.len = 0;
         }

@@ -32,6 +32,8 @@ typedef struct {
     ngx_str_t          id;
     ngx_uint_t         status;          /* TSB_STATUS_* */
     ngx_str_t          status_json;     /* the TSB shape, "result": null */
+    size_t             lists_pos;       /* its approver lists, when */
+    size_t             lists_len;       /* known (0: not known) */
     ngx_str_t          der;             /* the certificate, when EXECUTED */
     ngx_str_t          expect;          /* what the gateway accepted */
     ngx_str_t          serial;          /* upper-case hex */

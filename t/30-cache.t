@@ -16,6 +16,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 
+use HTTP::Tiny;
 use IO::Select;
 use Test::More;
 use Time::HiRes qw(time sleep);
@@ -497,9 +498,9 @@ my ($pem, $der, $etag, $der_etag, $filename);
        'the oldest ten were evicted (MISS)');
     is(gets() - $g1, 10, 'evicted entries are fetched again');
 
-    # Entries of two sizes: RSA-2048 certificates signed through the
-    # gateway take a whole 4 KiB page, P-256 ones a 2 KiB slot, so
-    # evicting one entry does not always make room for the next.
+    # Entries of two sizes (RSA-2048 and P-256 certificates: eleven and
+    # nine 128-byte chunks), so evicting one entry does not always make
+    # room for the next.
     my ($rsa) = $t->make_csr(cn => 'big.svc.example', key => 'rsa:2048');
     my @big = map {
         my $r = $t->raw_read($t->raw_send(POST => '/sign', body => $rsa,
@@ -548,6 +549,76 @@ my ($pem, $der, $etag, $der_etag, $filename);
     like($t->log_since, qr/tsb_cache_zone "tiny"|tiny/, 'the zone is named')
         if @full;
     is($t->get('/pid')->{content}, $pid, 'the same worker throughout');
+}
+
+# ------------- approver lists: kept once per zone, answered as the TSB's
+{
+    my $ua = HTTP::Tiny->new(timeout => 10);
+    my $tsb = sub {
+        my ($id) = @_;
+        my $r = $ua->get($t->sim_url . "/v1/request/$id",
+                         { headers => { 'X-API-KEY' => $KEY } });
+        return TsbTest::json_decode($r->{content}) // {};
+    };
+    my @ids = map { new_id() } 1 .. 40;
+    my $first = $tsb->($ids[0])->{notYetApprovedBy}[0];
+    ok(defined $first && length $first > 300,
+       'the simulator names approvers by their public keys');
+
+    # five states: nobody approved, one of two, rejected by one, executed,
+    # approved by one and rejected by the other
+    for my $i (0 .. $#ids) {
+        my $id = $ids[$i];
+        if ($i % 5 == 1) {
+            $t->sim_post("/_sim/approve/$id", { approver => $first });
+        } elsif ($i % 5 == 2) {
+            $t->sim_post("/_sim/reject/$id", { approver => $first });
+        } elsif ($i % 5 == 3) {
+            approve($id);
+        } elsif ($i % 5 == 4) {
+            $t->sim_post("/_sim/approve/$id", { approver => $first });
+            $t->sim_post("/_sim/reject/$id", {});
+        }
+    }
+
+    # twice over the ids, through a zone that holds about twenty of them:
+    # every entry is evicted once, and the lists it shares with the others
+    # must outlive it as long as another entry uses them
+    my ($hits, $same, $states) = (0, 0, {});
+    for my $pass (1, 2) {
+        for my $id (@ids) {
+            my $miss = $t->get("/tiny/$id");
+            my $hit = $t->get("/tiny/$id");
+            next unless $hit->{status} == 200 && xcs($hit) eq 'HIT';
+            $hits++;
+            my $want = $tsb->($id);
+            my $got = $hit->{json} // {};
+            my $ok = 1;
+            for my $k (qw(id status executionTime)) {
+                $ok = 0 unless ($got->{$k} // '') eq ($want->{$k} // '');
+            }
+            for my $k (qw(approvedBy notYetApprovedBy rejectedBy)) {
+                $ok = 0 unless join(',', @{ $got->{$k} // ['?'] })
+                               eq join(',', @{ $want->{$k} // [] });
+            }
+            # the certificate, kept as DER, comes back as the same PEM
+            my ($g, $w) = map { (my $x = $_ // '') =~ s/\s+//g; $x }
+                          $got->{result}, $want->{result};
+            $ok = 0 unless $g eq $w;
+            if ($ok) {
+                $same++;
+                $states->{ join '/', $got->{status},
+                           map { scalar @{ $got->{$_} } }
+                           qw(approvedBy notYetApprovedBy rejectedBy) }++;
+            } else {
+                diag("$id: got $hit->{content}");
+            }
+        }
+    }
+    is($hits, 80, 'every id, asked twice in a row, is a HIT the second time');
+    is($same, $hits, 'every HIT has the TSB\'s status and approver lists');
+    is(scalar keys %$states, 5, 'in five approval states: '
+       . join(' ', sort keys %$states));
 }
 
 $t->no_worker_crash;
