@@ -83,6 +83,8 @@ static int tsb_verify_key(const tsb_expect_t *e, X509 *x,
 static int tsb_verify_cn(const tsb_expect_t *e, X509 *x, tsb_error_t *err);
 static int tsb_verify_sans(const tsb_expect_t *e, X509 *x,
     tsb_error_t *err);
+static int tsb_verify_absent(int crit, unsigned accepted, const char *ext,
+    const char *what, tsb_error_t *err);
 static int tsb_verify_key_usage(const tsb_expect_t *e, X509 *x,
     tsb_error_t *err);
 static int tsb_verify_ext_key_usage(const tsb_expect_t *e, X509 *x,
@@ -751,6 +753,34 @@ bad_value:
 }
 
 
+/*
+ * An extension X509_get_ext_d2i() did not give: repeated or malformed
+ * (crit is not -1) is a mismatch, and so is its absence, which leaves the
+ * key unrestricted, when what was accepted restricted it.
+ */
+
+static int
+tsb_verify_absent(int crit, unsigned accepted, const char *ext,
+    const char *what, tsb_error_t *err)
+{
+    if (crit != -1) {
+        tsb_error_set(err, 502, TSB_VERIFY_MISMATCH,
+                      "the issued certificate's %s extension is repeated "
+                      "or malformed", ext);
+        return -1;
+    }
+
+    if (accepted != 0) {
+        tsb_error_set(err, 502, TSB_VERIFY_MISMATCH,
+                      "the issued certificate has no %s extension, so no "
+                      "restriction of its %s", ext, what);
+        return -1;
+    }
+
+    return 0;
+}
+
+
 static int
 tsb_verify_key_usage(const tsb_expect_t *e, X509 *x, tsb_error_t *err)
 {
@@ -762,23 +792,8 @@ tsb_verify_key_usage(const tsb_expect_t *e, X509 *x, tsb_error_t *err)
     ku = X509_get_ext_d2i(x, NID_key_usage, &crit, NULL);
 
     if (ku == NULL) {
-        if (crit != -1) {
-            tsb_error_set(err, 502, TSB_VERIFY_MISMATCH,
-                          "the issued certificate's keyUsage extension is "
-                          "repeated or malformed");
-            return -1;
-        }
-
-        /* no keyUsage at all: the key may be used for anything */
-
-        if (e->key_usage != 0) {
-            tsb_error_set(err, 502, TSB_VERIFY_MISMATCH,
-                          "the issued certificate has no keyUsage "
-                          "extension, so no restriction of its usage");
-            return -1;
-        }
-
-        return 0;
+        return tsb_verify_absent(crit, e->key_usage, "keyUsage", "usage",
+                                 err);
     }
 
     bits = 0;
@@ -829,21 +844,8 @@ tsb_verify_ext_key_usage(const tsb_expect_t *e, X509 *x, tsb_error_t *err)
     eku = X509_get_ext_d2i(x, NID_ext_key_usage, &crit, NULL);
 
     if (eku == NULL) {
-        if (crit != -1) {
-            tsb_error_set(err, 502, TSB_VERIFY_MISMATCH,
-                          "the issued certificate's extendedKeyUsage "
-                          "extension is repeated or malformed");
-            return -1;
-        }
-
-        if (e->ext_key_usage != 0) {
-            tsb_error_set(err, 502, TSB_VERIFY_MISMATCH,
-                          "the issued certificate has no extendedKeyUsage "
-                          "extension, so no restriction of its purpose");
-            return -1;
-        }
-
-        return 0;
+        return tsb_verify_absent(crit, e->ext_key_usage, "extendedKeyUsage",
+                                 "purpose", err);
     }
 
     n = sk_ASN1_OBJECT_num(eku);
