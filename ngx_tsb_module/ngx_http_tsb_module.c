@@ -23,6 +23,7 @@
 #define NGX_HTTP_TSB_HANDLER_SIGN         1
 #define NGX_HTTP_TSB_HANDLER_STATUS       2
 #define NGX_HTTP_TSB_HANDLER_CERTIFICATE  3
+#define NGX_HTTP_TSB_HANDLER_ERROR        4
 
 
 static void *ngx_http_tsb_create_loc_conf(ngx_conf_t *cf);
@@ -318,6 +319,13 @@ static ngx_command_t  ngx_http_tsb_commands[] = {
       ngx_http_tsb_handler,
       NGX_HTTP_LOC_CONF_OFFSET,
       NGX_HTTP_TSB_HANDLER_CERTIFICATE,
+      NULL },
+
+    { ngx_string("tsb_error"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_tsb_handler,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      NGX_HTTP_TSB_HANDLER_ERROR,
       NULL },
 
     { ngx_string("tsb_sign_key_name"),
@@ -733,8 +741,12 @@ ngx_http_tsb_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         clcf->handler = ngx_http_tsb_status_handler;
         break;
 
-    default: /* NGX_HTTP_TSB_HANDLER_CERTIFICATE */
+    case NGX_HTTP_TSB_HANDLER_CERTIFICATE:
         clcf->handler = ngx_http_tsb_certificate_handler;
+        break;
+
+    default: /* NGX_HTTP_TSB_HANDLER_ERROR */
+        clcf->handler = ngx_http_tsb_error_handler;
         break;
     }
 

@@ -119,6 +119,7 @@ ngx_int_t ngx_http_tsb_status_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_tsb_certificate_handler(ngx_http_request_t *r);
 
 /* ngx_http_tsb_response.c */
+ngx_int_t ngx_http_tsb_error_handler(ngx_http_request_t *r);
 ngx_http_tsb_ctx_t *ngx_http_tsb_get_ctx(ngx_http_request_t *r);
 ngx_int_t ngx_http_tsb_body(ngx_http_request_t *r, ngx_str_t *body);
 ngx_int_t ngx_http_tsb_upstream_error(ngx_log_t *log,

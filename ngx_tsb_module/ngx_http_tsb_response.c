@@ -602,6 +602,93 @@ ngx_http_tsb_send_tsb_error(ngx_http_request_t *r, tsb_error_t *err)
 }
 
 
+/*
+ * tsb_error: the content of the location that error_page sends nginx's own
+ * refusals to (a body over client_max_body_size, a request line, header or
+ * chunked body nginx cannot parse, a URI or header too long), so that they
+ * are {"error", "reason", "detail"} like the module's, not an HTML page.
+ * The status is the one nginx was about to answer.  error_page must name
+ * a URI (a named location cannot take a request whose request line nginx
+ * could not parse).
+ */
+
+ngx_int_t
+ngx_http_tsb_error_handler(ngx_http_request_t *r)
+{
+    ngx_uint_t   status;
+    const char  *reason, *detail;
+
+    status = r->err_status ? r->err_status : NGX_HTTP_NOT_FOUND;
+
+    switch (status) {
+
+    case NGX_HTTP_BAD_REQUEST:
+        /* also nginx's 494 to 497: error_page turns them into 400 */
+        reason = "request.malformed";
+        detail = "nginx could not take the request: a malformed request "
+                 "line, header or body framing, a header too long, or a "
+                 "client certificate missing or not valid (error.log says "
+                 "which)";
+        break;
+
+    case NGX_HTTP_FORBIDDEN:
+        reason = "request.forbidden";
+        detail = "access to this path is denied";
+        break;
+
+    case NGX_HTTP_NOT_FOUND:
+        reason = "request.not_found";
+        detail = "nothing is served at this path";
+        break;
+
+    case NGX_HTTP_NOT_ALLOWED:
+        reason = "request.method";
+        detail = "this location does not take that method";
+        break;
+
+    case NGX_HTTP_REQUEST_TIME_OUT:
+        reason = "request.timeout";
+        detail = "the request did not arrive in time";
+        break;
+
+    case NGX_HTTP_LENGTH_REQUIRED:
+        reason = "request.length_required";
+        detail = "the body needs a Content-Length";
+        break;
+
+    case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE:
+        reason = "request.too_large";
+        detail = "the body is larger than this location accepts "
+                 "(client_max_body_size)";
+        break;
+
+    case NGX_HTTP_REQUEST_URI_TOO_LARGE:
+        reason = "request.uri_too_long";
+        detail = "the request line is longer than this server accepts";
+        break;
+
+    case NGX_HTTP_NOT_IMPLEMENTED:
+        reason = "request.not_implemented";
+        detail = "the method or transfer encoding is not supported";
+        break;
+
+    default:
+        if (status < NGX_HTTP_BAD_REQUEST || status > 599) {
+            status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        reason = (status >= NGX_HTTP_INTERNAL_SERVER_ERROR)
+                 ? "internal.error" : "request.refused";
+        detail = (status >= NGX_HTTP_INTERNAL_SERVER_ERROR)
+                 ? "the gateway could not answer this request"
+                 : "the request was refused";
+        break;
+    }
+
+    return ngx_http_tsb_send_error(r, status, reason, detail);
+}
+
+
 ngx_int_t
 ngx_http_tsb_method_not_allowed(ngx_http_request_t *r, const char *allow)
 {
