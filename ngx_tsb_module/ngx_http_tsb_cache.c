@@ -116,6 +116,10 @@ typedef struct {
 typedef struct {
     ngx_http_tsb_cache_sh_t     *sh;
     ngx_slab_pool_t             *shpool;
+
+    /* configuration time: the issuer chain of the locations using it */
+    ngx_http_tsb_loc_conf_t     *first;
+    ngx_str_t                    first_name;
 } ngx_http_tsb_cache_ctx_t;
 
 
@@ -235,6 +239,46 @@ ngx_http_tsb_now_ms(void)
 
 
 /* configuration */
+
+/*
+ * An entry's certificate is checked once, when a location fetches it,
+ * against that location's tsb_issuer_chain; every location that shares the
+ * zone serves it.  So they must all have the same chain.
+ */
+
+char *
+ngx_http_tsb_cache_check_issuers(ngx_conf_t *cf,
+    ngx_http_tsb_loc_conf_t *tlcf, ngx_str_t *location)
+{
+    ngx_http_tsb_cache_ctx_t  *ctx;
+
+    ctx = tlcf->cache_zone->data;
+
+    if (ctx == NULL) {
+        return NGX_CONF_OK;
+    }
+
+    if (ctx->first == NULL) {
+        ctx->first = tlcf;
+        ctx->first_name = *location;
+        return NGX_CONF_OK;
+    }
+
+    if (!tsb_chain_equal(ctx->first->issuers, tlcf->issuers)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "locations \"%V\" and \"%V\" share tsb_cache "
+                           "zone \"%V\" with different tsb_issuer_chain: a "
+                           "cached certificate is checked against the chain "
+                           "of the location that fetched it, so give them "
+                           "the same chain or zones of their own",
+                           &ctx->first_name, location,
+                           &tlcf->cache_zone->shm.name);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
 
 char *
 ngx_http_tsb_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)

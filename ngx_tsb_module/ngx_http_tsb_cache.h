@@ -55,6 +55,8 @@ typedef ngx_int_t (*ngx_http_tsb_serve_pt)(ngx_http_request_t *r,
     ngx_http_tsb_entry_t *entry, ngx_uint_t cache_status, tsb_error_t *err);
 
 
+char *ngx_http_tsb_cache_check_issuers(ngx_conf_t *cf,
+    ngx_http_tsb_loc_conf_t *tlcf, ngx_str_t *location);
 char *ngx_http_tsb_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_tsb_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

@@ -639,6 +639,13 @@ ngx_http_tsb_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                                "\"tsb_upstream\"", &clcf->name);
             return NGX_CONF_ERROR;
         }
+
+        if (conf->cache_zone
+            && ngx_http_tsb_cache_check_issuers(cf, conf, &clcf->name)
+               != NGX_CONF_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
     }
 
     if (clcf->handler == ngx_http_tsb_sign_handler) {

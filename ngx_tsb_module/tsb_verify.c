@@ -1160,6 +1160,31 @@ tsb_chain_free(tsb_chain_t *chain)
 
 
 int
+tsb_chain_equal(const tsb_chain_t *a, const tsb_chain_t *b)
+{
+    int     i;
+    size_t  na, nb;
+
+    na = (a != NULL) ? a->n : 0;
+    nb = (b != NULL) ? b->n : 0;
+
+    if (na != nb) {
+        return 0;
+    }
+
+    for (i = 0; i < (int) na; i++) {
+        if (X509_cmp(sk_X509_value(a->certs, i), sk_X509_value(b->certs, i))
+            != 0)
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+int
 tsb_chain_fits_algorithm(const tsb_chain_t *chain, const char *alg)
 {
     int              i, n, id, want[2];

@@ -44,6 +44,9 @@ int tsb_chain_load_file(const char *path, tsb_chain_t *chain,
 
 void tsb_chain_free(tsb_chain_t *chain);
 
+/* the same certificates in the same order (NULL is the empty chain): 1/0 */
+int tsb_chain_equal(const tsb_chain_t *a, const tsb_chain_t *b);
+
 /*
  * Whether a TSB signatureAlgorithm ("SHA256_WITH_RSA", "SHA384_WITH_ECDSA",
  * ...) can be made with the key of one of the chain's certificates: 1 or

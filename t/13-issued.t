@@ -26,6 +26,7 @@ $t->_openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes',
 $t->start_sim('--api-key', $KEY);
 $t->start_nginx(<<"EOF");
 tsb_cache_zone tsb:1m;
+tsb_cache_zone other:1m;
 tsb_upstream %%SIM%%;
 tsb_api_key $KEY;
 tsb_sign_key_name CA-Key;
@@ -41,6 +42,7 @@ server {
     location /request/ { tsb_status; }
     location /other/ {
         tsb_status;
+        tsb_cache other;
         tsb_issuer_chain $tmp/other-ca.pem;
     }
 }

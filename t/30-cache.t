@@ -36,6 +36,7 @@ tsb_upstream %%SIM%%;
 tsb_api_key $KEY;
 tsb_cache_zone tsb:1m;
 tsb_cache_zone tiny:32k;
+tsb_cache_zone chained:1m;
 server {
     listen 127.0.0.1:%%PORT%%;
     tsb_cache tsb;
@@ -51,7 +52,11 @@ server {
     location /nostale/ { tsb_status; tsb_cache_use_stale 0; }
     location /shortstale/ { tsb_status; tsb_cache_use_stale 1s; }
     location /tiny/ { tsb_status; tsb_cache tiny; }
-    location /chained/ { tsb_status; tsb_issuer_chain %%SIMCA%%; }
+    location /chained/ {
+        tsb_status;
+        tsb_cache chained;
+        tsb_issuer_chain %%SIMCA%%;
+    }
     location = /pid { return 200 "\$pid"; }
 }
 EOF
@@ -380,7 +385,9 @@ my ($pem, $der, $etag, $der_etag, $filename);
         is($h->{headers}{etag}, $tag, "HEAD $sfx: the GET's ETag");
     }
 
-    is(gets() - $g0, 0, 'no upstream GET for any of the EXECUTED answers');
+    # (the /chained/ location has a zone of its own: one GET fills it)
+    is(gets() - $g0, 1, 'no upstream GET for any of the EXECUTED answers '
+                        . 'but the one that fills the /chained/ zone');
 }
 
 # ----------------------------------------------------------- stale-if-error
@@ -549,6 +556,48 @@ my ($pem, $der, $etag, $der_etag, $filename);
     like($t->log_since, qr/tsb_cache_zone "tiny"|tiny/, 'the zone is named')
         if @full;
     is($t->get('/pid')->{content}, $pid, 'the same worker throughout');
+}
+
+# ----------------- one zone, one issuer chain: nginx refuses anything else
+{
+    my $ca = $t->sim_ca;
+    my $b = TsbTest->new;
+    my $died = !eval {
+        $b->start_nginx(<<"EOF");
+tsb_upstream http://127.0.0.1:%%PORT2%%;
+tsb_cache_zone shared:1m;
+tsb_cache shared;
+server {
+    listen 127.0.0.1:%%PORT%%;
+    location /a/ { tsb_status; }
+    location /b/ { tsb_certificate; tsb_issuer_chain $ca; }
+}
+EOF
+        1;
+    };
+    my $why = $@ // '';
+    ok($died && $why =~ /locations "\/a\/" and "\/b\/" share tsb_cache zone "shared" with different tsb_issuer_chain/,
+       'two locations of one zone with different issuer chains: refused')
+        or diag($why);
+    $b->stop;
+
+    $b = TsbTest->new;
+    ok(eval {
+        $b->start_nginx(<<"EOF");
+tsb_upstream http://127.0.0.1:%%PORT2%%;
+tsb_cache_zone shared:1m;
+tsb_cache shared;
+server {
+    listen 127.0.0.1:%%PORT%%;
+    tsb_issuer_chain $ca;
+    location /a/ { tsb_status; }
+    location /b/ { tsb_certificate; tsb_issuer_chain $ca; }
+}
+EOF
+        1;
+    }, 'the same chain (one inherited, one the same file): accepted')
+        or diag($@);
+    $b->stop;
 }
 
 # ------------- approver lists: kept once per zone, answered as the TSB's

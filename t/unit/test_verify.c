@@ -325,8 +325,8 @@ check(const char *name, const tsb_buf_t *blob, const ca_t *c,
 
 
 static const char  *files[] = {
-    "chain.pem", "one.pem", "empty.pem", "text.pem", "key.pem",
-    "broken.pem", "leaf.pem"
+    "chain.pem", "one.pem", "again.pem", "reversed.pem", "empty.pem",
+    "text.pem", "key.pem", "broken.pem", "leaf.pem"
 };
 
 
@@ -426,8 +426,27 @@ test_chain(tsb_chain_t *chain)
     path = write_file("one.pem", a);
     is_int(tsb_chain_load_file(path, &c, &err), 0, "chain: one loads");
     is_int(c.n, 1, "chain: one certificate");
+    ok(tsb_chain_equal(&c, &c) && tsb_chain_equal(NULL, NULL),
+       "chain: equal to itself, none equal to none");
+    ok(!tsb_chain_equal(&c, chain) && !tsb_chain_equal(chain, &c),
+       "chain: one certificate is not the chain of two");
+    ok(!tsb_chain_equal(&c, NULL) && !tsb_chain_equal(NULL, &c),
+       "chain: one certificate is not no chain");
     tsb_chain_free(&c);
     ok(c.certs == NULL && c.n == 0, "chain: freed and cleared");
+    tsb_chain_free(&c);
+    free(path);
+
+    path = write_file("again.pem", both);
+    is_int(tsb_chain_load_file(path, &c, &err), 0, "chain: loads again");
+    ok(tsb_chain_equal(&c, chain), "chain: the same file, equal");
+    tsb_chain_free(&c);
+    free(path);
+
+    sprintf(both, "%s%s", b, a);
+    path = write_file("reversed.pem", both);
+    is_int(tsb_chain_load_file(path, &c, &err), 0, "chain: reversed loads");
+    ok(!tsb_chain_equal(&c, chain), "chain: another order, not equal");
     tsb_chain_free(&c);
     free(path);
 
