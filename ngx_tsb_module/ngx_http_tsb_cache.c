@@ -101,15 +101,7 @@ typedef struct {
 } ngx_http_tsb_cache_cursor_t;
 
 
-/*
- * A reload may load a rebuilt module into a zone an older build laid out:
- * the first word of the zone says which layout it has.
- */
-#define NGX_HTTP_TSB_CACHE_LAYOUT  0x5453424343000002ULL    /* "TSBCC", 2 */
-
-
 typedef struct {
-    uint64_t                     layout;
     ngx_rbtree_t                 rbtree;
     ngx_rbtree_node_t            sentinel;
     ngx_rbtree_t                 texts;
@@ -428,26 +420,15 @@ ngx_http_tsb_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         /* a reload with the same name and size: keep every entry */
         ctx->sh = octx->sh;
         ctx->shpool = octx->shpool;
-
-    } else if (shm_zone->shm.exists) {
-        ctx->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
-        ctx->sh = ctx->shpool->data;
-    }
-
-    if (ctx->sh) {
-        if (ctx->sh->layout != NGX_HTTP_TSB_CACHE_LAYOUT) {
-            ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
-                          "tsb_cache_zone \"%V\" was laid out by another "
-                          "build of the module: restart nginx, or change "
-                          "the zone's size to start it anew",
-                          &shm_zone->shm.name);
-            return NGX_ERROR;
-        }
-
         return NGX_OK;
     }
 
     ctx->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        ctx->sh = ctx->shpool->data;
+        return NGX_OK;
+    }
 
     ctx->sh = ngx_slab_alloc(ctx->shpool, sizeof(ngx_http_tsb_cache_sh_t));
     if (ctx->sh == NULL) {
@@ -456,7 +437,6 @@ ngx_http_tsb_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     ngx_memzero(ctx->sh, sizeof(ngx_http_tsb_cache_sh_t));
 
-    ctx->sh->layout = NGX_HTTP_TSB_CACHE_LAYOUT;
     ctx->shpool->data = ctx->sh;
 
     ngx_rbtree_init(&ctx->sh->rbtree, &ctx->sh->sentinel,

@@ -42,12 +42,7 @@ typedef struct {
 } ngx_http_tsb_reason_t;
 
 
-/* which layout the zone has: a reload may bring a rebuilt module */
-#define NGX_HTTP_TSB_METRICS_LAYOUT  0x545342434d000002ULL  /* "TSBCM", 2 */
-
-
 typedef struct {
-    uint64_t                layout;
     ngx_atomic_t            requests[NGX_HTTP_TSB_HANDLERS]
                                     [NGX_HTTP_TSB_CLASSES];
     ngx_atomic_t            upstream[NGX_HTTP_TSB_UP_RESULTS];
@@ -211,16 +206,8 @@ ngx_http_tsb_metrics_init_zone(ngx_shm_zone_t *shm_zone, void *data)
                 return NGX_ERROR;
             }
 
-            ctx->sh->layout = NGX_HTTP_TSB_METRICS_LAYOUT;
             ctx->shpool->data = ctx->sh;
         }
-    }
-
-    if (ctx->sh->layout != NGX_HTTP_TSB_METRICS_LAYOUT) {
-        ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
-                      "the tsb_metrics zone was laid out by another build "
-                      "of the module: restart nginx");
-        return NGX_ERROR;
     }
 
     ngx_http_tsb_metrics = ctx;
