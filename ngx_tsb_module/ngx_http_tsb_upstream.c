@@ -44,8 +44,28 @@
 #define NGX_HTTP_TSB_BACKOFF_DOUBLINGS     3
 
 
+/*
+ * What the worker knows of a socket, by descriptor.  A connection socket
+ * curl opened (an "owned" one, closed only through our close callback)
+ * keeps its nginx wrapper and read registration while it waits in curl's
+ * connection cache ("parked"): a kept-alive connection then costs no
+ * epoll_ctl() and no wrapper per transfer.  Any other socket curl shows
+ * us (a resolver's wakeup pipe, closed by curl itself) is unwrapped as
+ * soon as curl stops watching it.
+ */
+typedef struct {
+    ngx_connection_t           *conn;            /* the wrapper, or NULL */
+    unsigned                    owned:1;
+    unsigned                    parked:1;
+} ngx_http_tsb_sock_t;
+
+
 static int ngx_http_tsb_curl_socket(CURL *easy, curl_socket_t s, int what,
     void *userp, void *socketp);
+static int ngx_http_tsb_curl_sockopt(void *clientp, curl_socket_t s,
+    curlsocktype purpose);
+static ngx_http_tsb_sock_t *ngx_http_tsb_sock(curl_socket_t s,
+    ngx_uint_t create);
 static int ngx_http_tsb_curl_timer(CURLM *multi, long timeout_ms,
     void *userp);
 static int ngx_http_tsb_curl_close_socket(void *clientp, curl_socket_t s);
@@ -55,6 +75,10 @@ static size_t ngx_http_tsb_curl_write(char *ptr, size_t size, size_t nmemb,
     void *userdata);
 static size_t ngx_http_tsb_curl_read(char *ptr, size_t size, size_t nmemb,
     void *userdata);
+#if (LIBCURL_VERSION_NUM >= 0x075000)
+static int ngx_http_tsb_curl_prereq(void *clientp, char *primary_ip,
+    char *local_ip, int primary_port, int local_port);
+#endif
 static int ngx_http_tsb_curl_seek(void *userdata, curl_off_t offset,
     int origin);
 static void ngx_http_tsb_socket_event(ngx_event_t *ev);
@@ -101,6 +125,8 @@ static ngx_queue_t        ngx_http_tsb_transfers;
 static ngx_uint_t         ngx_http_tsb_ntransfers;
 static ngx_uint_t         ngx_http_tsb_nsockets;
 static ngx_uint_t         ngx_http_tsb_curl_initialized;
+static ngx_http_tsb_sock_t  *ngx_http_tsb_socks;
+static ngx_uint_t         ngx_http_tsb_nsocks;
 
 
 /* ------------------------------------------------------- process hooks */
@@ -153,6 +179,8 @@ ngx_http_tsb_upstream_init_process(ngx_cycle_t *cycle)
     ngx_queue_init(&ngx_http_tsb_transfers);
     ngx_http_tsb_ntransfers = 0;
     ngx_http_tsb_nsockets = 0;
+    ngx_http_tsb_socks = NULL;
+    ngx_http_tsb_nsocks = 0;
 
     ngx_http_tsb_multi = curl_multi_init();
     if (ngx_http_tsb_multi == NULL) {
@@ -253,6 +281,13 @@ ngx_http_tsb_upstream_exit_process(ngx_cycle_t *cycle)
 
     curl_multi_cleanup(ngx_http_tsb_multi);
     ngx_http_tsb_multi = NULL;
+
+    /* the cleanup closed the cached connections through our callback */
+    if (ngx_http_tsb_socks) {
+        ngx_free(ngx_http_tsb_socks);
+        ngx_http_tsb_socks = NULL;
+        ngx_http_tsb_nsocks = 0;
+    }
 
     /* after the multi handle: its cached connections used the share */
     if (ngx_http_tsb_share) {
@@ -945,6 +980,8 @@ ngx_http_tsb_fetch_new(ngx_pool_t *pool, ngx_log_t *log,
     curl_easy_setopt(easy, CURLOPT_HEADERDATA, f);
     curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION,
                      ngx_http_tsb_curl_close_socket);
+    curl_easy_setopt(easy, CURLOPT_SOCKOPTFUNCTION,
+                     ngx_http_tsb_curl_sockopt);
     curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
                      (long) ucf->connect_timeout);
     curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) ucf->timeout);
@@ -985,22 +1022,44 @@ ngx_http_tsb_fetch_new(ngx_pool_t *pool, ngx_log_t *log,
 
     if (body) {
         /*
-         * The body stays in the pool until the transfer is gone.  It is
-         * read through a callback that cannot rewind, rather than given as
-         * POSTFIELDS: curl resends a request on a fresh connection when a
-         * reused one dies before the answer, and it can only do that if it
-         * can rewind the body.  A sign request the TSB may already have
-         * taken must fail instead of being issued twice.
+         * The body stays in the pool until the transfer is gone.  curl
+         * resends a request on a fresh connection when a reused one dies
+         * before the answer; a sign request the TSB may already have taken
+         * must fail instead of being issued twice.
+         *
+         * Given as POSTFIELDS, a small body goes out with the headers in
+         * one send(); the pre-request callback, which curl calls before
+         * every sending of the request, refuses a second one once
+         * anything was sent.  Without that callback (curl < 7.80) the body
+         * is read through a callback that cannot rewind: two send()s.
          */
         f->req_body = *body;
 
         curl_easy_setopt(easy, CURLOPT_POST, 1L);
-        curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
-                         (curl_off_t) body->len);
-        curl_easy_setopt(easy, CURLOPT_READFUNCTION, ngx_http_tsb_curl_read);
-        curl_easy_setopt(easy, CURLOPT_READDATA, f);
-        curl_easy_setopt(easy, CURLOPT_SEEKFUNCTION, ngx_http_tsb_curl_seek);
-        curl_easy_setopt(easy, CURLOPT_SEEKDATA, f);
+
+#if (LIBCURL_VERSION_NUM >= 0x075000)
+        if (curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION,
+                             ngx_http_tsb_curl_prereq)
+            == CURLE_OK)
+        {
+            curl_easy_setopt(easy, CURLOPT_PREREQDATA, f);
+            curl_easy_setopt(easy, CURLOPT_POSTFIELDS,
+                             body->len ? (char *) body->data : "");
+            curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
+                             (curl_off_t) body->len);
+
+        } else
+#endif
+        {
+            curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
+                             (curl_off_t) body->len);
+            curl_easy_setopt(easy, CURLOPT_READFUNCTION,
+                             ngx_http_tsb_curl_read);
+            curl_easy_setopt(easy, CURLOPT_READDATA, f);
+            curl_easy_setopt(easy, CURLOPT_SEEKFUNCTION,
+                             ngx_http_tsb_curl_seek);
+            curl_easy_setopt(easy, CURLOPT_SEEKDATA, f);
+        }
 
     } else if (ngx_strcmp(method, "GET") == 0) {
         curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
@@ -1214,6 +1273,7 @@ ngx_http_tsb_fetch_attempt(ngx_http_tsb_fetch_t *f)
 
     /* only a node that got nothing is tried next: start the body over */
     f->req_sent = 0;
+    f->prereqs = 0;
 
     f->url.len = node->url.len + f->path.len;
     f->url.data = ngx_pnalloc(f->pool, f->url.len + 1);
@@ -1470,6 +1530,46 @@ ngx_http_tsb_curl_read(char *ptr, size_t size, size_t nmemb, void *userdata)
 }
 
 
+#if (LIBCURL_VERSION_NUM >= 0x075000)
+
+/*
+ * Before each sending of the request on a connection.  A second one within
+ * an attempt is curl's own retry on a fresh connection after a reused one
+ * died: allowed only when nothing of the request went out the first time.
+ * The refusal ends the transfer as a failed rewind would.
+ */
+
+static int
+ngx_http_tsb_curl_prereq(void *clientp, char *primary_ip, char *local_ip,
+    int primary_port, int local_port)
+{
+    ngx_http_tsb_fetch_t *f = clientp;
+
+    long  sent;
+
+    if (f->prereqs++ == 0) {
+        return CURL_PREREQFUNC_OK;
+    }
+
+    sent = 0;
+    (void) curl_easy_getinfo(f->easy, CURLINFO_REQUEST_SIZE, &sent);
+
+    if (sent == 0) {
+        return CURL_PREREQFUNC_OK;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, f->log, 0,
+                  "tsb: %V %V: the connection broke after the request was "
+                  "sent; it is not sent again", &f->method, &f->url);
+
+    f->resend_refused = 1;
+
+    return CURL_PREREQFUNC_ABORT;
+}
+
+#endif
+
+
 /* curl asks to rewind only to send the body a second time: never */
 
 static int
@@ -1577,18 +1677,45 @@ ngx_http_tsb_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp,
 {
     ngx_connection_t  *c = socketp;
 
+    ngx_http_tsb_sock_t  *sk;
+
     ngx_log_debug3(NGX_LOG_DEBUG_EVENT, ngx_cycle->log, 0,
                    "tsb: curl socket %d what %d wrapped %d",
                    (int) s, what, c != NULL);
 
+    sk = ngx_http_tsb_sock(s, 0);
+
     if (what == CURL_POLL_REMOVE) {
         /* the socket is still open and curl may hand it back later */
         if (c) {
-            ngx_http_tsb_unwrap_socket(c);
+            if (sk && sk->owned && sk->conn == c) {
+                /*
+                 * Back to curl's cache, or about to be closed through
+                 * our callback: the read registration stays, for the
+                 * next transfer on this connection.
+                 */
+                if (c->write->active) {
+                    (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
+                }
+
+                sk->parked = 1;
+
+            } else {
+                ngx_http_tsb_unwrap_socket(c);
+            }
+
             curl_multi_assign(ngx_http_tsb_multi, s, NULL);
         }
 
         return 0;
+    }
+
+    if (c == NULL && sk && sk->owned && sk->conn) {
+        /* a cached connection taken up again */
+        c = sk->conn;
+        sk->parked = 0;
+
+        curl_multi_assign(ngx_http_tsb_multi, s, c);
     }
 
     if (c == NULL) {
@@ -1603,6 +1730,11 @@ ngx_http_tsb_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp,
         c->write->log = ngx_cycle->log;
 
         ngx_http_tsb_nsockets++;
+
+        if (sk && sk->owned) {
+            sk->conn = c;
+            sk->parked = 0;
+        }
 
         curl_multi_assign(ngx_http_tsb_multi, s, c);
     }
@@ -1642,6 +1774,15 @@ ngx_http_tsb_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp,
 static void
 ngx_http_tsb_unwrap_socket(ngx_connection_t *c)
 {
+    ngx_http_tsb_sock_t  *sk;
+
+    sk = ngx_http_tsb_sock(c->fd, 0);
+
+    if (sk && sk->conn == c) {
+        sk->conn = NULL;
+        sk->parked = 0;
+    }
+
     /* flags 0, not NGX_CLOSE_EVENT: the fd stays open, epoll must forget it */
 
     if (c->read->active) {
@@ -1677,11 +1818,87 @@ ngx_http_tsb_unwrap_socket(ngx_connection_t *c)
 }
 
 
+/* a connection socket curl has just opened: ours to close, see above */
+
+static int
+ngx_http_tsb_curl_sockopt(void *clientp, curl_socket_t s,
+    curlsocktype purpose)
+{
+    ngx_http_tsb_sock_t  *sk;
+
+    if (purpose != CURLSOCKTYPE_IPCXN) {
+        return CURL_SOCKOPT_OK;
+    }
+
+    sk = ngx_http_tsb_sock(s, 1);
+
+    if (sk == NULL) {
+        /* no room to remember it: it is unwrapped like any other */
+        return CURL_SOCKOPT_OK;
+    }
+
+    if (sk->conn) {
+        /* a wrapper left from an earlier socket of the same number */
+        ngx_http_tsb_unwrap_socket(sk->conn);
+    }
+
+    sk->owned = 1;
+    sk->parked = 0;
+
+    return CURL_SOCKOPT_OK;
+}
+
+
+/* the entry of descriptor s; create: make room for it */
+
+static ngx_http_tsb_sock_t *
+ngx_http_tsb_sock(curl_socket_t s, ngx_uint_t create)
+{
+    ngx_uint_t            n;
+    ngx_http_tsb_sock_t  *socks;
+
+    if (s < 0) {
+        return NULL;
+    }
+
+    if ((ngx_uint_t) s < ngx_http_tsb_nsocks) {
+        return &ngx_http_tsb_socks[s];
+    }
+
+    if (!create) {
+        return NULL;
+    }
+
+    n = ngx_max(ngx_http_tsb_nsocks * 2, 256);
+
+    while (n <= (ngx_uint_t) s) {
+        n *= 2;
+    }
+
+    socks = ngx_calloc(n * sizeof(ngx_http_tsb_sock_t), ngx_cycle->log);
+    if (socks == NULL) {
+        return NULL;
+    }
+
+    if (ngx_http_tsb_socks) {
+        ngx_memcpy(socks, ngx_http_tsb_socks,
+                   ngx_http_tsb_nsocks * sizeof(ngx_http_tsb_sock_t));
+        ngx_free(ngx_http_tsb_socks);
+    }
+
+    ngx_http_tsb_socks = socks;
+    ngx_http_tsb_nsocks = n;
+
+    return &socks[s];
+}
+
+
 static int
 ngx_http_tsb_curl_close_socket(void *clientp, curl_socket_t s)
 {
-    ngx_uint_t         i;
-    ngx_connection_t  *c;
+    ngx_uint_t            i;
+    ngx_connection_t     *c;
+    ngx_http_tsb_sock_t  *sk;
 
     /*
      * curl normally reports CURL_POLL_REMOVE before it closes a socket; at
@@ -1689,7 +1906,16 @@ ngx_http_tsb_curl_close_socket(void *clientp, curl_socket_t s)
      * pointing at a closed descriptor.
      */
 
-    if (ngx_http_tsb_nsockets) {
+    sk = ngx_http_tsb_sock(s, 0);
+
+    if (sk && sk->owned) {
+        if (sk->conn) {
+            ngx_http_tsb_unwrap_socket(sk->conn);
+        }
+
+        sk->owned = 0;
+
+    } else if (ngx_http_tsb_nsockets) {
         c = ngx_cycle->connections;
 
         for (i = 0; i < ngx_cycle->connection_n; i++) {
@@ -1781,6 +2007,24 @@ ngx_http_tsb_socket_event(ngx_event_t *ev)
 {
     ngx_connection_t  *c = ev->data;
 
+    ngx_http_tsb_sock_t  *sk;
+
+    sk = ngx_http_tsb_sock(c->fd, 0);
+
+    if (sk && sk->parked && sk->conn == c) {
+        /*
+         * Data or a close on a connection in curl's cache: curl finds out
+         * when it takes the connection up again.  Level-triggered, the
+         * event would come back on every turn: stop watching until then.
+         */
+        if (ev->active) {
+            (void) ngx_del_event(ev, ev->write ? NGX_WRITE_EVENT
+                                               : NGX_READ_EVENT, 0);
+        }
+
+        return;
+    }
+
     /* c may be freed inside socket_action: read what we need first */
     ngx_http_tsb_socket_action(c->fd,
                                ev->write ? CURL_CSELECT_OUT : CURL_CSELECT_IN);
@@ -1834,6 +2078,13 @@ ngx_http_tsb_collect_done(void)
 
         /* msg points into the handle: copy before removing it */
         f->result = msg->data.result;
+
+        if (f->resend_refused && f->result == CURLE_ABORTED_BY_CALLBACK) {
+            /* as when the body could not be rewound to be sent again */
+            f->result = CURLE_SEND_FAIL_REWIND;
+        }
+
+        f->resend_refused = 0;
 
         status = 0;
         (void) curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);

@@ -101,6 +101,7 @@ struct ngx_http_tsb_fetch_s {
 
     ngx_str_t                   req_body;        /* what is sent */
     size_t                      req_sent;
+    ngx_uint_t                  prereqs;         /* sendings this attempt */
 
     u_char                     *body;            /* response, malloc() */
     size_t                      body_len;
@@ -125,6 +126,7 @@ struct ngx_http_tsb_fetch_s {
     unsigned                    too_large:1;
     unsigned                    finished:1;
     unsigned                    busy:1;          /* over the worker's cap */
+    unsigned                    resend_refused:1;
 };
 
 
