@@ -938,47 +938,61 @@ tsb_csr_free(tsb_csr_t *csr)
 }
 
 
+/*
+ * What PEM_write_bio_X509_REQ() writes (the request encoded again, 48
+ * bytes to a line of 64 characters, the standard label), written straight
+ * into the one buffer it is returned in rather than through a memory BIO.
+ */
+
+#define TSB_PEM_CSR_BEGIN  "-----BEGIN CERTIFICATE REQUEST-----\n"
+#define TSB_PEM_CSR_END    "-----END CERTIFICATE REQUEST-----\n"
+
 int
 tsb_csr_to_pem(const tsb_csr_t *csr, tsb_buf_t *pem)
 {
-    BIO   *bio;
-    char  *data;
-    long   n;
+    int             n, chunk;
+    size_t          lines, size;
+    unsigned char  *der, *in, *p;
 
     pem->data = NULL;
     pem->len = 0;
 
-    bio = BIO_new(BIO_s_mem());
-    if (bio == NULL) {
+    der = NULL;
+    n = i2d_X509_REQ(csr->req, &der);
+
+    if (n <= 0 || der == NULL) {
+        OPENSSL_free(der);
         ERR_clear_error();
         return -1;
     }
 
-    if (PEM_write_bio_X509_REQ(bio, csr->req) != 1) {
-        BIO_free(bio);
-        ERR_clear_error();
-        return -1;
-    }
+    lines = ((size_t) n + 47) / 48;
+    size = sizeof(TSB_PEM_CSR_BEGIN) - 1 + lines * 65
+           + sizeof(TSB_PEM_CSR_END) - 1;
 
-    n = BIO_get_mem_data(bio, &data);
-
-    if (n <= 0) {
-        BIO_free(bio);
-        ERR_clear_error();
-        return -1;
-    }
-
-    pem->data = malloc((size_t) n + 1);
+    pem->data = malloc(size + 1);
     if (pem->data == NULL) {
-        BIO_free(bio);
+        OPENSSL_free(der);
         return -1;
     }
 
-    memcpy(pem->data, data, (size_t) n);
-    pem->data[n] = '\0';
-    pem->len = (size_t) n;
+    p = pem->data;
+    memcpy(p, TSB_PEM_CSR_BEGIN, sizeof(TSB_PEM_CSR_BEGIN) - 1);
+    p += sizeof(TSB_PEM_CSR_BEGIN) - 1;
 
-    BIO_free(bio);
+    for (in = der; n > 0; in += chunk, n -= chunk) {
+        chunk = n < 48 ? n : 48;
+        p += EVP_EncodeBlock(p, in, chunk);
+        *p++ = '\n';
+    }
+
+    memcpy(p, TSB_PEM_CSR_END, sizeof(TSB_PEM_CSR_END) - 1);
+    p += sizeof(TSB_PEM_CSR_END) - 1;
+    *p = '\0';
+
+    pem->len = (size_t) (p - pem->data);
+
+    OPENSSL_free(der);
 
     return 0;
 }

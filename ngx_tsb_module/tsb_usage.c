@@ -79,14 +79,23 @@ tsb_buf_free(tsb_buf_t *b)
 }
 
 
+/*
+ * memset() called through a volatile pointer: the compiler cannot know
+ * it is memset(), so it cannot drop the call as a store to memory that
+ * is about to be freed, and the wiping runs at memset()'s speed rather
+ * than a byte at a time.
+ */
+static void *(*const volatile tsb_memset)(void *, int, size_t) = memset;
+
+
 void
 tsb_secure_zero(void *p, size_t n)
 {
-    volatile unsigned char  *v = p;
-
-    while (n--) {
-        *v++ = 0;
+    if (p == NULL || n == 0) {
+        return;
     }
+
+    tsb_memset(p, 0, n);
 }
 
 
