@@ -149,9 +149,10 @@ bench-cache: build
 
 # tsb_sign against nginx's proxy_pass to the same stub upstream, and the
 # upstream connections it opens (about a minute; bench/sign_bench.pl)
-$(BUILD)/bench/csr_decode: bench/csr_decode.c
+$(BUILD)/bench/csr_decode: bench/csr_decode.c $(CORE_SRCS) \
+                            $(wildcard $(SRC_DIR)/tsb_*.h)
 	@mkdir -p $(BUILD)/bench
-	$(CC) $(BENCH_CFLAGS) -o $@ $< -lcrypto
+	$(CC) $(BENCH_CFLAGS) -o $@ $< $(CORE_SRCS) $(UNIT_LIBS)
 
 bench-sign: build $(BUILD)/bench/csr_decode
 	perl bench/sign_bench.pl --module $(abspath $(MODULE_SO)) \

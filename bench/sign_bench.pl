@@ -22,6 +22,15 @@
 # tsb_pass against proxy_pass of the same GET (the upstream client alone,
 # no CSR), and, with --decode (bench/csr_decode.c), what OpenSSL spends on
 # decoding and verifying the CSR.
+#
+# CPU accounting: utime+stime of the gateway's workers (and of the stub's
+# workers and of wrk) from /proc, before and after each wrk run, divided
+# by the requests wrk completed: CPU microseconds per request for each
+# side.  From them, a bound: the best tsb_sign/proxy_pass ratio this
+# machine allows if tsb_sign cost the gateway no more than proxy_pass's
+# own per-request CPU plus the least a CSR check must cost (a key made
+# from the CSR's modulus and exponent, and the signature verified with
+# it: "fresh key + X509_REQ_verify" from bench/csr_decode.c).
 
 use strict;
 use warnings;
@@ -30,6 +39,7 @@ use FindBin;
 use lib "$FindBin::Bin/../t/lib";
 
 use Getopt::Long;
+use POSIX ();
 use Time::HiRes qw(time sleep);
 use TsbTest qw(slurp spew json_encode);
 
@@ -138,7 +148,18 @@ spew("$tmp/body.json", $body);
 my $decode;
 if ($o{decode}) {
     spew("$tmp/csr.der", $t->csr_der($csr));
-    ($decode) = run_out($t, $o{decode}, "$tmp/csr.der", 2000) =~ /^(.+)$/m;
+    # three runs, the least time of each: what is left of other load
+    my (@names, %min);
+    for (1 .. 3) {
+        my ($line) = run_out($t, $o{decode}, "$tmp/csr.der", 2000)
+                     =~ /^(.+)$/m;
+        for (split /, /, $line) {
+            my ($name, $us) = /^(.+) ([\d.]+) us$/ or next;
+            push @names, $name unless exists $min{$name};
+            $min{$name} = $us if !defined $min{$name} || $us < $min{$name};
+        }
+    }
+    $decode = join ', ', map { "$_ $min{$_} us" } @names;
     say "CSR decode: $decode";
 }
 spew("$tmp/post.lua", <<"EOF");
@@ -163,12 +184,43 @@ my %SIDE = (
     '/proxy-get' => { name => 'proxy_pass GET', port => $stub_proxy },
 );
 
+# CPU time (utime + stime) of processes, in microseconds
+my $TICK = POSIX::sysconf(POSIX::_SC_CLK_TCK()) || 100;
+
+sub cpu_us {
+    my $ticks = 0;
+    for my $pid (@_) {
+        my $stat = slurp("/proc/$pid/stat") // die "no process $pid\n";
+        # pid (comm) state ppid ...: utime and stime are fields 14 and 15
+        $stat =~ s/^.*\)\s+//s;
+        my @f = split ' ', $stat;
+        $ticks += $f[11] + $f[12];
+    }
+    return $ticks * 1e6 / $TICK;
+}
+
+# wrk's own CPU: what the waited-for children used
+sub children_us {
+    my (undef, undef, undef, $cu, $cs) = POSIX::times();
+    return ($cu + $cs) * 1e6 / $TICK;
+}
+
+my @gw_pids = $t->worker_pids;
+my @stub_pids = $stub->worker_pids;
+die "no gateway worker\n" unless @gw_pids;
+
 sub wrk {
     my ($path, $seconds) = @_;
     my $url = $t->base_url . $path;
     my $script = $SIDE{$path}{post} ? "-s '$tmp/post.lua'" : '';
+    my ($g0, $s0, $w0) = (cpu_us(@gw_pids), cpu_us(@stub_pids),
+                          children_us());
+    my $t0 = time;
     my $out = run_out($t, 'sh', '-c', "wrk -t1 -c$o{conns} -d${seconds}s "
                       . "--latency $script '$url' 2>&1");
+    my $wall = time - $t0;
+    my ($g1, $s1, $w1) = (cpu_us(@gw_pids), cpu_us(@stub_pids),
+                          children_us());
     my ($rps) = $out =~ /Requests\/sec:\s+([\d.]+)/;
     my ($n) = $out =~ /(\d+) requests in/;
     my ($p50) = $out =~ /^\s+50%\s+(\S+)/m;
@@ -176,13 +228,15 @@ sub wrk {
     die "wrk $path: non-2xx answers\n$out" if $out =~ /Non-2xx/;
     die "wrk $path: socket errors\n$out" if $out =~ /Socket errors/;
     die "wrk $path: no result\n$out" unless $rps;
-    return { rps => $rps, n => $n, p50 => $p50, p99 => $p99 };
+    return { rps => $rps, n => $n, p50 => $p50, p99 => $p99,
+             gw => $g1 - $g0, stub => $s1 - $s0, wrk => $w1 - $w0,
+             wall => $wall };
 }
 
 # warm-up: every side, connections open
 wrk($_, 2) for keys %SIDE;
 
-my (@ratios, @pass_ratios, %sum, @rows);
+my (@ratios, @pass_ratios, %sum, @rows, %cpu);
 for my $round (1 .. $o{rounds}) {
     my %rps;
     # alternate which side goes first
@@ -192,6 +246,7 @@ for my $round (1 .. $o{rounds}) {
         my $w = wrk($side, $o{seconds});
         $rps{$side} = $w->{rps};
         $sum{$side} += $w->{rps};
+        $cpu{$side}{$_} += $w->{$_} for qw(n gw stub wrk wall);
         $w->{side} = $side;
         push @rows, [ $round, $w ];
     }
@@ -202,6 +257,18 @@ for my $round (1 .. $o{rounds}) {
                 $round, $rps{'/sign'}, $rps{'/proxy'}, $ratios[-1],
                 $rps{'/v1/versionInfo'}, $rps{'/proxy-get'},
                 $pass_ratios[-1];
+    say sprintf "round %d: gateway CPU per request: %s", $round,
+        join(', ', map { sprintf '%s %.1f us', $SIDE{$_->[1]{side}}{name},
+                         $_->[1]{gw} / ($_->[1]{n} || 1) }
+                   grep { $_->[0] == $round } @rows);
+}
+
+# CPU microseconds per request over all rounds, per side and process
+my %per;
+for my $side (keys %cpu) {
+    my $c = $cpu{$side};
+    $per{$side}{$_} = $c->{$_} / ($c->{n} || 1) for qw(gw stub wrk);
+    $per{$side}{busy} = 100 * $c->{gw} / (($c->{wall} || 1) * 1e6);
 }
 
 sub median {
@@ -228,6 +295,44 @@ my $req_proxy = 0;
 $req_proxy += $_ for values %{$all{$stub_proxy} || {}};
 my $per100_sign = 100 * $conn_sign / ($req_sign || 1);
 my $per100_proxy = 100 * $conn_proxy / ($req_proxy || 1);
+
+# ----------------------------------------------------------------- bound
+#
+# The least CPU a tsb_sign request can cost the gateway: what a request
+# through proxy_pass costs it (read the request, send it upstream, read
+# the answer, respond) plus the least a CSR check costs (a key made from
+# the CSR's numbers and its signature verified: "fresh key +
+# X509_REQ_verify").  With one gateway worker, on one core at most:
+#   tsb_sign/s <= 1e6 / (gateway_us(proxy_pass) + csr_us)
+# and with the client and the stub on the same machine's CPUs:
+#   tsb_sign/s <= cpus * 1e6 / (wrk_us + stub_us + gateway_us + csr_us)
+# (wrk's and the stub's per-request costs those of proxy_pass).  Divided
+# by proxy_pass's measured requests/s: the best ratio reachable.
+
+my ($csr_min, $csr_gw, %bound);
+my $ncpu = () = (slurp('/proc/cpuinfo') // '') =~ /^processor/mg;
+if ($decode) {
+    ($csr_min) = $decode =~ /fresh key \+ X509_REQ_verify ([\d.]+) us/;
+    ($csr_gw) = $decode =~ /tsb_csr_parse ([\d.]+) us/;
+}
+if ($csr_min) {
+    my $p = $per{'/proxy'};
+    my $rps_proxy = $sum{'/proxy'} / $o{rounds};
+    for my $k (['min', $csr_min], ['gw', $csr_gw]) {
+        my ($name, $c) = @$k;
+        next unless $c;
+        my $one = 1e6 / ($p->{gw} + $c);
+        my $all = ($ncpu || 1) * 1e6 / ($p->{wrk} + $p->{stub} + $p->{gw}
+                                        + $c);
+        my $best = $one < $all ? $one : $all;
+        $bound{$name} = { one => $one, all => $all, rps => $best,
+                          ratio => $best / $rps_proxy };
+    }
+    say sprintf "bound: CSR check %.1f us: at most %.0f/s (one core: %.0f,"
+                . " %d CPUs: %.0f), %.2fx proxy_pass", $csr_min,
+                $bound{min}{rps}, $bound{min}{one}, $ncpu, $bound{min}{all},
+                $bound{min}{ratio};
+}
 
 # ----------------------------------------------------------------- report
 
@@ -263,13 +368,13 @@ push @l, '<!-- bench-sign:begin -->',
         . ", wrk -t1 -c$o{conns}",
     "- command: `make bench-sign` ($o{rounds} rounds of $o{seconds} s a "
         . 'side, bench/sign_bench.pl)', '',
-    '| round | side | requests/s | p50 | p99 |',
-    '|---:|---|---:|---:|---:|';
+    '| round | side | requests/s | p50 | p99 | gateway CPU/request |',
+    '|---:|---|---:|---:|---:|---:|';
 for my $row (@rows) {
     my ($round, $w) = @$row;
-    push @l, sprintf '| %d | %s | %.0f | %s | %s |', $round,
+    push @l, sprintf '| %d | %s | %.0f | %s | %s | %.1f us |', $round,
         $SIDE{$w->{side}}{name}, $w->{rps}, $w->{p50} // '-',
-        $w->{p99} // '-';
+        $w->{p99} // '-', $w->{gw} / ($w->{n} || 1);
 }
 push @l, '',
     '| | tsb_sign | proxy_pass |',
@@ -294,24 +399,72 @@ push @l, '',
     sprintf('New upstream connections: %d for %d sign requests (%.3f per '
             . '100); target <= 1 per 100: %s.', $conn_sign, $req_sign,
             $per100_sign, $per100_sign <= 1 ? 'met' : 'NOT met'),
+    '',
+    'CPU time per request, all rounds: utime+stime from /proc before and',
+    'after each wrk run, divided by the requests wrk completed.  "busy"',
+    'is the gateway worker\'s CPU time over the wall time of the runs.',
+    '',
+    '| CPU per request | tsb_sign | proxy_pass | tsb_pass GET '
+        . '| proxy_pass GET |',
+    '|---|---:|---:|---:|---:|';
+my @cols = ('/sign', '/proxy', '/v1/versionInfo', '/proxy-get');
+push @l,
+    sprintf('| gateway worker | %s |', join ' | ',
+            map { sprintf '%.1f us', $per{$_}{gw} } @cols),
+    sprintf('| gateway worker busy | %s |', join ' | ',
+            map { sprintf '%.0f%%', $per{$_}{busy} } @cols),
+    sprintf('| stub worker | %s |', join ' | ',
+            map { sprintf '%.1f us', $per{$_}{stub} } @cols),
+    sprintf('| wrk | %s |', join ' | ',
+            map { sprintf '%.1f us', $per{$_}{wrk} } @cols),
+    '',
+    sprintf('The gateway spends %.1f us more per request on tsb_sign than '
+            . 'on proxy_pass,', $per{'/sign'}{gw} - $per{'/proxy'}{gw}),
+    sprintf('and %.1f us more on a GET through tsb_pass than through '
+            . 'proxy_pass.', $per{'/v1/versionInfo'}{gw}
+            - $per{'/proxy-get'}{gw}),
     '';
 if ($decode) {
-    push @l, 'Where the sign path\'s time goes: the CSR.  With this OpenSSL '
-        . '(3.0) the',
-        'decoding of the CSR\'s public key inside `d2i_X509_REQ()` builds '
-        . 'a provider',
-        'decoder context on every call; measured on the same machine '
-        . '(bench/csr_decode.c,',
-        '2000 calls each, the benchmark\'s own CSR):', '',
+    push @l, 'The CSR, measured on the same machine (bench/csr_decode.c, '
+        . '2000 calls each,',
+        'the least of three runs, the benchmark\'s own CSR):', '',
         "    $decode", '',
-        'The type-specific legacy decoder of the same key takes about a '
-        . 'hundredth of',
-        'that.  A perf profile of the worker under this load, taken when '
-        . 'this',
-        'benchmark was written, put about a third of its time in',
-        '`OSSL_DECODER_CTX_new_for_pkey()` under `tsb_csr_parse()`; the '
-        . 'upstream',
-        'client\'s own cost is what the tsb_pass GET figure shows.',
+        'With OpenSSL 3.0, `d2i_X509_REQ()` builds a provider decoder '
+        . 'context for the',
+        'public key on every call; the gateway does not take that path: '
+        . '`tsb_csr_parse()`',
+        '(decode, self-signature check, the facts the policy reads) is the '
+        . 'last figure.',
+        '`X509_REQ_verify` with one key is cheaper than with a fresh key '
+        . 'because OpenSSL',
+        'keeps the key\'s Montgomery context between calls; every CSR '
+        . 'brings a new key,',
+        'so "fresh key + X509_REQ_verify" is the least a CSR check costs.',
+        '';
+}
+if (%bound) {
+    my $b = $bound{min};
+    push @l, 'The bound: if a tsb_sign request cost the gateway only what a '
+        . 'proxy_pass',
+        sprintf('request costs it (%.1f us) plus that least CSR check '
+                . '(%.1f us), one gateway',
+                $per{'/proxy'}{gw}, $csr_min),
+        sprintf('worker could serve at most %.0f requests/s (one core); '
+                . 'with wrk and the stub', $b->{one}),
+        sprintf('at their proxy_pass costs (%.1f us and %.1f us) on the '
+                . 'same %d CPUs, at most',
+                $per{'/proxy'}{wrk}, $per{'/proxy'}{stub}, $ncpu),
+        sprintf('%.0f/s.  The lower of the two against proxy_pass\'s '
+                . '%.0f/s: a ratio of', $b->{all}, $sum{'/proxy'} / $o{rounds}),
+        sprintf('at most **%.2fx**.', $b->{ratio})
+            . ($bound{gw}
+               ? sprintf('  With the gateway\'s whole CSR intake '
+                         . '(tsb_csr_parse, %.1f us)', $csr_gw)
+               : ''),
+        ($bound{gw}
+            ? sprintf('in place of the least check: **%.2fx**.  '
+                      . 'Measured: %.2fx.', $bound{gw}{ratio}, $median)
+            : sprintf('Measured: %.2fx.', $median)),
         '';
 }
 push @l, '<!-- bench-sign:end -->';
