@@ -28,8 +28,10 @@ local $ENV{NGINX_BIN} = $TsbTest::NGINX;
 my $out = `sh $root/conf/demo.sh start 2>&1`;
 my $started = $? == 0;
 
+# (by then the local %ENV above is undone: name the directory again)
 END {
-    system("sh $root/conf/demo.sh stop >/dev/null 2>&1") if $dir;
+    system("DEMO_DIR='$dir/demo' sh $root/conf/demo.sh stop >/dev/null 2>&1")
+        if $dir;
 }
 
 ok($started, 'the demo starts') or diag($out);
