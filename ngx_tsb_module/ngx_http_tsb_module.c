@@ -881,4 +881,5 @@ static void
 ngx_http_tsb_exit_process(ngx_cycle_t *cycle)
 {
     ngx_http_tsb_upstream_exit_process(cycle);
+    tsb_csr_cleanup();
 }

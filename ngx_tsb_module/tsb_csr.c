@@ -488,14 +488,16 @@ tsb_csr_der_exact(tsb_buf_t *der, tsb_error_t *err)
  * set, and tsb_csr_parse() runs the reference path, which decides.
  */
 
-static OSSL_LIB_CTX  *tsb_csr_quiet_libctx;
-static CRYPTO_ONCE    tsb_csr_quiet_once = CRYPTO_ONCE_STATIC_INIT;
+static OSSL_LIB_CTX   *tsb_csr_quiet_libctx;
+static OSSL_PROVIDER  *tsb_csr_quiet_null;
+static CRYPTO_ONCE     tsb_csr_quiet_once = CRYPTO_ONCE_STATIC_INIT;
 
 
 static void
 tsb_csr_quiet_init(void)
 {
-    OSSL_LIB_CTX  *ctx;
+    OSSL_LIB_CTX   *ctx;
+    OSSL_PROVIDER  *prov;
 
     ctx = OSSL_LIB_CTX_new();
     if (ctx == NULL) {
@@ -505,13 +507,29 @@ tsb_csr_quiet_init(void)
 
     /* a provider loaded explicitly keeps the default one from loading */
 
-    if (OSSL_PROVIDER_load(ctx, "null") == NULL) {
+    prov = OSSL_PROVIDER_load(ctx, "null");
+    if (prov == NULL) {
         OSSL_LIB_CTX_free(ctx);
         ERR_clear_error();
         return;
     }
 
+    tsb_csr_quiet_null = prov;
     tsb_csr_quiet_libctx = ctx;
+}
+
+
+void
+tsb_csr_cleanup(void)
+{
+    /* the once does not run again: later parses take the reference path */
+
+    if (tsb_csr_quiet_libctx != NULL) {
+        (void) OSSL_PROVIDER_unload(tsb_csr_quiet_null);
+        OSSL_LIB_CTX_free(tsb_csr_quiet_libctx);
+        tsb_csr_quiet_null = NULL;
+        tsb_csr_quiet_libctx = NULL;
+    }
 }
 
 

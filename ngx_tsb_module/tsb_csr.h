@@ -124,6 +124,12 @@ int tsb_csr_load(const unsigned char *in, size_t len, tsb_csr_t **out,
 
 void tsb_csr_free(tsb_csr_t *csr);
 
+/*
+ * Frees what the fast path keeps for the process (its library context);
+ * at process exit.  CSRs parsed after it take the reference path.
+ */
+void tsb_csr_cleanup(void);
+
 /* PEM with the standard "CERTIFICATE REQUEST" label, NUL-terminated */
 int tsb_csr_to_pem(const tsb_csr_t *csr, tsb_buf_t *pem);
 

@@ -1146,6 +1146,53 @@ test_fast_path(void)
 }
 
 
+/* after tsb_csr_cleanup() (process exit) a CSR still parses, the slow way */
+
+static void
+test_cleanup(const char *dir)
+{
+    char         *pem;
+    size_t        len;
+    tsb_csr_t    *csr, *fast;
+    tsb_buf_t     der;
+    tsb_error_t   err;
+
+    pem = tt_read_file(dir, "tsb-csr-new-label.pem", &len);
+
+    if (pem == NULL
+        || tsb_csr_decode((unsigned char *) pem, len, &der, &err) != 0)
+    {
+        ok(0, "cleanup: the fixture decodes");
+        free(pem);
+        return;
+    }
+
+    fast = NULL;
+    is_int(tsb_csr_parse_fast(der.data, der.len, &fast, &err), 0,
+           "cleanup: before it, the fast path takes the fixture");
+    tsb_csr_free(fast);
+
+    tsb_csr_cleanup();
+    tsb_csr_cleanup();
+
+    fast = NULL;
+    is_int(tsb_csr_parse_fast(der.data, der.len, &fast, &err),
+           TSB_CSR_FALLBACK, "cleanup: after it, the fast path steps aside");
+    ok(fast == NULL, "cleanup: and makes nothing");
+
+    csr = NULL;
+    is_int(tsb_csr_parse(der.data, der.len, &csr, &err), 0,
+           "cleanup: tsb_csr_parse() still parses and verifies");
+    ok(csr != NULL && csr->n_common_names == 1
+       && strcmp(csr->common_names[0], "Approver-Intermediate-SUB") == 0,
+       "cleanup: with the same facts");
+
+    tsb_csr_free(csr);
+    tsb_buf_free(&der);
+    free(pem);
+}
+
+
 int
 main(int argc, char **argv)
 {
@@ -1172,6 +1219,7 @@ main(int argc, char **argv)
     test_signature();
     test_facts();
     test_fast_path();
+    test_cleanup(dir);
 
     EVP_PKEY_free(rsa2048);
     EVP_PKEY_free(rsa1024);
