@@ -171,6 +171,14 @@ tsb_utf8_valid(const unsigned char *s, size_t len)
     size_t  n;
 
     while (len) {
+
+        /* ASCII, most of what a client sends, without a call a byte */
+        if (*s < 0x80) {
+            s++;
+            len--;
+            continue;
+        }
+
         n = tsb_utf8_sequence(s, len);
         if (n == 0) {
             return 0;
