@@ -179,6 +179,8 @@ static void ngx_http_tsb_cache_unhex(u_char *dst, u_char *hex, size_t n);
 static size_t ngx_http_tsb_cache_data_len(ngx_http_tsb_cache_node_t *cn);
 static void ngx_http_tsb_cache_cursor(ngx_http_tsb_cache_cursor_t *cur,
     ngx_http_tsb_cache_node_t *cn);
+static u_char *ngx_http_tsb_cache_piece(ngx_http_tsb_cache_cursor_t *cur,
+    size_t *n);
 static u_char *ngx_http_tsb_cache_read(ngx_http_tsb_cache_cursor_t *cur,
     u_char *dst, size_t n);
 static void ngx_http_tsb_cache_write(ngx_http_tsb_cache_cursor_t *cur,
@@ -702,29 +704,46 @@ ngx_http_tsb_cache_cursor(ngx_http_tsb_cache_cursor_t *cur,
 }
 
 
+/* the next piece of the entry's data: at most *n bytes, *n set to how many */
+
+static u_char *
+ngx_http_tsb_cache_piece(ngx_http_tsb_cache_cursor_t *cur, size_t *n)
+{
+    u_char  *p;
+
+    if (cur->left == 0) {
+        cur->pos = cur->next->data;
+        cur->left = sizeof(cur->next->data);
+        cur->next = cur->next->next;
+    }
+
+    *n = ngx_min(*n, cur->left);
+
+    p = cur->pos;
+    cur->pos += *n;
+    cur->left -= *n;
+
+    return p;
+}
+
+
 /* copies n bytes of the entry's data to dst, or skips them (dst NULL) */
 
 static u_char *
 ngx_http_tsb_cache_read(ngx_http_tsb_cache_cursor_t *cur, u_char *dst,
     size_t n)
 {
-    size_t  k;
+    size_t   k;
+    u_char  *p;
 
     while (n) {
-        if (cur->left == 0) {
-            cur->pos = cur->next->data;
-            cur->left = sizeof(cur->next->data);
-            cur->next = cur->next->next;
-        }
-
-        k = ngx_min(n, cur->left);
+        k = n;
+        p = ngx_http_tsb_cache_piece(cur, &k);
 
         if (dst) {
-            dst = ngx_cpymem(dst, cur->pos, k);
+            dst = ngx_cpymem(dst, p, k);
         }
 
-        cur->pos += k;
-        cur->left -= k;
         n -= k;
     }
 
@@ -736,21 +755,15 @@ static void
 ngx_http_tsb_cache_write(ngx_http_tsb_cache_cursor_t *cur, u_char *src,
     size_t n)
 {
-    size_t  k;
+    size_t   k;
+    u_char  *p;
 
     while (n) {
-        if (cur->left == 0) {
-            cur->pos = cur->next->data;
-            cur->left = sizeof(cur->next->data);
-            cur->next = cur->next->next;
-        }
+        k = n;
+        p = ngx_http_tsb_cache_piece(cur, &k);
 
-        k = ngx_min(n, cur->left);
+        ngx_memcpy(p, src, k);
 
-        ngx_memcpy(cur->pos, src, k);
-
-        cur->pos += k;
-        cur->left -= k;
         src += k;
         n -= k;
     }

@@ -561,43 +561,35 @@ my ($pem, $der, $etag, $der_etag, $filename);
 # ----------------- one zone, one issuer chain: nginx refuses anything else
 {
     my $ca = $t->sim_ca;
-    my $b = TsbTest->new;
-    my $died = !eval {
-        $b->start_nginx(<<"EOF");
-tsb_upstream http://127.0.0.1:%%PORT2%%;
-tsb_cache_zone shared:1m;
-tsb_cache shared;
-server {
-    listen 127.0.0.1:%%PORT%%;
-    location /a/ { tsb_status; }
-    location /b/ { tsb_certificate; tsb_issuer_chain $ca; }
-}
-EOF
-        1;
-    };
-    my $why = $@ // '';
-    ok($died && $why =~ /locations "\/a\/" and "\/b\/" share tsb_cache zone "shared" with different tsb_issuer_chain/,
-       'two locations of one zone with different issuer chains: refused')
-        or diag($why);
-    $b->stop;
 
-    $b = TsbTest->new;
-    ok(eval {
-        $b->start_nginx(<<"EOF");
+    # starts nginx with a server-level directive; undef or why it failed
+    my $start = sub {
+        my ($server_level) = @_;
+        my $b = TsbTest->new;
+        my $ok = eval {
+            $b->start_nginx(<<"EOF");
 tsb_upstream http://127.0.0.1:%%PORT2%%;
 tsb_cache_zone shared:1m;
 tsb_cache shared;
 server {
     listen 127.0.0.1:%%PORT%%;
-    tsb_issuer_chain $ca;
+    $server_level
     location /a/ { tsb_status; }
     location /b/ { tsb_certificate; tsb_issuer_chain $ca; }
 }
 EOF
-        1;
-    }, 'the same chain (one inherited, one the same file): accepted')
-        or diag($@);
-    $b->stop;
+            1;
+        };
+        my $why = $ok ? undef : ($@ || 'failed');
+        $b->stop;
+        return $why;
+    };
+
+    my $why = $start->('') // '';
+    like($why, qr/locations "\/a\/" and "\/b\/" share tsb_cache zone "shared" with different tsb_issuer_chain/,
+         'two locations of one zone with different issuer chains: refused');
+    is($start->("tsb_issuer_chain $ca;"), undef,
+       'the same chain (one inherited, one the same file): accepted');
 }
 
 # ------------- approver lists: kept once per zone, answered as the TSB's
