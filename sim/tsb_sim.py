@@ -10,7 +10,7 @@ saw.  See sim/README.md.
 
 Only the Python standard library and python3-cryptography (Debian 12) are
 used.  Nothing sleeps except injected delays; idle keep-alive connections are
-dropped after IDLE_TIMEOUT_S.
+dropped after IDLE_TIMEOUT_S (--idle-timeout-ms).
 """
 
 import argparse
@@ -936,6 +936,11 @@ class Handler(BaseHTTPRequestHandler):
 
     do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
 
+    def setup(self):
+        # the server's idle timeout, as the socket timeout between requests
+        self.timeout = self.server.idle_timeout_s
+        super().setup()
+
     def dispatch(self):
         started = time.monotonic()
         sim = self.server.sim
@@ -1133,11 +1138,13 @@ class SimServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
 
-    def __init__(self, address, sim, ssl_context):
+    def __init__(self, address, sim, ssl_context,
+                 idle_timeout_s=IDLE_TIMEOUT_S):
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         self.sim = sim
         self.ssl_context = ssl_context
+        self.idle_timeout_s = idle_timeout_s
         super().__init__(address, Handler)
 
     def server_bind(self):
@@ -1197,6 +1204,9 @@ def parse_args(argv):
                    help="execute PENDING requests after N ms (0 = off)")
     p.add_argument("--delay-ms", type=int, default=0,
                    help="delay every /v1 answer by N ms")
+    p.add_argument("--idle-timeout-ms", type=int,
+                   default=IDLE_TIMEOUT_S * 1000,
+                   help="close keep-alive connections idle this long")
     args = p.parse_args(argv)
     if bool(args.tls_cert) != bool(args.tls_key):
         p.error("--tls-cert and --tls-key go together")
@@ -1206,6 +1216,8 @@ def parse_args(argv):
         p.error("--ca-cert and --ca-key go together")
     if args.auto_approve_ms < 0 or args.delay_ms < 0:
         p.error("--auto-approve-ms and --delay-ms must be >= 0")
+    if args.idle_timeout_ms <= 0:
+        p.error("--idle-timeout-ms must be > 0")
     return args
 
 
@@ -1254,7 +1266,8 @@ def main(argv=None):
     sim = Simulator(ca, approvers, args.auto_approve_ms, args.delay_ms,
                     args.api_key, args.bearer)
     try:
-        server = SimServer((args.host, args.port), sim, ssl_context)
+        server = SimServer((args.host, args.port), sim, ssl_context,
+                           args.idle_timeout_ms / 1000.0)
     except OSError as e:
         log("cannot listen on %s:%d: %s" % (args.host, args.port, e))
         return 2
