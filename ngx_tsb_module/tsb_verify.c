@@ -83,6 +83,8 @@ static int tsb_verify_key(const tsb_expect_t *e, X509 *x,
 static int tsb_verify_cn(const tsb_expect_t *e, X509 *x, tsb_error_t *err);
 static int tsb_verify_sans(const tsb_expect_t *e, X509 *x,
     tsb_error_t *err);
+static X509 *tsb_verify_d2i(const unsigned char *der, size_t der_len,
+    tsb_error_t *err);
 static int tsb_verify_absent(int crit, unsigned accepted, const char *ext,
     const char *what, tsb_error_t *err);
 static int tsb_verify_key_usage(const tsb_expect_t *e, X509 *x,
@@ -396,15 +398,43 @@ tsb_expect_dns_like(const char *s, size_t len)
 }
 
 
+/* the issued certificate, one whole DER X509 and nothing after it */
+
+static X509 *
+tsb_verify_d2i(const unsigned char *der, size_t der_len, tsb_error_t *err)
+{
+    X509                 *x;
+    const unsigned char  *p;
+
+    if (der == NULL || der_len == 0 || der_len > LONG_MAX) {
+        tsb_error_set(err, 502, "upstream.certificate",
+                      "the TSB gave no certificate");
+        return NULL;
+    }
+
+    p = der;
+    x = d2i_X509(NULL, &p, (long) der_len);
+
+    if (x == NULL || p != der + der_len) {
+        X509_free(x);
+        ERR_clear_error();
+        tsb_error_set(err, 502, "upstream.certificate",
+                      "the TSB's certificate cannot be parsed");
+        return NULL;
+    }
+
+    return x;
+}
+
+
 int
 tsb_expect_verify(const unsigned char *blob, size_t len,
     const tsb_cert_t *cert, const unsigned char *der, size_t der_len,
     const tsb_chain_t *issuers, tsb_error_t *err)
 {
-    int                   rc;
-    X509                 *x;
-    tsb_expect_t          e;
-    const unsigned char  *p;
+    int            rc;
+    X509          *x;
+    tsb_expect_t   e;
 
     if (tsb_expect_parse(blob, len, &e) != 0) {
         tsb_error_set(err, 500, "internal.expect",
@@ -418,20 +448,8 @@ tsb_expect_verify(const unsigned char *blob, size_t len,
         der_len = cert->der.len;
     }
 
-    if (der == NULL || der_len == 0 || der_len > LONG_MAX) {
-        tsb_error_set(err, 502, "upstream.certificate",
-                      "the TSB gave no certificate");
-        return -1;
-    }
-
-    p = der;
-    x = d2i_X509(NULL, &p, (long) der_len);
-
-    if (x == NULL || p != der + der_len) {
-        X509_free(x);
-        ERR_clear_error();
-        tsb_error_set(err, 502, "upstream.certificate",
-                      "the TSB's certificate cannot be parsed");
+    x = tsb_verify_d2i(der, der_len, err);
+    if (x == NULL) {
         return -1;
     }
 
@@ -463,24 +481,11 @@ int
 tsb_chain_verify_issued(const tsb_chain_t *issuers, const unsigned char *der,
     size_t der_len, tsb_error_t *err)
 {
-    int                   rc;
-    X509                 *x;
-    const unsigned char  *p;
+    int    rc;
+    X509  *x;
 
-    if (der == NULL || der_len == 0 || der_len > LONG_MAX) {
-        tsb_error_set(err, 502, "upstream.certificate",
-                      "the TSB gave no certificate");
-        return -1;
-    }
-
-    p = der;
-    x = d2i_X509(NULL, &p, (long) der_len);
-
-    if (x == NULL || p != der + der_len) {
-        X509_free(x);
-        ERR_clear_error();
-        tsb_error_set(err, 502, "upstream.certificate",
-                      "the TSB's certificate cannot be parsed");
+    x = tsb_verify_d2i(der, der_len, err);
+    if (x == NULL) {
         return -1;
     }
 
