@@ -17,7 +17,7 @@ use IO::Select;
 use JSON::PP ();
 use Test::More;
 use Time::HiRes qw(time sleep);
-use TsbTest;
+use TsbTest qw(xcs);
 
 my $KEY = 'test-api-key-SECRET';
 my $GET = 'GET /v1/request/{id}';
@@ -57,15 +57,7 @@ is(scalar @workers, $WORKERS, "$WORKERS workers");
 
 my ($CSR) = $t->make_csr(cn => 'wait.svc.example', key => 'ec:P-256');
 
-# (one write for the whole request: HTTP::Tiny's separate header and body
-# writes meet Nagle and delayed ACKs, 40 ms a sign)
-sub new_id {
-    my $r = $t->raw_read($t->raw_send(POST => '/sign', body => $CSR,
-                                      content_type => $PEM_T));
-    return $r->{json}{signRequestId} if $r->{status} == 202;
-    $t->explain_response($r);
-    die "sign failed\n";
-}
+sub new_id { $t->sign_id($CSR) }
 
 sub sim_ok {
     my ($path, $body) = @_;
@@ -81,8 +73,6 @@ sub gets_for {
     return scalar grep { $_->{method} eq 'GET'
                          && $_->{path} eq "/v1/request/$id" } @{$t->sim_requests};
 }
-
-sub xcs { $_[0]{headers}{'x-cache-status'} // '(none)' }
 
 sub parse_http {
     my ($buf) = @_;

@@ -13,11 +13,10 @@ use lib "$FindBin::Bin/lib";
 
 use Test::More;
 use Time::HiRes qw(time sleep);
-use TsbTest qw(slurp spew);
+use TsbTest qw(slurp spew xcs);
 
 my $KEY = 'test-api-key-SECRET';
 my $GET = 'GET /v1/request/{id}';
-my $PEM_T = 'application/x-pem-file';
 
 my $t = TsbTest->new;
 my $STORE = $t->tmp . '/store';
@@ -46,24 +45,11 @@ $t->start_nginx($CONF, workers => 1);
 
 my ($CSR) = $t->make_csr(cn => 'store.svc.example', key => 'ec:P-256');
 
-# (one write for the whole request: HTTP::Tiny's separate header and body
-# writes meet Nagle and delayed ACKs, 40 ms a sign)
-sub new_id {
-    my $r = $t->raw_read($t->raw_send(POST => '/sign', body => $CSR,
-                                      content_type => $PEM_T));
-    return $r->{json}{signRequestId} if $r->{status} == 202;
-    $t->explain_response($r);
-    die "sign failed\n";
-}
+sub new_id { $t->sign_id($CSR) }
 
-sub approve {
-    my ($id) = @_;
-    my $r = $t->sim_post("/_sim/approve/$id");
-    die "approve $id: $r->{status} $r->{content}\n" unless $r->{status} == 200;
-}
+sub approve { $t->sim_approve($_[0]) }
 
 sub gets { $t->sim_counts->{$GET} // 0 }
-sub xcs { $_[0]{headers}{'x-cache-status'} // '(none)' }
 sub stored { "$STORE/$_[0].tsb" }
 
 sub der_parses {

@@ -13,11 +13,10 @@ use lib "$FindBin::Bin/lib";
 
 use Test::More;
 use Time::HiRes qw(time sleep);
-use TsbTest qw(slurp spew);
+use TsbTest qw(slurp spew xcs);
 
 my $KEY = 'test-api-key-SECRET';
 my $GET = 'GET /v1/request/{id}';
-my $PEM_T = 'application/x-pem-file';
 
 my $t = TsbTest->new;
 $t->start_sim('--api-key', $KEY);
@@ -45,25 +44,11 @@ my $CONF_FILE = $t->tmp . '/nginx.conf';
 
 my ($CSR) = $t->make_csr(cn => 'reload.svc.example', key => 'ec:P-256');
 
-# (one write for the whole request: HTTP::Tiny's separate header and body
-# writes meet Nagle and delayed ACKs, 40 ms a sign)
-sub new_id {
-    my $r = $t->raw_read($t->raw_send(POST => '/sign', body => $CSR,
-                                      content_type => $PEM_T));
-    return $r->{json}{signRequestId} if $r->{status} == 202;
-    $t->explain_response($r);
-    die "sign failed\n";
-}
+sub new_id { $t->sign_id($CSR) }
 
-sub approve {
-    my ($id) = @_;
-    my $r = $t->sim_post("/_sim/approve/$id");
-    die "approve $id: $r->{status} $r->{content}\n" unless $r->{status} == 200;
-}
+sub approve { $t->sim_approve($_[0]) }
 
 sub gets { $t->sim_counts->{$GET} // 0 }
-sub xcs { $_[0]{headers}{'x-cache-status'} // '(none)' }
-
 sub edit_conf {
     my ($code) = @_;
     my $c = slurp($CONF_FILE);

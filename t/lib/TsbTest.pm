@@ -52,7 +52,7 @@ use Time::HiRes qw(time sleep);
 
 use Exporter 'import';
 our @EXPORT_OK = qw(free_port slurp spew json_encode json_decode
-                    root_dir fixture);
+                    root_dir fixture xcs);
 
 our $ROOT = abs_path(dirname(__FILE__) . '/../..');
 our $NGINX = $ENV{TSB_NGINX} || '/usr/sbin/nginx';
@@ -276,6 +276,14 @@ sub sim_post {
 }
 
 sub sim_delete { my ($self, $path) = @_; $self->_sim_request(DELETE => $path) }
+
+# A simulator approval for every approver; dies if the simulator refuses.
+sub sim_approve {
+    my ($self, $id) = @_;
+    my $r = $self->sim_post("/_sim/approve/$id");
+    croak "approve $id: $r->{status} $r->{content}" unless $r->{status} == 200;
+    return $r;
+}
 
 sub sim_counts {
     my ($self) = @_;
@@ -715,6 +723,21 @@ sub raw_read {
     return _wrap({ status => $status // 599, reason => $reason // '',
                    headers => \%h, content => $body });
 }
+
+# A CSR (PEM) signed through a tsb_sign location: its signRequestId, or
+# death.  One write for the whole request: HTTP::Tiny's separate header and
+# body writes meet Nagle and delayed ACKs, 40 ms a sign.
+sub sign_id {
+    my ($self, $csr, $path) = @_;
+    my $r = $self->raw_read($self->raw_send(POST => $path // '/sign',
+        body => $csr, content_type => 'application/x-pem-file'));
+    return $r->{json}{signRequestId} if $r->{status} == 202;
+    $self->explain_response($r);
+    croak "sign failed: $r->{status}";
+}
+
+# X-Cache-Status of a response
+sub xcs { $_[0]{headers}{'x-cache-status'} // '(none)' }
 
 # ---------------------------------------------------------------- openssl
 
