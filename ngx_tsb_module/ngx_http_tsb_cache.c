@@ -1874,9 +1874,6 @@ ngx_http_tsb_watch_loaded(void *data, ngx_http_tsb_entry_t *e)
 {
     ngx_http_tsb_watch_t *w = data;
 
-    ngx_http_tsb_cache_ctx_t   *ctx;
-    ngx_http_tsb_cache_node_t  *cn;
-
     w->loading = 0;
 
     if (e == NULL) {
@@ -1886,25 +1883,22 @@ ngx_http_tsb_watch_loaded(void *data, ngx_http_tsb_entry_t *e)
         return;
     }
 
-    ctx = w->conf->cache_zone->data;
+    if (ngx_http_tsb_cache_store(w->conf->cache_zone->data, e, w->log)
+        != NGX_OK)
+    {
+        /* not cached: the other workers need not wait for us */
+        ngx_http_tsb_watch_unclaim(w);
+    }
 
-    (void) ngx_http_tsb_cache_store(ctx, e, w->log);
+    /*
+     * The waiters are answered from our copy, cached or not: what the zone
+     * holds under the id now may be another worker's placeholder, or
+     * nothing, if a full zone could not take the entry.
+     */
 
-    ngx_shmtx_lock(&ctx->shpool->mutex);
-
-    cn = ngx_http_tsb_cache_lookup(ctx, &w->id, w->node.key);
-
-    if (cn == NULL || ngx_http_tsb_watch_snapshot(w, cn) != NGX_OK) {
-        ngx_shmtx_unlock(&ctx->shpool->mutex);
-
-        /* the zone could not take it: serve from a copy of our own */
-        if (ngx_http_tsb_watch_copy(w, e) != NGX_OK) {
-            ngx_http_tsb_watch_step(w);
-            return;
-        }
-
-    } else {
-        ngx_shmtx_unlock(&ctx->shpool->mutex);
+    if (ngx_http_tsb_watch_copy(w, e) != NGX_OK) {
+        ngx_http_tsb_watch_step(w);
+        return;
     }
 
     ngx_log_error(NGX_LOG_INFO, w->log, 0,

@@ -522,7 +522,13 @@ ngx_http_tsb_serve_certificate(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx,
 
         name = tsb_status_name(e->status);
         if (name == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            /* the zone and the parsers keep known statuses only */
+            ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                          "tsb: entry of request with no known status");
+
+            return ngx_http_tsb_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                       "internal.status",
+                       "the gateway holds no known status for the request");
         }
 
         p = ngx_cpymem(reason, "request.", sizeof("request.") - 1);

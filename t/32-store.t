@@ -108,6 +108,25 @@ my ($pem, $der, $etag);
     is(gets() - $g1, 0, 'served from the store: no upstream GET');
     like($t->log_since, qr/served from tsb_store/,
          'error.log says they came from the store');
+
+    # all 30 at once, again and again: the zone keeps evicting what the
+    # store brings back while the next reads claim their ids
+    my ($n, $ok, %bad) = (0, 0);
+    for my $round (1 .. 10) {
+        my @socks = map { $t->raw_send(GET => "/tiny/$_.pem") } @ids;
+        for my $r (map { $t->raw_read($_) } @socks) {
+            $n++;
+            if ($r->{status} == 200 && $r->{content} =~ /BEGIN CERTIFICATE/) {
+                $ok++;
+            } else {
+                $bad{"$r->{status} $r->{content}"}++;
+            }
+        }
+    }
+    is($ok, $n, "$n reads, 30 at a time, through the 32k zone: all 200 "
+                . 'with the certificate')
+        or diag(explain(\%bad));
+    is(gets() - $g1, 0, 'still no upstream GET');
 }
 
 # --------------------------- restart, simulator down: served from the store
