@@ -316,6 +316,31 @@ ngx_http_tsb_store_write(void *data, ngx_log_t *log)
         return;
     }
 
+    /*
+     * The rename itself is durable only once the directory is: without
+     * this, a power loss after the answer could lose the file, or leave
+     * only its temporary name, which a read never looks at.
+     */
+
+    ngx_cpystrn(tmp, job->file.data, job->store->path.len + 1);
+
+    fd = ngx_open_file(tmp, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+
+    if (fd == NGX_INVALID_FILE) {
+        job->err = ngx_errno;
+        job->failed = "open() of the directory";
+
+    } else {
+        if (fsync(fd) == -1) {
+            job->err = ngx_errno;
+            job->failed = "fsync() of the directory";
+        }
+
+        (void) ngx_close_file(fd);
+    }
+
+    /* the file is in place either way: an error here is only logged */
+
     job->rc = NGX_OK;
 }
 
@@ -383,7 +408,7 @@ ngx_http_tsb_store_saved(ngx_event_t *ev)
 {
     ngx_http_tsb_store_job_t  *job = ev->data;
 
-    if (job->rc != NGX_OK) {
+    if (job->failed) {
         ngx_log_error(NGX_LOG_ERR, job->log, job->err,
                       "tsb: storing \"%V\" failed in %s", &job->file,
                       job->failed);
