@@ -141,9 +141,11 @@ $(BUILD)/bench/policy_bench: bench/policy_bench.c $(CORE_SRCS) \
 bench-policy: $(BUILD)/bench/policy_bench
 	@sh bench/policy_report.sh $< $(BENCH_SECONDS) docs/benchmarks.md
 
-# status cache: cached GET vs static file, 1000 waiters, zone capacity
-# (about four minutes; options at the top of bench/cache_bench.pl)
+# status cache: cached GET vs static file, 1000 waiters, zone capacity,
+# tsb_store's disk I/O (about five minutes; options at the top of
+# bench/cache_bench.pl)
 bench-cache: build
+	@sh .ci/deps.sh wrk strace
 	TSB_MODULE=$(abspath $(MODULE_SO)) perl bench/cache_bench.pl \
 	    --module $(abspath $(MODULE_SO)) --doc docs/benchmarks.md
 
@@ -155,6 +157,7 @@ $(BUILD)/bench/csr_decode: bench/csr_decode.c $(CORE_SRCS) \
 	$(CC) $(BENCH_CFLAGS) -o $@ $< $(CORE_SRCS) $(UNIT_LIBS)
 
 bench-sign: build $(BUILD)/bench/csr_decode
+	@sh .ci/deps.sh wrk
 	perl bench/sign_bench.pl --module $(abspath $(MODULE_SO)) \
 	    --decode $(abspath $(BUILD)/bench/csr_decode) --doc docs/benchmarks.md
 

@@ -12,6 +12,14 @@
 #    counters give the upstream GETs per tsb_refresh_interval over five
 #    intervals; then the approval, and every client must get the
 #    certificate.  Target <= 1 GET per interval.
+# 4. store: tsb_store's disk I/O.  Certificates issued through the
+#    gateway are written to the store while strace watches every thread
+#    of the workers (which thread opens, fsync()s and renames store files,
+#    and how long an fsync takes); then GETs of more certificates than the
+#    zone holds, so that most are read back from the store, against the
+#    same PEM files served by nginx as static files, in interleaved rounds;
+#    and strace again while they run.  No target: it says what the I/O
+#    costs and that none of it runs on the event loop's thread.
 # 3. capacity: zone bytes per EXECUTED entry (zone size / entries held
 #    before evictions start), with real simulator-issued certificates
 #    signed through the gateway, then a zone sized by that figure filled
@@ -36,16 +44,17 @@ use TsbTest qw(slurp spew json_decode json_encode);
 Test::More->builder->no_ending(1);      # the harness loads Test::More
 
 my %o = (seconds => 5, rounds => 4, doc => "$FindBin::Bin/../docs/benchmarks.md",
-         waiters => 1000, capacity => 100_000, real => 1100,
-         only => 'throughput,waiters,capacity');
+         waiters => 1000, capacity => 100_000, real => 1100, store => 300,
+         only => 'throughput,waiters,capacity,store');
 GetOptions(\%o, 'seconds=i', 'rounds=i', 'doc=s', 'module=s', 'waiters=i',
-           'capacity=i', 'real=i', 'only=s', 'no-doc') or die "usage\n";
+           'capacity=i', 'real=i', 'store=i', 'only=s', 'no-doc') or die "usage\n";
 $TsbTest::MODULE = $o{module} if $o{module};
 my %only = map { $_ => 1 } split /,/, $o{only};
 
 my $KEY = 'bench-api-key';
 my $GET = 'GET /v1/request/{id}';
 my $CLIENT = "$FindBin::Bin/cache_client.py";
+my $PATHS = "$FindBin::Bin/paths.lua";
 my $PY = '/usr/bin/python3';
 my $WRK = 'wrk -t2 -c50';
 my %res;
@@ -103,11 +112,13 @@ sub worker_cpu {
 }
 
 sub wrk {
-    my ($t, $url, $seconds) = @_;
+    my ($t, $url, $seconds, $paths) = @_;
     $seconds //= $o{seconds};
+    my $script = $paths ? "-s '$PATHS'" : '';
+    my $args = $paths ? " -- '$paths'" : '';
     my $cpu0 = worker_cpu($t);
-    my $out = run_out($t, 'sh', '-c',
-                      "$WRK -d${seconds}s --latency '$url' 2>&1");
+    my $out = run_out($t, 'sh', '-c', "$WRK -d${seconds}s --latency "
+                                      . "$script '$url'$args 2>&1");
     my $cpu = worker_cpu($t) - $cpu0;
     my ($n) = $out =~ /(\d+) requests in/;
     my ($rps) = $out =~ /Requests\/sec:\s+([\d.]+)/;
@@ -117,6 +128,29 @@ sub wrk {
     die "wrk: no result\n$out" unless $rps;
     return { rps => $rps, lat => $lat, p99 => $p99, n => $n, cpu => $cpu,
              us => $n ? $cpu / $n * 1e6 : 0 };
+}
+
+# wrk against each target in turn, $o{rounds} rounds, the order turning
+# every round so that no target always runs first.  $targets: kind =>
+# [URL, file of paths for bench/paths.lua or none].  Returns the rounds
+# ([round, kind, wrk result] each) and, by kind, the sums of requests/s,
+# worker CPU ("cpu_KIND") and requests ("n_KIND").
+sub wrk_rounds {
+    my ($t, $label, $targets, @kinds) = @_;
+    my (@rounds, %sum);
+    for my $round (1 .. $o{rounds}) {
+        for my $kind (@kinds[map { ($_ + $round) % @kinds } 0 .. $#kinds]) {
+            my $w = wrk($t, $targets->{$kind}[0], undef, $targets->{$kind}[1]);
+            say sprintf "%s round %d %-6s %10.0f req/s  avg %s  p99 %s  "
+                        . "%.1f us worker CPU/request", $label, $round,
+                        $kind, $w->{rps}, $w->{lat}, $w->{p99}, $w->{us};
+            push @rounds, [$round, $kind, $w];
+            $sum{$kind} += $w->{rps};
+            $sum{"cpu_$kind"} += $w->{cpu};
+            $sum{"n_$kind"} += $w->{n};
+        }
+    }
+    return (\@rounds, \%sum);
 }
 
 # ------------------------------------------------------------ throughput
@@ -158,23 +192,16 @@ EOF
                pem => "$base/request/$id.pem",
                der => "$base/request/$id.der");
     wrk($t, $url{pem}, 2);                      # warm-up
-    my (%sum, @rounds, %ratios);
     my @kinds = qw(static pem der);
+    my ($rounds, $sum) = wrk_rounds($t, 'throughput',
+                                    { map { $_ => [$url{$_}] } @kinds },
+                                    @kinds);
+    my @rounds = @$rounds;
+    my %sum = %$sum;
+    my %ratios;
     for my $round (1 .. $o{rounds}) {
-        my %rps;
-        # the order turns every round: no target always runs first
-        my @order = @kinds[map { ($_ + $round) % 3 } 0 .. 2];
-        for my $kind (@order) {
-            my $w = wrk($t, $url{$kind});
-            say sprintf "throughput round %d %-6s %10.0f req/s  avg %s  "
-                        . "p99 %s  %.1f us worker CPU/request", $round,
-                        $kind, $w->{rps}, $w->{lat}, $w->{p99}, $w->{us};
-            push @rounds, [$round, $kind, $w];
-            $sum{$kind} += $w->{rps};
-            $sum{"cpu_$kind"} += $w->{cpu};
-            $sum{"n_$kind"} += $w->{n};
-            $rps{$kind} = $w->{rps};
-        }
+        my %rps = map { $_->[1] => $_->[2]{rps} }
+                  grep { $_->[0] == $round } @rounds;
         push @{$ratios{$_}}, $rps{$_} / $rps{static} for qw(pem der);
     }
     my $median = sub {
@@ -413,6 +440,153 @@ EOF
                 $f2->{seconds}, $u2 - $u1, json_encode($f2->{cache});
 }
 
+# ------------------------------------------------------------------ store
+
+# strace every thread of the workers; returns a function that stops it and
+# gives the store's system calls by thread: a worker's own thread (the
+# event loop) or another (nginx's thread pool)
+sub strace_workers {
+    my ($t, $name) = @_;
+    my $log = $t->tmp . "/strace.$name";
+    my %main = map { $_ => 1 } $t->worker_pids;
+    my @tids;
+    for my $pid (keys %main) {
+        opendir my $dh, "/proc/$pid/task" or die "/proc/$pid/task: $!\n";
+        push @tids, grep { /^\d+$/ } readdir $dh;
+    }
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        open STDERR, '>', "$log.err";
+        { exec 'strace', '-qq', '-f', '-T', '-o', $log,
+               '-e', 'trace=openat,fsync,rename,renameat,renameat2',
+               map { ('-p', $_) } @tids; }
+        POSIX::_exit(127);
+    }
+    sleep 1;                                # attached
+    return sub {
+        kill 'INT', $pid;
+        waitpid $pid, 0;
+        my (%calls, %fsync_ms, %fds);
+        open my $fh, '<', $log or die "$log: $!\n";
+        while (my $l = <$fh>) {
+            next unless $l =~ /^(\d+)\s+(\w+)\((.*)\)\s+=\s+(-?\d+)\b.*<([\d.]+)>/;
+            my ($tid, $call, $args, $ret, $secs) = ($1, $2, $3, $4, $5);
+            my $who = $main{$tid} ? 'loop' : 'pool';
+            if ($call eq 'openat') {
+                next unless $args =~ m{/store(?:/[^"]*\.tsb[^"]*)?"};
+                my $what = $args =~ m{\.tmp"} ? 'open_tmp'
+                         : $args =~ m{/store"} ? 'open_dir' : 'open_file';
+                $calls{$who}{$what}++;
+                $fds{"$tid:$ret"} = $what if $ret >= 0;
+            } elsif ($call eq 'fsync') {
+                my ($fd) = $args =~ /^(\d+)/;
+                my $of = $fds{"$tid:$fd"} // 'other';
+                $calls{$who}{"fsync_$of"}++;
+                push @{$fsync_ms{$of}}, $secs * 1000;
+            } elsif ($args =~ /\.tsb"/) {
+                $calls{$who}{rename}++;
+            }
+        }
+        return { calls => \%calls, fsync_ms => \%fsync_ms };
+    };
+}
+
+sub percentile {
+    my ($p, @v) = @_;
+    @v = sort { $a <=> $b } @v;
+    return 0 unless @v;
+    return $v[int($p / 100 * $#v + 0.5)];
+}
+
+sub bench_store {
+    my $n = $o{store};
+    my $t = TsbTest->new;
+    $t->start_sim('--api-key', $KEY);
+    $t->start_nginx(<<"EOF", workers => 2);
+    tsb_upstream %%SIM%%;
+    tsb_api_key $KEY;
+    tsb_cache_zone small:32k;
+    tsb_store %%TMP%%/store;
+    server {
+        listen 127.0.0.1:%%PORT%% reuseport;
+        access_log off;
+        tsb_cache small;
+@{[ sign_conf('small') ]}
+        location /request/ { tsb_status; }
+        location /static/ {
+            alias %%TMP%%/static/;
+            default_type application/x-pem-file;
+        }
+    }
+EOF
+    my $store = $t->tmp . '/store';
+    mkdir $t->tmp . '/static';
+    my ($csr) = $t->make_csr(cn => 'store.svc.example', key => 'ec:P-256');
+
+    # (a) writes, watched
+    my $stop = strace_workers($t, 'write');
+    my @ids;
+    my $t0 = time;
+    for (1 .. $n) {
+        my $id = new_id($t, $csr);
+        approve($t, $id);
+        my $r = $t->get("/request/$id.pem");
+        die "fetch: $r->{status}\n" unless $r->{status} == 200;
+        spew($t->tmp . "/static/$id.pem", $r->{content});
+        chmod 0644, $t->tmp . "/static/$id.pem";
+        push @ids, $id;
+    }
+    my $deadline = time + 10;
+    sleep 0.1 while grep({ !-e "$store/$_.tsb" } @ids) && time < $deadline;
+    my $issued = time - $t0;
+    my $stored = grep { -e "$store/$_.tsb" } @ids;
+    my $w = $stop->();
+    die "store: $stored of $n files written\n" unless $stored == $n;
+    my $bytes = 0;
+    $bytes += -s "$store/$_.tsb" for @ids;
+
+    # (b) reads: most ids are no longer in the 32k zone
+    my $paths = $t->tmp . '/paths';
+    spew("$paths.request", join '', map { "/request/$_.pem\n" } @ids);
+    spew("$paths.static", join '', map { "/static/$_.pem\n" } @ids);
+    my $g0 = $t->sim_counts->{$GET};
+    my %xcs;
+    for my $id (@ids[0 .. 19]) {
+        my $r = $t->get("/request/$id.pem");
+        die "read back: $r->{status}\n" unless $r->{status} == 200;
+        $xcs{$r->{headers}{'x-cache-status'} // '(none)'}++;
+    }
+    my $base = $t->base_url;
+    wrk($t, $base, 2, "$paths.request");         # warm-up
+    my ($rounds, $sum) = wrk_rounds($t, 'store',
+                                    { store => [$base, "$paths.request"],
+                                      static => [$base, "$paths.static"] },
+                                    qw(store static));
+    my %sum = %$sum;
+    my $stop2 = strace_workers($t, 'read');
+    my $rw = wrk($t, $base, 2, "$paths.request");
+    my $r = $stop2->();
+    my $gets = $t->sim_counts->{$GET} - $g0;
+    $t->stop;
+
+    $res{store} = {
+        n => $n, issued => $issued, bytes => $bytes / $n, write => $w,
+        read => $r, read_n => $rw->{n}, rounds => $rounds, xcs => \%xcs,
+        gets => $gets, ratio => $sum{store} / $sum{static},
+        us => { map { $_ => $sum{"cpu_$_"} / $sum{"n_$_"} * 1e6 }
+                qw(store static) },
+    };
+    say sprintf 'store: %d certificates written (%.0f bytes a file), '
+                . 'strace: %s; fsync ms p50/p99/max: %s', $n,
+                $bytes / $n, json_encode($w->{calls}),
+                join(' ', map { sprintf '%.2f', percentile($_,
+                     @{$w->{fsync_ms}{open_tmp} || []}) } 50, 99, 100);
+    say sprintf 'store: reads %.2fx static, strace of %d requests: %s; '
+                . 'first reads %s; upstream GETs %d', $res{store}{ratio},
+                $rw->{n}, json_encode($r->{calls}), json_encode(\%xcs),
+                $gets;
+}
+
 # ---------------------------------------------------------------- report
 sub report {
     my @l;
@@ -422,7 +596,8 @@ sub report {
     my $ngx = `/usr/sbin/nginx -v 2>&1`; chomp $ngx; $ngx =~ s/^nginx version: //;
     my $wrkv = (`wrk -v 2>&1` =~ /^(wrk \S+)/m)[0] // 'wrk';
     push @l, '<!-- bench-cache:begin -->',
-        '## Status cache: cached certificates, waiters, zone capacity', '',
+        '## Status cache: cached certificates, waiters, zone capacity, store',
+        '',
         'Measured by `make bench-cache` (bench/cache_bench.pl with',
         'bench/cache_client.py and wrk), the real nginx binary with the',
         'built module and the TSB simulator, everything on loopback on one',
@@ -432,7 +607,7 @@ sub report {
         "- software: $ngx, $wrkv, " . (`openssl version` =~ s/\n//r),
         "- command: `make bench-cache` (`perl bench/cache_bench.pl "
         . "--seconds $o{seconds} --rounds $o{rounds} --waiters $o{waiters} "
-        . "--capacity $o{capacity} --real $o{real}`)", '';
+        . "--capacity $o{capacity} --real $o{real} --store $o{store}`)", '';
 
     if (my $r = $res{throughput}) {
         my ($p, $d) = @{$r}{qw(pem der)};
@@ -565,6 +740,77 @@ sub report {
             'the gateway accepted at sign time, the real ones above have it.',
             'Sizing: docs/operations-cache.md.', '';
     }
+    if (my $s = $res{store}) {
+        my $wc = $s->{write}{calls};
+        my $rc = $s->{read}{calls};
+        my $count = sub {
+            my ($calls, $who, @keys) = @_;
+            my $n = 0;
+            $n += $calls->{$who}{$_} // 0 for @keys;
+            return $n;
+        };
+        my @wkeys = qw(open_tmp fsync_open_tmp rename open_dir
+                       fsync_open_dir open_file);
+        my $fs = $s->{write}{fsync_ms}{open_tmp} || [];
+        my $fd = $s->{write}{fsync_ms}{open_dir} || [];
+        push @l, '### tsb_store: disk I/O off the event loop', '',
+            "$s->{n} P-256 certificates signed through the gateway, approved",
+            'by the simulator and fetched once (2 workers, a 32k zone,',
+            '`tsb_store`), while `strace -f -T` watched every thread of both',
+            'workers; then reads of all of them in turn through the zone,',
+            'which holds about 16: most are read back from the store.  The',
+            'static side serves the same PEM files from a plain `alias`',
+            'location (no `open_file_cache`: the store has none either).',
+            'No target: this says which way the I/O goes and what it costs.',
+            '',
+            '| system calls on store files | event-loop thread | thread pool |',
+            '|---|---:|---:|',
+            sprintf('| writes: open temporary file | %d | %d |',
+                    $count->($wc, 'loop', 'open_tmp'),
+                    $count->($wc, 'pool', 'open_tmp')),
+            sprintf('| writes: fsync() of the file | %d | %d |',
+                    $count->($wc, 'loop', 'fsync_open_tmp'),
+                    $count->($wc, 'pool', 'fsync_open_tmp')),
+            sprintf('| writes: rename() into place | %d | %d |',
+                    $count->($wc, 'loop', 'rename'),
+                    $count->($wc, 'pool', 'rename')),
+            sprintf('| writes: fsync() of the directory | %d | %d |',
+                    $count->($wc, 'loop', 'fsync_open_dir'),
+                    $count->($wc, 'pool', 'fsync_open_dir')),
+            sprintf('| lookups before each first fetch (not there yet) | '
+                    . '%d | %d |', $count->($wc, 'loop', 'open_file'),
+                    $count->($wc, 'pool', 'open_file')),
+            sprintf('| reads during a 2 s run of %d requests | %d | %d |',
+                    $s->{read_n}, $count->($rc, 'loop', 'open_file'),
+                    $count->($rc, 'pool', 'open_file')),
+            '',
+            sprintf('An fsync() of a store file took %.2f ms (median), '
+                    . '%.2f ms (p99), %.2f ms (max) on this disk; of the '
+                    . 'directory %.2f ms (median), %.2f ms (max).  Done on '
+                    . "the event loop's thread, each would stall every "
+                    . 'connection of that worker for as long: nginx\'s '
+                    . 'thread pool is the way, not small inline writes.  '
+                    . 'A store file is %.0f bytes.',
+                    percentile(50, @$fs), percentile(99, @$fs),
+                    percentile(100, @$fs), percentile(50, @$fd),
+                    percentile(100, @$fd), $s->{bytes}), '',
+            '| round | target | requests/s | latency avg | latency p99 | worker CPU per request |',
+            '|---|---|---:|---:|---:|---:|';
+        my %name = (store => 'gateway, from the store', static => 'static files');
+        for my $x (@{$s->{rounds}}) {
+            push @l, sprintf '| %d | %s | %.0f | %s | %s | %.1f us |', $x->[0],
+                $name{$x->[1]}, $x->[2]{rps}, $x->[2]{lat}, $x->[2]{p99},
+                $x->[2]{us};
+        }
+        push @l, '',
+            sprintf('Reads through the store: %.2fx the static files\' '
+                    . 'requests/s; worker CPU per request %.1f us against '
+                    . '%.1f us (a store file is parsed, checked and put '
+                    . 'back in the zone, evicting another).  The first 20 '
+                    . 'reads: %s; upstream GETs during all reads: %d.',
+                    $s->{ratio}, $s->{us}{store}, $s->{us}{static},
+                    json_encode($s->{xcs}), $s->{gets}), '';
+    }
     push @l, '<!-- bench-cache:end -->';
     return join("\n", @l) . "\n";
 }
@@ -590,6 +836,7 @@ sub write_doc {
 bench_throughput() if $only{throughput};
 bench_waiters() if $only{waiters};
 bench_capacity() if $only{capacity};
+bench_store() if $only{store};
 my $section = report();
 print "\n$section";
 write_doc($section) unless $o{'no-doc'};
