@@ -408,10 +408,15 @@ ngx_http_tsb_store_saved(ngx_event_t *ev)
 {
     ngx_http_tsb_store_job_t  *job = ev->data;
 
-    if (job->failed) {
+    if (job->rc != NGX_OK) {
         ngx_log_error(NGX_LOG_ERR, job->log, job->err,
                       "tsb: storing \"%V\" failed in %s", &job->file,
                       job->failed);
+
+    } else if (job->failed) {
+        ngx_log_error(NGX_LOG_ERR, job->log, job->err,
+                      "tsb: stored \"%V\", but %s failed: the file may "
+                      "not survive a power loss", &job->file, job->failed);
     }
 
     ngx_destroy_pool(job->pool);
