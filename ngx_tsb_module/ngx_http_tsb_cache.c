@@ -150,6 +150,8 @@ struct ngx_http_tsb_watch_s {
     ngx_pool_t                  *snap_pool;    /* the last known entry */
     ngx_http_tsb_entry_t        *snap;
 
+    ngx_str_t                    accepted;     /* from tsb_store, malloc */
+
     ngx_event_t                  timer;        /* refresh / poll / step */
     uint64_t                     want_since;   /* newer than this, ms */
     ngx_msec_t                   upstream_time; /* of the last refresh */
@@ -208,7 +210,8 @@ static void ngx_http_tsb_watch_schedule(ngx_http_tsb_watch_t *w,
 static void ngx_http_tsb_watch_release(ngx_http_tsb_watch_t *w);
 static ngx_int_t ngx_http_tsb_watch_snapshot(ngx_http_tsb_watch_t *w,
     ngx_http_tsb_cache_node_t *cn);
-static void ngx_http_tsb_watch_loaded(void *data, ngx_http_tsb_entry_t *e);
+static void ngx_http_tsb_watch_loaded(void *data, ngx_http_tsb_entry_t *e,
+    ngx_str_t *accepted);
 static void ngx_http_tsb_watch_unclaim(ngx_http_tsb_watch_t *w);
 static ngx_int_t ngx_http_tsb_watch_copy(ngx_http_tsb_watch_t *w,
     ngx_http_tsb_entry_t *e);
@@ -877,6 +880,11 @@ ngx_http_tsb_cache_store(ngx_http_tsb_cache_ctx_t *ctx,
         (void) ngx_http_tsb_cache_read(&cur, NULL, old->id_len
                                        + old->head_len + old->tail_len);
         (void) ngx_http_tsb_cache_read(&cur, expect.data, expect.len);
+    }
+
+    if (expect.len > 0xffff) {
+        /* more than cn->expect_len can say (the split checked the JSON) */
+        goto done;
     }
 
     /* the lists first: evicting for the node must not free them */
@@ -1813,6 +1821,11 @@ ngx_http_tsb_watch_fetch_done(ngx_http_tsb_fetch_t *f)
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
+    if (expect.len == 0 && w->accepted.len) {
+        /* the zone lost it (a restart, an eviction): tsb_store kept it */
+        expect = w->accepted;
+    }
+
     if (e == NULL) {
         rc = NGX_ERROR;
         tsb_error_set(&err, NGX_HTTP_INTERNAL_SERVER_ERROR,
@@ -1870,14 +1883,28 @@ ngx_http_tsb_watch_fetch_done(ngx_http_tsb_fetch_t *f)
 
 
 static void
-ngx_http_tsb_watch_loaded(void *data, ngx_http_tsb_entry_t *e)
+ngx_http_tsb_watch_loaded(void *data, ngx_http_tsb_entry_t *e,
+    ngx_str_t *accepted)
 {
     ngx_http_tsb_watch_t *w = data;
 
     w->loading = 0;
 
     if (e == NULL) {
-        /* not on disk: drop our claim and ask the TSB */
+        /*
+         * Not issued yet, or not on disk: ask the TSB, and check what it
+         * issues against what was accepted, if the zone lost that.
+         */
+
+        if (accepted && w->accepted.data == NULL) {
+            w->accepted.data = ngx_alloc(accepted->len, w->log);
+
+            if (w->accepted.data) {
+                ngx_memcpy(w->accepted.data, accepted->data, accepted->len);
+                w->accepted.len = accepted->len;
+            }
+        }
+
         ngx_http_tsb_watch_unclaim(w);
         ngx_http_tsb_watch_step(w);
         return;
@@ -2131,6 +2158,10 @@ ngx_http_tsb_watch_release(ngx_http_tsb_watch_t *w)
 
     if (w->snap_pool) {
         ngx_destroy_pool(w->snap_pool);
+    }
+
+    if (w->accepted.data) {
+        ngx_free(w->accepted.data);
     }
 
     ngx_rbtree_delete(&ngx_http_tsb_watches, &w->node);

@@ -17,6 +17,7 @@
 #include "ngx_http_tsb_module.h"
 #include "ngx_http_tsb_policy.h"
 #include "ngx_http_tsb_cache.h"
+#include "ngx_http_tsb_store.h"
 
 
 #define NGX_HTTP_TSB_BODY_JSON    1
@@ -311,6 +312,7 @@ ngx_http_tsb_sign_done(ngx_http_tsb_fetch_t *f)
     ngx_http_request_t       *r;
     ngx_http_tsb_ctx_t       *ctx;
     ngx_http_tsb_sign_t      *st;
+    ngx_http_tsb_loc_conf_t  *tlcf;
 
     r = f->request;
     st = f->data;
@@ -354,6 +356,15 @@ ngx_http_tsb_sign_done(ngx_http_tsb_fetch_t *f)
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "tsb: what was accepted for sign request %s could "
                       "not be kept in the cache", id);
+    }
+
+    /* and on disk, for a restart or an eviction before it is issued */
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tsb_module);
+
+    if (tlcf->store) {
+        ngx_http_tsb_store_remember(tlcf->store, &sid, ctx->expect.data,
+                                    ctx->expect.len, r->connection->log);
     }
 
     /* for $tsb_request_id, the Location header and ?wait */

@@ -7,6 +7,11 @@
  * eviction from the zone the certificate is served without the TSB, also
  * while it is unreachable.
  *
+ * What the gateway accepted for a sign request is written too, as
+ * <dir>/<id>.accepted, so that the certificate issued for it is checked
+ * against it after a restart or an eviction; it goes once the request
+ * ends (the .tsb file keeps it for an issued one).
+ *
  * Files are written to a temporary name, fsync()ed and renamed: a reader
  * never sees a torn file.  The I/O runs in an nginx thread pool, off the
  * event loop; nginx built without threads does the same small, bounded
@@ -24,9 +29,15 @@
 
 
 #define NGX_HTTP_TSB_STORE_MAGIC  "TSBSTORE1\n"
+#define NGX_HTTP_TSB_ACCEPT_MAGIC "TSBACCEPTED1\n"
+#define NGX_HTTP_TSB_ACCEPT_MAX   0xffff      /* what a cache entry keeps */
 #define NGX_HTTP_TSB_STORE_MAX    (256 * 1024)
 
 #define NGX_HTTP_TSB_STORE_FIELDS  7
+
+/* the files of a job: the certificate's, what was accepted, or both */
+#define NGX_HTTP_TSB_FILE_TSB       1
+#define NGX_HTTP_TSB_FILE_ACCEPTED  2
 
 
 typedef struct {
@@ -34,7 +45,9 @@ typedef struct {
     ngx_pool_t                    *pool;
     ngx_log_t                     *log;
     ngx_str_t                      file;        /* NUL-terminated */
+    ngx_str_t                      accepted;    /* <id>.accepted, or empty */
     ngx_str_t                      data;        /* what is (to be) in it */
+    ngx_uint_t                     read_accepted; /* data is from there */
     ngx_int_t                      rc;
     ngx_err_t                      err;
     const char                    *failed;      /* the call that failed */
@@ -47,12 +60,17 @@ typedef struct {
 
 
 static ngx_int_t ngx_http_tsb_store_job(ngx_http_tsb_store_t *store,
-    ngx_str_t *id, ngx_log_t *log, ngx_http_tsb_store_job_t **jp);
+    ngx_str_t *id, ngx_uint_t files, ngx_log_t *log,
+    ngx_http_tsb_store_job_t **jp);
 static ngx_int_t ngx_http_tsb_store_post(ngx_http_tsb_store_job_t *job,
     void (*handler)(void *data, ngx_log_t *log),
     ngx_event_handler_pt done);
 static void ngx_http_tsb_store_write(void *data, ngx_log_t *log);
+static void ngx_http_tsb_store_forget(void *data, ngx_log_t *log);
+static void ngx_http_tsb_store_sync_dir(ngx_http_tsb_store_job_t *job);
 static void ngx_http_tsb_store_read(void *data, ngx_log_t *log);
+static ngx_int_t ngx_http_tsb_store_read_file(ngx_http_tsb_store_job_t *job,
+    u_char *file);
 static void ngx_http_tsb_store_saved(ngx_event_t *ev);
 static void ngx_http_tsb_store_read_done(ngx_event_t *ev);
 static ngx_int_t ngx_http_tsb_store_encode(ngx_pool_t *pool,
@@ -141,11 +159,39 @@ ngx_http_tsb_store_save(ngx_http_tsb_store_t *store, ngx_http_tsb_entry_t *e,
 {
     ngx_http_tsb_store_job_t  *job;
 
-    if (e->status != TSB_STATUS_EXECUTED || e->der.len == 0 || e->mismatch) {
+    if (e->mismatch || !tsb_status_is_terminal(e->status)) {
+        /* a refused certificate: what was accepted stays, as evidence */
         return;
     }
 
-    if (ngx_http_tsb_store_job(store, &e->id, log, &job) != NGX_OK) {
+    if (e->status != TSB_STATUS_EXECUTED || e->der.len == 0) {
+        /* ended without a certificate: nothing to check any more */
+
+        if (ngx_http_tsb_store_job(store, &e->id, NGX_HTTP_TSB_FILE_ACCEPTED,
+                                   log, &job)
+            != NGX_OK)
+        {
+            return;
+        }
+
+        if (ngx_http_tsb_store_post(job, ngx_http_tsb_store_forget,
+                                    ngx_http_tsb_store_saved)
+            != NGX_OK)
+        {
+            ngx_destroy_pool(job->pool);
+        }
+
+        return;
+    }
+
+    /* the .tsb file keeps the expectation: the .accepted one goes */
+
+    if (ngx_http_tsb_store_job(store, &e->id,
+                               NGX_HTTP_TSB_FILE_TSB
+                               |NGX_HTTP_TSB_FILE_ACCEPTED,
+                               log, &job)
+        != NGX_OK)
+    {
         return;
     }
 
@@ -159,13 +205,57 @@ ngx_http_tsb_store_save(ngx_http_tsb_store_t *store, ngx_http_tsb_entry_t *e,
 }
 
 
+void
+ngx_http_tsb_store_remember(ngx_http_tsb_store_t *store, ngx_str_t *id,
+    u_char *expect, size_t len, ngx_log_t *log)
+{
+    u_char                    *p;
+    ngx_http_tsb_store_job_t  *job;
+
+    if (len == 0 || len > NGX_HTTP_TSB_ACCEPT_MAX) {
+        return;
+    }
+
+    if (ngx_http_tsb_store_job(store, id, NGX_HTTP_TSB_FILE_ACCEPTED, log,
+                               &job)
+        != NGX_OK)
+    {
+        return;
+    }
+
+    job->data.len = sizeof(NGX_HTTP_TSB_ACCEPT_MAGIC) - 1 + len;
+    job->data.data = ngx_pnalloc(job->pool, job->data.len);
+
+    if (job->data.data == NULL) {
+        ngx_destroy_pool(job->pool);
+        return;
+    }
+
+    p = ngx_cpymem(job->data.data, NGX_HTTP_TSB_ACCEPT_MAGIC,
+                   sizeof(NGX_HTTP_TSB_ACCEPT_MAGIC) - 1);
+    ngx_memcpy(p, expect, len);
+
+    if (ngx_http_tsb_store_post(job, ngx_http_tsb_store_write,
+                                ngx_http_tsb_store_saved)
+        != NGX_OK)
+    {
+        ngx_destroy_pool(job->pool);
+    }
+}
+
+
 ngx_int_t
 ngx_http_tsb_store_load(ngx_http_tsb_store_t *store, ngx_str_t *id,
     ngx_log_t *log, ngx_http_tsb_store_loaded_pt loaded, void *ctx)
 {
     ngx_http_tsb_store_job_t  *job;
 
-    if (ngx_http_tsb_store_job(store, id, log, &job) != NGX_OK) {
+    if (ngx_http_tsb_store_job(store, id,
+                               NGX_HTTP_TSB_FILE_TSB
+                               |NGX_HTTP_TSB_FILE_ACCEPTED,
+                               log, &job)
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -186,7 +276,7 @@ ngx_http_tsb_store_load(ngx_http_tsb_store_t *store, ngx_str_t *id,
 
 static ngx_int_t
 ngx_http_tsb_store_job(ngx_http_tsb_store_t *store, ngx_str_t *id,
-    ngx_log_t *log, ngx_http_tsb_store_job_t **jp)
+    ngx_uint_t files, ngx_log_t *log, ngx_http_tsb_store_job_t **jp)
 {
     ngx_pool_t                *pool;
     ngx_http_tsb_store_job_t  *job;
@@ -215,6 +305,24 @@ ngx_http_tsb_store_job(ngx_http_tsb_store_t *store, ngx_str_t *id,
     }
 
     ngx_sprintf(job->file.data, "%V/%V.tsb%Z", &store->path, id);
+
+    if (files & NGX_HTTP_TSB_FILE_ACCEPTED) {
+        job->accepted.len = store->path.len + 1 + id->len
+                            + sizeof(".accepted") - 1;
+        job->accepted.data = ngx_pnalloc(pool, job->accepted.len + 1);
+        if (job->accepted.data == NULL) {
+            ngx_destroy_pool(pool);
+            return NGX_ERROR;
+        }
+
+        ngx_sprintf(job->accepted.data, "%V/%V.accepted%Z", &store->path,
+                    id);
+    }
+
+    if (!(files & NGX_HTTP_TSB_FILE_TSB)) {
+        job->file = job->accepted;
+        ngx_str_null(&job->accepted);
+    }
 
     *jp = job;
 
@@ -316,32 +424,74 @@ ngx_http_tsb_store_write(void *data, ngx_log_t *log)
         return;
     }
 
-    /*
-     * The rename itself is durable only once the directory is: without
-     * this, a power loss after the answer could lose the file, or leave
-     * only its temporary name, which a read never looks at.
-     */
+    /* the file is in place: what follows can fail only to be logged */
 
-    ngx_cpystrn(tmp, job->file.data, job->store->path.len + 1);
+    job->rc = NGX_OK;
 
-    fd = ngx_open_file(tmp, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (job->accepted.len
+        && ngx_delete_file(job->accepted.data) == NGX_FILE_ERROR
+        && ngx_errno != NGX_ENOENT)
+    {
+        job->err = ngx_errno;
+        job->failed = "unlink() of the .accepted file";
+        return;
+    }
+
+    ngx_http_tsb_store_sync_dir(job);
+}
+
+
+/* in a thread: the request ended without a certificate */
+
+static void
+ngx_http_tsb_store_forget(void *data, ngx_log_t *log)
+{
+    ngx_http_tsb_store_job_t  *job = data;
+
+    job->rc = NGX_OK;
+
+    if (ngx_delete_file(job->file.data) == NGX_FILE_ERROR) {
+        if (ngx_errno != NGX_ENOENT) {
+            job->err = ngx_errno;
+            job->failed = "unlink()";
+            job->rc = NGX_ERROR;
+        }
+
+        return;
+    }
+
+    ngx_http_tsb_store_sync_dir(job);
+}
+
+
+/*
+ * A rename or an unlink is durable only once the directory is: without
+ * this, a power loss after the answer could lose a new file, or leave only
+ * its temporary name, which a read never looks at.
+ */
+
+static void
+ngx_http_tsb_store_sync_dir(ngx_http_tsb_store_job_t *job)
+{
+    u_char    dir[NGX_MAX_PATH];
+    ngx_fd_t  fd;
+
+    ngx_cpystrn(dir, job->file.data, job->store->path.len + 1);
+
+    fd = ngx_open_file(dir, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
 
     if (fd == NGX_INVALID_FILE) {
         job->err = ngx_errno;
         job->failed = "open() of the directory";
-
-    } else {
-        if (fsync(fd) == -1) {
-            job->err = ngx_errno;
-            job->failed = "fsync() of the directory";
-        }
-
-        (void) ngx_close_file(fd);
+        return;
     }
 
-    /* the file is in place either way: an error here is only logged */
+    if (fsync(fd) == -1) {
+        job->err = ngx_errno;
+        job->failed = "fsync() of the directory";
+    }
 
-    job->rc = NGX_OK;
+    (void) ngx_close_file(fd);
 }
 
 
@@ -350,31 +500,42 @@ ngx_http_tsb_store_read(void *data, ngx_log_t *log)
 {
     ngx_http_tsb_store_job_t  *job = data;
 
+    /* no certificate yet: perhaps what was accepted for the request */
+
+    job->rc = ngx_http_tsb_store_read_file(job, job->file.data);
+
+    if (job->rc == NGX_DECLINED && job->accepted.len) {
+        job->read_accepted = 1;
+        job->rc = ngx_http_tsb_store_read_file(job, job->accepted.data);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_tsb_store_read_file(ngx_http_tsb_store_job_t *job, u_char *file)
+{
     ssize_t          n;
     ngx_fd_t         fd;
     ngx_file_info_t  fi;
 
-    job->rc = NGX_DECLINED;
-
-    fd = ngx_open_file(job->file.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    fd = ngx_open_file(file, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
     if (fd == NGX_INVALID_FILE) {
         job->err = ngx_errno;
 
         if (job->err != NGX_ENOENT) {
             job->failed = "open()";
-            job->rc = NGX_ERROR;
+            return NGX_ERROR;
         }
 
-        return;
+        return NGX_DECLINED;
     }
 
     if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR
         || ngx_file_size(&fi) > NGX_HTTP_TSB_STORE_MAX)
     {
         job->failed = "size";
-        job->rc = NGX_ERROR;
         (void) ngx_close_file(fd);
-        return;
+        return NGX_ERROR;
     }
 
     /* ngx_palloc() is not for threads: the buffer is malloc()ed */
@@ -383,9 +544,8 @@ ngx_http_tsb_store_read(void *data, ngx_log_t *log)
 
     if (job->data.data == NULL) {
         job->failed = "malloc()";
-        job->rc = NGX_ERROR;
         (void) ngx_close_file(fd);
-        return;
+        return NGX_ERROR;
     }
 
     n = read(fd, job->data.data, job->data.len);
@@ -395,11 +555,10 @@ ngx_http_tsb_store_read(void *data, ngx_log_t *log)
     if (n != (ssize_t) job->data.len) {
         job->err = (n == -1) ? ngx_errno : 0;
         job->failed = "read()";
-        job->rc = NGX_ERROR;
-        return;
+        return NGX_ERROR;
     }
 
-    job->rc = NGX_OK;
+    return NGX_OK;
 }
 
 
@@ -429,18 +588,41 @@ ngx_http_tsb_store_read_done(ngx_event_t *ev)
     ngx_http_tsb_store_job_t  *job = ev->data;
 
     u_char                *p;
-    ngx_str_t              id;
+    ngx_str_t              id, accepted, *file;
     ngx_http_tsb_entry_t  *e;
 
     e = NULL;
+    ngx_str_null(&accepted);
+    file = job->read_accepted ? &job->accepted : &job->file;
 
     if (job->rc == NGX_ERROR) {
         ngx_log_error(NGX_LOG_ERR, job->log, job->err,
-                      "tsb: reading \"%V\" failed in %s", &job->file,
+                      "tsb: reading \"%V\" failed in %s", file,
                       job->failed);
     }
 
-    if (job->rc == NGX_OK) {
+    if (job->rc == NGX_OK && job->read_accepted) {
+        p = job->data.data;
+
+        if (job->data.len > sizeof(NGX_HTTP_TSB_ACCEPT_MAGIC) - 1
+            && job->data.len <= sizeof(NGX_HTTP_TSB_ACCEPT_MAGIC) - 1
+                                + NGX_HTTP_TSB_ACCEPT_MAX
+            && ngx_memcmp(p, NGX_HTTP_TSB_ACCEPT_MAGIC,
+                          sizeof(NGX_HTTP_TSB_ACCEPT_MAGIC) - 1)
+               == 0)
+        {
+            /* the blob itself is checked where it is used */
+            accepted.data = p + sizeof(NGX_HTTP_TSB_ACCEPT_MAGIC) - 1;
+            accepted.len = job->data.len
+                           - (sizeof(NGX_HTTP_TSB_ACCEPT_MAGIC) - 1);
+
+        } else {
+            ngx_log_error(NGX_LOG_ERR, job->log, 0,
+                          "tsb: \"%V\" is not a tsb_store file, ignored",
+                          file);
+        }
+
+    } else if (job->rc == NGX_OK) {
         /* the id is the file name, without the directory and ".tsb" */
         p = job->file.data + job->store->path.len + 1;
         id.data = p;
@@ -457,7 +639,7 @@ ngx_http_tsb_store_read_done(ngx_event_t *ev)
         }
     }
 
-    job->loaded(job->ctx, e);
+    job->loaded(job->ctx, e, accepted.len ? &accepted : NULL);
 
     free(job->data.data);
     ngx_destroy_pool(job->pool);
@@ -557,7 +739,8 @@ ngx_http_tsb_store_decode(ngx_str_t *in, ngx_str_t *id,
         p += len;
     }
 
-    if (p != last || f[1].len == 0 || f[3].len > 80 || f[4].len > 255
+    if (p != last || f[1].len == 0 || f[2].len > NGX_HTTP_TSB_ACCEPT_MAX
+        || f[3].len > 80 || f[4].len > 255
         || (f[5].len != 0 && f[5].len != 18))
     {
         return NGX_ERROR;

@@ -2,7 +2,8 @@
 /*
  * Copyright (C) ngx_tsb_module authors
  *
- * The on-disk store of issued certificates (tsb_store).
+ * The on-disk store of issued certificates, and of what was accepted for
+ * the requests not issued yet (tsb_store).
  */
 
 
@@ -25,16 +26,27 @@ struct ngx_http_tsb_store_s {
 };
 
 
-/* e is NULL when the store has no such certificate; valid in the call */
+/*
+ * e is NULL when the store has no such certificate; then accepted is what
+ * the gateway accepted for the request, if the store has that, else NULL.
+ * Both are valid in the call only.
+ */
 typedef void (*ngx_http_tsb_store_loaded_pt)(void *ctx,
-    ngx_http_tsb_entry_t *e);
+    ngx_http_tsb_entry_t *e, ngx_str_t *accepted);
 
 
 char *ngx_http_tsb_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
-/* writes an EXECUTED entry in the background; failures are logged */
+/*
+ * In the background, failures logged: writes an EXECUTED entry; forgets
+ * what was accepted for a request that ended otherwise.
+ */
 void ngx_http_tsb_store_save(ngx_http_tsb_store_t *store,
     ngx_http_tsb_entry_t *e, ngx_log_t *log);
+
+/* writes what the gateway accepted for a sign request, in the background */
+void ngx_http_tsb_store_remember(ngx_http_tsb_store_t *store, ngx_str_t *id,
+    u_char *expect, size_t len, ngx_log_t *log);
 
 /* reads one in the background; loaded() runs from an event later */
 ngx_int_t ngx_http_tsb_store_load(ngx_http_tsb_store_t *store,

@@ -534,6 +534,14 @@ sub _kill_group {
 # nginx exited by itself within the grace period.
 sub stop {
     my ($self, %opt) = @_;
+    my $graceful = $self->stop_nginx(%opt);
+    $self->_kill_group('sim_pid');
+    return $graceful;
+}
+
+# stop() for nginx alone: the simulator keeps running, with what it holds
+sub stop_nginx {
+    my ($self, %opt) = @_;
     my $graceful = 1;
     if (my $pid = $self->{ngx_pid}) {
         kill 'QUIT', $pid;
@@ -551,7 +559,6 @@ sub stop {
         delete $self->{ngx_pid};
         waitpid($pid, 0);
     }
-    $self->_kill_group('sim_pid');
     return $graceful;
 }
 
