@@ -1637,7 +1637,7 @@ ngx_http_tsb_watch_step(ngx_http_tsb_watch_t *w)
     u_char                     *p;
     uint64_t                    now;
     ngx_str_t                   path;
-    ngx_uint_t                  unknown;
+    ngx_uint_t                  unknown, accepted;
     ngx_pool_t                 *pool;
     ngx_http_tsb_fetch_t       *f;
     ngx_http_tsb_cache_ctx_t   *ctx;
@@ -1703,6 +1703,9 @@ ngx_http_tsb_watch_step(ngx_http_tsb_watch_t *w)
 
     unknown = (cn == NULL || cn->fetched == 0);
 
+    /* the record of what was accepted, unless the zone kept it */
+    accepted = (cn == NULL || cn->expect_len == 0) && w->accepted.len == 0;
+
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
     /* an issued certificate may be on disk from before a restart */
@@ -1710,7 +1713,7 @@ ngx_http_tsb_watch_step(ngx_http_tsb_watch_t *w)
     if (unknown && w->conf->store && !w->store_tried) {
         w->store_tried = 1;
 
-        if (ngx_http_tsb_store_load(w->conf->store, &w->id, w->log,
+        if (ngx_http_tsb_store_load(w->conf->store, &w->id, accepted, w->log,
                                     ngx_http_tsb_watch_loaded, w)
             == NGX_OK)
         {

@@ -246,13 +246,14 @@ ngx_http_tsb_store_remember(ngx_http_tsb_store_t *store, ngx_str_t *id,
 
 ngx_int_t
 ngx_http_tsb_store_load(ngx_http_tsb_store_t *store, ngx_str_t *id,
-    ngx_log_t *log, ngx_http_tsb_store_loaded_pt loaded, void *ctx)
+    ngx_uint_t accepted, ngx_log_t *log, ngx_http_tsb_store_loaded_pt loaded,
+    void *ctx)
 {
     ngx_http_tsb_store_job_t  *job;
 
     if (ngx_http_tsb_store_job(store, id,
                                NGX_HTTP_TSB_FILE_TSB
-                               |NGX_HTTP_TSB_FILE_ACCEPTED,
+                               |(accepted ? NGX_HTTP_TSB_FILE_ACCEPTED : 0),
                                log, &job)
         != NGX_OK)
     {

@@ -48,10 +48,13 @@ void ngx_http_tsb_store_save(ngx_http_tsb_store_t *store,
 void ngx_http_tsb_store_remember(ngx_http_tsb_store_t *store, ngx_str_t *id,
     u_char *expect, size_t len, ngx_log_t *log);
 
-/* reads one in the background; loaded() runs from an event later */
+/*
+ * Reads one in the background, and with accepted set, what was accepted
+ * for it if it has not been issued; loaded() runs from an event later.
+ */
 ngx_int_t ngx_http_tsb_store_load(ngx_http_tsb_store_t *store,
-    ngx_str_t *id, ngx_log_t *log, ngx_http_tsb_store_loaded_pt loaded,
-    void *ctx);
+    ngx_str_t *id, ngx_uint_t accepted, ngx_log_t *log,
+    ngx_http_tsb_store_loaded_pt loaded, void *ctx);
 
 
 #endif /* _NGX_HTTP_TSB_STORE_H_INCLUDED_ */
