@@ -458,7 +458,8 @@ sub strace_workers {
     if ($pid == 0) {
         open STDERR, '>', "$log.err";
         { exec 'strace', '-qq', '-f', '-T', '-o', $log,
-               '-e', 'trace=openat,fsync,rename,renameat,renameat2',
+               '-e', 'trace=openat,fsync,rename,renameat,renameat2,unlink,'
+                   . 'unlinkat',
                map { ('-p', $_) } @tids; }
         POSIX::_exit(127);
     }
@@ -468,14 +469,28 @@ sub strace_workers {
         waitpid $pid, 0;
         my (%calls, %fsync_ms, %fds);
         open my $fh, '<', $log or die "$log: $!\n";
+        my %unfinished;
         while (my $l = <$fh>) {
+            # a call another thread interrupted comes in two lines
+            if ($l =~ /^(\d+)\s+(.*) <unfinished \.\.\.>$/) {
+                $unfinished{$1} = $2;
+                next;
+            }
+            if ($l =~ /^(\d+)\s+<\.\.\. \w+ resumed>(.*)$/s) {
+                $l = "$1 " . (delete $unfinished{$1} // '') . $2;
+            }
             next unless $l =~ /^(\d+)\s+(\w+)\((.*)\)\s+=\s+(-?\d+)\b.*<([\d.]+)>/;
             my ($tid, $call, $args, $ret, $secs) = ($1, $2, $3, $4, $5);
             my $who = $main{$tid} ? 'loop' : 'pool';
+            # .tsb: issued certificates; .accepted: sign-time records
+            my $kind = $args =~ m{\.tsb(?:\.\d+\.tmp)?"} ? ''
+                     : $args =~ m{\.accepted(?:\.\d+\.tmp)?"} ? '_acc'
+                     : undef;
             if ($call eq 'openat') {
-                next unless $args =~ m{/store(?:/[^"]*\.tsb[^"]*)?"};
-                my $what = $args =~ m{\.tmp"} ? 'open_tmp'
-                         : $args =~ m{/store"} ? 'open_dir' : 'open_file';
+                my $what = $args =~ m{/store"} ? 'open_dir'
+                         : !defined $kind ? next
+                         : $args =~ m{\.tmp"} ? "open_tmp$kind"
+                         : "open_file$kind";
                 $calls{$who}{$what}++;
                 $fds{"$tid:$ret"} = $what if $ret >= 0;
             } elsif ($call eq 'fsync') {
@@ -483,8 +498,9 @@ sub strace_workers {
                 my $of = $fds{"$tid:$fd"} // 'other';
                 $calls{$who}{"fsync_$of"}++;
                 push @{$fsync_ms{$of}}, $secs * 1000;
-            } elsif ($args =~ /\.tsb"/) {
-                $calls{$who}{rename}++;
+            } elsif (defined $kind) {
+                $calls{$who}{($call =~ /^unlink/ ? 'unlink' : 'rename')
+                             . $kind}++;
             }
         }
         return { calls => \%calls, fsync_ms => \%fsync_ms };
@@ -749,8 +765,6 @@ sub report {
             $n += $calls->{$who}{$_} // 0 for @keys;
             return $n;
         };
-        my @wkeys = qw(open_tmp fsync_open_tmp rename open_dir
-                       fsync_open_dir open_file);
         my $fs = $s->{write}{fsync_ms}{open_tmp} || [];
         my $fd = $s->{write}{fsync_ms}{open_dir} || [];
         push @l, '### tsb_store: disk I/O off the event loop', '',
@@ -764,26 +778,30 @@ sub report {
             'No target: this says which way the I/O goes and what it costs.',
             '',
             '| system calls on store files | event-loop thread | thread pool |',
-            '|---|---:|---:|',
-            sprintf('| writes: open temporary file | %d | %d |',
-                    $count->($wc, 'loop', 'open_tmp'),
-                    $count->($wc, 'pool', 'open_tmp')),
-            sprintf('| writes: fsync() of the file | %d | %d |',
-                    $count->($wc, 'loop', 'fsync_open_tmp'),
-                    $count->($wc, 'pool', 'fsync_open_tmp')),
-            sprintf('| writes: rename() into place | %d | %d |',
-                    $count->($wc, 'loop', 'rename'),
-                    $count->($wc, 'pool', 'rename')),
-            sprintf('| writes: fsync() of the directory | %d | %d |',
-                    $count->($wc, 'loop', 'fsync_open_dir'),
-                    $count->($wc, 'pool', 'fsync_open_dir')),
-            sprintf('| lookups before each first fetch (not there yet) | '
-                    . '%d | %d |', $count->($wc, 'loop', 'open_file'),
-                    $count->($wc, 'pool', 'open_file')),
-            sprintf('| reads during a 2 s run of %d requests | %d | %d |',
-                    $s->{read_n}, $count->($rc, 'loop', 'open_file'),
-                    $count->($rc, 'pool', 'open_file')),
-            '',
+            '|---|---:|---:|';
+        my @rows = (
+            ['sign: what was accepted, written to a temporary file',
+             $wc, 'open_tmp_acc'],
+            ['sign: its fsync()', $wc, 'fsync_open_tmp_acc'],
+            ['sign: its rename() to *id*.accepted', $wc, 'rename_acc'],
+            ['first fetch: *id*.tsb looked for (not there yet)', $wc,
+             'open_file'],
+            ['first fetch: *id*.accepted read (only if the zone lost it)',
+             $wc, 'open_file_acc'],
+            ['issued: certificate written to a temporary file', $wc,
+             'open_tmp'],
+            ['issued: its fsync()', $wc, 'fsync_open_tmp'],
+            ['issued: its rename() to *id*.tsb', $wc, 'rename'],
+            ['issued: *id*.accepted removed', $wc, 'unlink_acc'],
+            ['fsync() of the directory after a rename or unlink', $wc,
+             'fsync_open_dir'],
+            ["reads: *id*.tsb during a 2 s run of $s->{read_n} requests",
+             $rc, 'open_file'],
+        );
+        push @l, map { sprintf '| %s | %d | %d |', $_->[0],
+                               $count->($_->[1], 'loop', $_->[2]),
+                               $count->($_->[1], 'pool', $_->[2]) } @rows;
+        push @l, '',
             sprintf('An fsync() of a store file took %.2f ms (median), '
                     . '%.2f ms (p99), %.2f ms (max) on this disk; of the '
                     . 'directory %.2f ms (median), %.2f ms (max).  Done on '
