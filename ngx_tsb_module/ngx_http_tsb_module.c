@@ -53,6 +53,13 @@ typedef struct {
 } ngx_http_tsb_usage_post_t;
 
 
+static ngx_conf_enum_t  ngx_http_tsb_verify_issued[] = {
+    { ngx_string("on"), NGX_HTTP_TSB_VERIFY_ON },
+    { ngx_string("strict"), NGX_HTTP_TSB_VERIFY_STRICT },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_conf_num_bounds_t  ngx_http_tsb_min_rsa_bounds = {
     ngx_conf_check_num_bounds, 2048, 16384
 };
@@ -433,6 +440,13 @@ static ngx_command_t  ngx_http_tsb_commands[] = {
       0,
       NULL },
 
+    { ngx_string("tsb_verify_issued"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tsb_loc_conf_t, verify_issued),
+      &ngx_http_tsb_verify_issued },
+
     { ngx_string("tsb_audit_log"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_tsb_audit_log,
@@ -526,6 +540,7 @@ ngx_http_tsb_create_loc_conf(ngx_conf_t *cf)
     conf->max_path_len = NGX_CONF_UNSET;
     conf->allow_key_password = NGX_CONF_UNSET;
     conf->issuers = NGX_CONF_UNSET_PTR;
+    conf->verify_issued = NGX_CONF_UNSET_UINT;
     conf->audit_log = NGX_CONF_UNSET_PTR;
 
     return conf;
@@ -605,6 +620,8 @@ ngx_http_tsb_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                          prev->allow_key_password, 0);
     ngx_conf_merge_str_value(conf->key_password, prev->key_password, "");
     ngx_conf_merge_ptr_value(conf->issuers, prev->issuers, NULL);
+    ngx_conf_merge_uint_value(conf->verify_issued, prev->verify_issued,
+                              NGX_HTTP_TSB_VERIFY_ON);
     ngx_conf_merge_ptr_value(conf->audit_log, prev->audit_log, NULL);
     ngx_conf_merge_str_value(conf->sign_key_name, prev->sign_key_name, "");
 

@@ -61,6 +61,7 @@ typedef struct {
 
     /* ngx_http_tsb_policy.c, ngx_http_tsb_audit.c */
     tsb_chain_t                   *issuers;            /* tsb_issuer_chain */
+    ngx_uint_t                     verify_issued;      /* tsb_verify_issued */
     ngx_open_file_t               *audit_log;
 
     /* ngx_http_tsb_proxy.c: tsb_pass_allow, tsb_allow_rule_t */
@@ -69,6 +70,11 @@ typedef struct {
     /* the plain C view of the above, built at merge time */
     tsb_policy_t                   policy;
 } ngx_http_tsb_loc_conf_t;
+
+
+/* tsb_verify_issued */
+#define NGX_HTTP_TSB_VERIFY_ON      1
+#define NGX_HTTP_TSB_VERIFY_STRICT  2
 
 
 #define NGX_HTTP_TSB_FORMAT_JSON  0

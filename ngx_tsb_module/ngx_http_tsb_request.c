@@ -356,12 +356,14 @@ ngx_int_t
 ngx_http_tsb_serve(ngx_http_request_t *r, ngx_http_tsb_entry_t *e,
     ngx_uint_t cache_status, tsb_error_t *err)
 {
-    u_char              *detail;
-    ngx_str_t            value;
-    const char          *name;
-    ngx_http_tsb_ctx_t  *ctx;
+    u_char                   *detail;
+    ngx_str_t                 value;
+    const char               *name;
+    ngx_http_tsb_ctx_t       *ctx;
+    ngx_http_tsb_loc_conf_t  *tlcf;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_tsb_module);
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tsb_module);
 
     ctx->cache_status = cache_status;
     ngx_http_tsb_metrics_cache(cache_status);
@@ -415,6 +417,22 @@ ngx_http_tsb_serve(ngx_http_request_t *r, ngx_http_tsb_entry_t *e,
                    e->detail.len ? (char *) detail
                                  : "the issued certificate does not match "
                                    "the request the gateway accepted");
+    }
+
+    /* an entry keeps the record its certificate was checked against */
+
+    if (e->status == TSB_STATUS_EXECUTED && e->der.len && e->expect.len == 0
+        && tlcf->verify_issued == NGX_HTTP_TSB_VERIFY_STRICT)
+    {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "tsb: request %V: no record of what was accepted, "
+                      "so its certificate is not served "
+                      "(tsb_verify_issued strict)", &e->id);
+
+        return ngx_http_tsb_send_error(r, NGX_HTTP_BAD_GATEWAY,
+                   "issued.unverified",
+                   "the gateway has no record of what it accepted for "
+                   "this request, so the certificate is not served");
     }
 
     if (ctx->format == NGX_HTTP_TSB_FORMAT_JSON) {

@@ -3,7 +3,8 @@
 # request ends, so that a certificate issued after a restart of nginx (or
 # after the zone lost the entry) is still checked against it: a mismatch
 # is refused as before, a match is served, and the record goes when the
-# request ends.
+# request ends.  tsb_verify_issued strict refuses what could not be
+# checked: a certificate whose record is lost or was never made.
 
 use strict;
 use warnings;
@@ -12,7 +13,8 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 
 use Test::More;
-use TsbTest qw(slurp spew);
+use HTTP::Tiny;
+use TsbTest qw(slurp spew json_encode);
 
 my $KEY = 'test-api-key-SECRET';
 my $SIGN = 'POST /v1/certificate/sign';
@@ -34,6 +36,7 @@ server {
         tsb_allow_common_name *.svc.example;
     }
     location /request/ { tsb_status; }
+    location /strict/ { tsb_status; tsb_verify_issued strict; }
 }
 EOF2
 $t->start_nginx($CONF);
@@ -114,6 +117,36 @@ for my $case ([$KEYX, 'another key'], [$CNX, 'another name']) {
          'error.log says the record was ignored');
     like($t->log_since, qr/no record of what was accepted for request \Q$BAD\E/,
          'and that the certificate went unchecked');
+}
+
+# tsb_verify_issued strict: only what was checked against a record
+{
+    my $r = $t->get("/strict/$GOOD.pem");
+    is($r->{status}, 200, 'strict: checked against its record: 200')
+        or $t->explain_response($r);
+    $t->log_mark;
+    $t->error_is($t->get("/strict/$BAD.pem"), 502, 'issued.unverified',
+                 'strict: its record was lost');
+    like($t->log_since, qr/\[warn\].*\Q$BAD\E.*tsb_verify_issued strict/,
+         'strict: the refusal is logged');
+    $t->error_is($t->get("/strict/$BAD"), 502, 'issued.unverified',
+                 'strict: nor in the status JSON');
+
+    # signed at the TSB directly, not through the gateway: no record ever
+    my ($csr) = $t->make_csr(cn => 'direct.svc.example', key => 'ec:P-256');
+    my $up = HTTP::Tiny->new->post($t->sim_url . '/v1/certificate/sign', {
+        headers => { 'X-API-KEY' => $KEY,
+                     'Content-Type' => 'application/json' },
+        content => json_encode({ signCertificateRequest => {
+            signKeyName => 'CA-Key', commonName => 'direct.svc.example',
+            certificateSigningRequest => $csr } }) });
+    my $id = (TsbTest::json_decode($up->{content}) // {})->{signRequestId};
+    ok($id, 'a request signed at the TSB directly') or diag($up->{content});
+    $t->sim_approve($id);
+    $t->error_is($t->get("/strict/$id.der"), 502, 'issued.unverified',
+                 'strict: a request the gateway never saw');
+    is($t->get("/request/$id.der")->{status}, 200,
+       'the default (on): served, with the warning');
 }
 
 # without a restart the zone has the record: the same checks, no disk read
