@@ -174,13 +174,8 @@ ngx_http_tsb_store_save(ngx_http_tsb_store_t *store, ngx_http_tsb_entry_t *e,
             return;
         }
 
-        if (ngx_http_tsb_store_post(job, ngx_http_tsb_store_forget,
-                                    ngx_http_tsb_store_saved)
-            != NGX_OK)
-        {
-            ngx_destroy_pool(job->pool);
-        }
-
+        (void) ngx_http_tsb_store_post(job, ngx_http_tsb_store_forget,
+                                       ngx_http_tsb_store_saved);
         return;
     }
 
@@ -195,13 +190,13 @@ ngx_http_tsb_store_save(ngx_http_tsb_store_t *store, ngx_http_tsb_entry_t *e,
         return;
     }
 
-    if (ngx_http_tsb_store_encode(job->pool, e, &job->data) != NGX_OK
-        || ngx_http_tsb_store_post(job, ngx_http_tsb_store_write,
-                                   ngx_http_tsb_store_saved)
-           != NGX_OK)
-    {
+    if (ngx_http_tsb_store_encode(job->pool, e, &job->data) != NGX_OK) {
         ngx_destroy_pool(job->pool);
+        return;
     }
+
+    (void) ngx_http_tsb_store_post(job, ngx_http_tsb_store_write,
+                                   ngx_http_tsb_store_saved);
 }
 
 
@@ -235,12 +230,8 @@ ngx_http_tsb_store_remember(ngx_http_tsb_store_t *store, ngx_str_t *id,
                    sizeof(NGX_HTTP_TSB_ACCEPT_MAGIC) - 1);
     ngx_memcpy(p, expect, len);
 
-    if (ngx_http_tsb_store_post(job, ngx_http_tsb_store_write,
-                                ngx_http_tsb_store_saved)
-        != NGX_OK)
-    {
-        ngx_destroy_pool(job->pool);
-    }
+    (void) ngx_http_tsb_store_post(job, ngx_http_tsb_store_write,
+                                   ngx_http_tsb_store_saved);
 }
 
 
@@ -267,7 +258,6 @@ ngx_http_tsb_store_load(ngx_http_tsb_store_t *store, ngx_str_t *id,
                                 ngx_http_tsb_store_read_done)
         != NGX_OK)
     {
-        ngx_destroy_pool(job->pool);
         return NGX_ERROR;
     }
 
@@ -331,6 +321,8 @@ ngx_http_tsb_store_job(ngx_http_tsb_store_t *store, ngx_str_t *id,
 }
 
 
+/* hands the job over: on failure it is freed here */
+
 static ngx_int_t
 ngx_http_tsb_store_post(ngx_http_tsb_store_job_t *job,
     void (*handler)(void *data, ngx_log_t *log), ngx_event_handler_pt done)
@@ -340,7 +332,9 @@ ngx_http_tsb_store_post(ngx_http_tsb_store_job_t *job,
     ngx_thread_task_t  *task;
 
     task = ngx_thread_task_alloc(job->pool, 0);
+
     if (task == NULL) {
+        ngx_destroy_pool(job->pool);
         return NGX_ERROR;
     }
 
@@ -350,7 +344,12 @@ ngx_http_tsb_store_post(ngx_http_tsb_store_job_t *job,
     task->event.data = job;
     task->event.log = job->log;
 
-    return ngx_thread_task_post(job->store->thread_pool, task);
+    if (ngx_thread_task_post(job->store->thread_pool, task) != NGX_OK) {
+        ngx_destroy_pool(job->pool);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 
 #else
 
