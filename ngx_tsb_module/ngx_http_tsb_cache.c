@@ -185,6 +185,8 @@ static u_char *ngx_http_tsb_cache_piece(ngx_http_tsb_cache_cursor_t *cur,
     size_t *n);
 static u_char *ngx_http_tsb_cache_read(ngx_http_tsb_cache_cursor_t *cur,
     u_char *dst, size_t n);
+static void ngx_http_tsb_cache_read_expect(ngx_http_tsb_cache_node_t *cn,
+    u_char *dst);
 static void ngx_http_tsb_cache_write(ngx_http_tsb_cache_cursor_t *cur,
     u_char *src, size_t n);
 static ngx_int_t ngx_http_tsb_cache_split(ngx_http_tsb_entry_t *e,
@@ -730,6 +732,22 @@ ngx_http_tsb_cache_piece(ngx_http_tsb_cache_cursor_t *cur, size_t *n)
 }
 
 
+/* copies what was accepted (cn->expect_len bytes) to dst */
+
+static void
+ngx_http_tsb_cache_read_expect(ngx_http_tsb_cache_node_t *cn, u_char *dst)
+{
+    ngx_http_tsb_cache_cursor_t  cur;
+
+    ngx_http_tsb_cache_cursor(&cur, cn);
+
+    /* it follows the id and the status JSON around the lists */
+    (void) ngx_http_tsb_cache_read(&cur, NULL,
+                                   cn->id_len + cn->head_len + cn->tail_len);
+    (void) ngx_http_tsb_cache_read(&cur, dst, cn->expect_len);
+}
+
+
 /* copies n bytes of the entry's data to dst, or skips them (dst NULL) */
 
 static u_char *
@@ -876,10 +894,7 @@ ngx_http_tsb_cache_store(ngx_http_tsb_cache_ctx_t *ctx,
             goto done;
         }
 
-        ngx_http_tsb_cache_cursor(&cur, old);
-        (void) ngx_http_tsb_cache_read(&cur, NULL, old->id_len
-                                       + old->head_len + old->tail_len);
-        (void) ngx_http_tsb_cache_read(&cur, expect.data, expect.len);
+        ngx_http_tsb_cache_read_expect(old, expect.data);
     }
 
     if (expect.len > 0xffff) {
@@ -1782,7 +1797,6 @@ ngx_http_tsb_watch_fetch_done(ngx_http_tsb_fetch_t *f)
     ngx_http_tsb_watch_t       *w;
     ngx_http_tsb_cache_ctx_t   *ctx;
     ngx_http_tsb_cache_node_t  *cn;
-    ngx_http_tsb_cache_cursor_t  cur;
 
     w = f->data;
     ctx = w->conf->cache_zone->data;
@@ -1808,10 +1822,7 @@ ngx_http_tsb_watch_fetch_done(ngx_http_tsb_fetch_t *f)
         expect.data = ngx_pnalloc(pool, expect.len);
 
         if (expect.data) {
-            ngx_http_tsb_cache_cursor(&cur, cn);
-            (void) ngx_http_tsb_cache_read(&cur, NULL, cn->id_len
-                                           + cn->head_len + cn->tail_len);
-            (void) ngx_http_tsb_cache_read(&cur, expect.data, expect.len);
+            ngx_http_tsb_cache_read_expect(cn, expect.data);
 
         } else {
             expect.len = 0;
