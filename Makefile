@@ -29,7 +29,7 @@ CORE_SRCS    = $(SRC_DIR)/tsb_usage.c $(SRC_DIR)/tsb_csr.c \
 UNIT_TESTS   = $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(wildcard t/unit/test_*.c))
 UNIT_CFLAGS  = -std=c99 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 \
                -fsanitize=address,undefined -fno-omit-frame-pointer \
-               -I$(SRC_DIR)
+               -I$(SRC_DIR) -DTSB_FIXTURES='"$(TSB_FIXTURES)"'
 UNIT_LIBS    = -lyajl -lcrypto
 
 # libFuzzer targets, one per parser (fuzz/, docs/fuzzing.md)
@@ -59,22 +59,21 @@ BENCH_CFLAGS  = -std=c99 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O2 \
                 -I$(SRC_DIR)
 BENCH_SECONDS ?= 2
 
-# the TSB fixtures: beside the checkout (as CI lays them out) or the workplace
-TSB_FIXTURES ?= $(firstword $(wildcard $(abspath ../shared/fixtures) \
-                                       /work/shared/fixtures) \
-                            $(abspath ../shared/fixtures))
-export TSB_FIXTURES
+# the TSB fixtures: in the checkout (t/fixtures/README.md); nothing outside
+# it is read (make test-standalone proves it)
+TSB_FIXTURES = $(CURDIR)/t/fixtures
 
 # Debian packages the build, the tests and the demo need
 DEB_PKGS     = nginx nginx-dev libcurl4-openssl-dev libyajl-dev libssl-dev \
                gcc make openssl curl python3 python3-cryptography perl \
                libjson-pp-perl libio-socket-ssl-perl libhttp-tiny-perl \
-               clang libclang-rt-14-dev
+               clang libclang-rt-14-dev strace
 
 .PHONY: all build deps unit test integration demo demo-stop clean
 .PHONY: fuzz fuzz-smoke fuzz-build fuzz-coverage bench bench-policy
 .PHONY: bench-cache bench-sign
 .PHONY: test-valgrind test-asan soak
+.PHONY: test-standalone
 
 all: build
 
@@ -195,11 +194,18 @@ soak: build
 	perl bench/soak --module $(abspath $(MODULE_SO)) \
 	    --seconds $(SOAK_SECONDS) --doc docs/benchmarks.md
 
+# The tracked files copied into an empty directory: no file names a path
+# outside the checkout, and the tests that read fixtures pass there and
+# open none elsewhere (t/standalone.sh; about a minute)
+test-standalone: build
+	sh t/standalone.sh $(abspath $(MODULE_SO))
+
 test: deps
 	$(MAKE) build
 	$(MAKE) unit
 	$(MAKE) fuzz-smoke
 	$(MAKE) integration
+	$(MAKE) test-standalone
 
 demo: deps build
 	@sh conf/demo.sh start

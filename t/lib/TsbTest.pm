@@ -63,10 +63,9 @@ our $TIME_FACTOR = ($ENV{TSB_TIME_FACTOR} // '') =~ /^\d+(\.\d+)?$/
 our $MODULE = $ENV{TSB_MODULE} || "$ROOT/build/ngx_http_tsb_module.so";
 our $SIM = "$ROOT/sim/tsb_sim.py";
 our $PYTHON = '/usr/bin/python3';
-# the shared fixtures sit beside the checkout (CI) or in the workplace
-our $FIXTURES = $ENV{TSB_FIXTURES}
-    || (grep { -d } "$ROOT/../shared/fixtures", '/work/shared/fixtures')[0]
-    || "$ROOT/../shared/fixtures";
+# the TSB fixtures live in the checkout (t/fixtures/README.md): a clone
+# tests with nothing beside it (make test-standalone)
+our $FIXTURES = "$ROOT/t/fixtures";
 
 my $JSON = JSON::PP->new->utf8->canonical;
 my @LIVE;                       # every harness object, for END
