@@ -82,6 +82,7 @@ typedef struct {
     u_char                       filename_len;
     u_char                       detail_len;
     u_char                       mismatch;
+    u_char                       pinned;        /* in sh->pinned, not LRU */
     u_char                       etag[8];       /* as hex in ETag */
     u_char                       data[1];       /* id, status head, tail,
                                                    expect, serial, name,
@@ -110,6 +111,19 @@ typedef struct {
     ngx_uint_t                   entries;
     ngx_uint_t                   evictions;
     ngx_uint_t                   nomem_logged;
+
+    /*
+     * Evidence: entries holding what was accepted for a request not ended
+     * yet (or whose certificate was refused) are never evicted.  They are
+     * kept out of the LRU queue, and the signs that would make them are
+     * refused once they (and the signs in flight) would take more than
+     * pinned_max bytes, so that the rest of the zone stays for the LRU.
+     */
+    ngx_queue_t                  pinned;
+    size_t                       pinned_size;
+    size_t                       pinned_max;
+    size_t                       reserved;      /* signs in flight */
+    ngx_uint_t                   full_logged;
 } ngx_http_tsb_cache_sh_t;
 
 
@@ -179,6 +193,9 @@ static void ngx_http_tsb_cache_text_put(ngx_http_tsb_cache_ctx_t *ctx,
     ngx_http_tsb_cache_text_t *t);
 static void ngx_http_tsb_cache_unhex(u_char *dst, u_char *hex, size_t n);
 static size_t ngx_http_tsb_cache_data_len(ngx_http_tsb_cache_node_t *cn);
+static size_t ngx_http_tsb_cache_cost(size_t size);
+static void ngx_http_tsb_cache_link(ngx_http_tsb_cache_ctx_t *ctx,
+    ngx_http_tsb_cache_node_t *cn, ngx_uint_t pin);
 static void ngx_http_tsb_cache_cursor(ngx_http_tsb_cache_cursor_t *cur,
     ngx_http_tsb_cache_node_t *cn);
 static u_char *ngx_http_tsb_cache_piece(ngx_http_tsb_cache_cursor_t *cur,
@@ -215,6 +232,8 @@ static ngx_int_t ngx_http_tsb_watch_snapshot(ngx_http_tsb_watch_t *w,
 static void ngx_http_tsb_watch_loaded(void *data, ngx_http_tsb_entry_t *e,
     ngx_str_t *accepted);
 static void ngx_http_tsb_watch_unclaim(ngx_http_tsb_watch_t *w);
+static void ngx_http_tsb_watch_forget(ngx_http_tsb_watch_t *w,
+    ngx_uint_t notfound);
 static ngx_int_t ngx_http_tsb_watch_copy(ngx_http_tsb_watch_t *w,
     ngx_http_tsb_entry_t *e);
 static void ngx_http_tsb_waiter_serve(ngx_http_tsb_waiter_t *wt,
@@ -451,6 +470,10 @@ ngx_http_tsb_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_rbtree_init(&ctx->sh->texts, &ctx->sh->texts_sentinel,
                     ngx_str_rbtree_insert_value);
     ngx_queue_init(&ctx->sh->queue);
+    ngx_queue_init(&ctx->sh->pinned);
+
+    /* half the zone for evidence, the other half for the LRU */
+    ctx->sh->pinned_max = shm_zone->shm.size / 2;
 
     len = sizeof(" in tsb_cache_zone \"\"") + shm_zone->shm.name.len;
 
@@ -598,6 +621,11 @@ ngx_http_tsb_cache_delete(ngx_http_tsb_cache_ctx_t *ctx,
     ngx_queue_remove(&cn->queue);
     ngx_rbtree_delete(&ctx->sh->rbtree, &cn->node);
 
+    if (cn->pinned) {
+        ctx->sh->pinned_size -= ngx_http_tsb_cache_cost(
+                                    ngx_http_tsb_cache_data_len(cn));
+    }
+
     for (c = cn->more; c; c = next) {
         next = c->next;
         ngx_slab_free_locked(ctx->shpool, c);
@@ -695,6 +723,41 @@ ngx_http_tsb_cache_data_len(ngx_http_tsb_cache_node_t *cn)
     return cn->id_len + cn->head_len + cn->tail_len + cn->expect_len
            + cn->serial_len + cn->filename_len + cn->detail_len
            + cn->der_len;
+}
+
+
+/* what an entry of size bytes of data takes in the zone, at most */
+
+static size_t
+ngx_http_tsb_cache_cost(size_t size)
+{
+    size_t  rest, per;
+
+    rest = size - ngx_min(size, NGX_HTTP_TSB_NODE_DATA);
+    per = NGX_HTTP_TSB_CHUNK - sizeof(void *);
+
+    return NGX_HTTP_TSB_NODE_MAX + NGX_HTTP_TSB_CHUNK * ((rest + per - 1) / per);
+}
+
+
+/* a new entry into the LRU queue, or among the evidence that stays */
+
+static void
+ngx_http_tsb_cache_link(ngx_http_tsb_cache_ctx_t *ctx,
+    ngx_http_tsb_cache_node_t *cn, ngx_uint_t pin)
+{
+    ngx_rbtree_insert(&ctx->sh->rbtree, &cn->node);
+    ctx->sh->entries++;
+
+    if (pin) {
+        cn->pinned = 1;
+        ctx->sh->pinned_size += ngx_http_tsb_cache_cost(
+                                    ngx_http_tsb_cache_data_len(cn));
+        ngx_queue_insert_head(&ctx->sh->pinned, &cn->queue);
+        return;
+    }
+
+    ngx_queue_insert_head(&ctx->sh->queue, &cn->queue);
 }
 
 
@@ -979,9 +1042,15 @@ ngx_http_tsb_cache_store(ngx_http_tsb_cache_ctx_t *ctx,
         ngx_http_tsb_cache_delete(ctx, old);
     }
 
-    ngx_rbtree_insert(&ctx->sh->rbtree, &cn->node);
-    ngx_queue_insert_head(&ctx->sh->queue, &cn->queue);
-    ctx->sh->entries++;
+    /*
+     * What was accepted stays until the request has ended and its
+     * certificate was checked; a refused certificate's entry stays too:
+     * evicted, the next fetch would find no record to refuse it with.
+     */
+    ngx_http_tsb_cache_link(ctx, cn,
+                            expect.len
+                            && (!tsb_status_is_terminal((int) e->status)
+                                || e->mismatch));
 
     cn = NULL;
     lists = NULL;
@@ -1135,6 +1204,77 @@ ngx_http_tsb_cache_remember(ngx_http_request_t *r, ngx_str_t *id,
 
     return ngx_http_tsb_cache_store(tlcf->cache_zone->data, &e,
                                     r->connection->log);
+}
+
+
+/*
+ * Before a sign goes to the TSB: room for what will be accepted, set aside
+ * until remember() (or its failure) says how much it took.  A pending entry
+ * grows by its status JSON (the approver lists are kept once per zone).
+ */
+
+ngx_int_t
+ngx_http_tsb_cache_reserve(ngx_http_tsb_loc_conf_t *tlcf, size_t expect_len,
+    size_t *reserved, ngx_log_t *log)
+{
+    size_t                     cost;
+    ngx_int_t                  rc;
+    ngx_http_tsb_cache_ctx_t  *ctx;
+
+    *reserved = 0;
+
+    if (tlcf->cache_zone == NULL) {
+        return NGX_OK;
+    }
+
+    ctx = tlcf->cache_zone->data;
+    cost = ngx_http_tsb_cache_cost(NGX_HTTP_TSB_ID_MAX + 256 + expect_len);
+    rc = NGX_OK;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    if (ctx->sh->pinned_size + ctx->sh->reserved + cost
+        > ctx->sh->pinned_max)
+    {
+        rc = NGX_DECLINED;
+
+        if (!ctx->sh->full_logged) {
+            ctx->sh->full_logged = 1;
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "tsb: cache zone \"%V\" has no room left for what "
+                          "is accepted for pending requests (%uz bytes "
+                          "kept): sign requests are refused until some "
+                          "end; see operations-cache.md",
+                          &tlcf->cache_zone->shm.name,
+                          ctx->sh->pinned_size + ctx->sh->reserved);
+        }
+
+    } else {
+        ctx->sh->reserved += cost;
+        ctx->sh->full_logged = 0;
+        *reserved = cost;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return rc;
+}
+
+
+void
+ngx_http_tsb_cache_unreserve(ngx_http_tsb_loc_conf_t *tlcf, size_t reserved)
+{
+    ngx_http_tsb_cache_ctx_t  *ctx;
+
+    if (tlcf->cache_zone == NULL || reserved == 0) {
+        return;
+    }
+
+    ctx = tlcf->cache_zone->data;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+    ctx->sh->reserved -= ngx_min(reserved, ctx->sh->reserved);
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
 }
 
 
@@ -1434,8 +1574,10 @@ ngx_http_tsb_cache_handle(ngx_http_request_t *r, ngx_str_t *id,
         }
 
         if (cache_status != NGX_HTTP_TSB_CACHE_NONE) {
-            ngx_queue_remove(&cn->queue);
-            ngx_queue_insert_head(&ctx->sh->queue, &cn->queue);
+            if (!cn->pinned) {
+                ngx_queue_remove(&cn->queue);
+                ngx_queue_insert_head(&ctx->sh->queue, &cn->queue);
+            }
 
             if (ngx_http_tsb_cache_copy(cn, r->pool, &e) != NGX_OK) {
                 ngx_shmtx_unlock(&ctx->shpool->mutex);
@@ -1701,9 +1843,8 @@ ngx_http_tsb_watch_step(ngx_http_tsb_watch_t *w)
             cn->id_len = (u_char) w->id.len;
             ngx_memcpy(cn->data, w->id.data, w->id.len);
 
-            ngx_rbtree_insert(&ctx->sh->rbtree, &cn->node);
-            ngx_queue_insert_head(&ctx->sh->queue, &cn->queue);
-            ctx->sh->entries++;
+            /* a placeholder: removed again if the TSB does not know it */
+            ngx_http_tsb_cache_link(ctx, cn, 0);
         }
     }
 
@@ -1790,6 +1931,7 @@ static void
 ngx_http_tsb_watch_fetch_done(ngx_http_tsb_fetch_t *f)
 {
     ngx_int_t                   rc;
+    ngx_uint_t                  notfound;
     ngx_str_t                   expect;
     ngx_pool_t                 *pool;
     tsb_error_t                 err;
@@ -1857,6 +1999,8 @@ ngx_http_tsb_watch_fetch_done(ngx_http_tsb_fetch_t *f)
                                               &expect, w->conf, e, &err);
     }
 
+    notfound = (f->result == CURLE_OK && f->status == NGX_HTTP_NOT_FOUND);
+
     w->fetch = NULL;
     ngx_destroy_pool(w->fetch_pool);
     w->fetch_pool = NULL;
@@ -1865,6 +2009,8 @@ ngx_http_tsb_watch_fetch_done(ngx_http_tsb_fetch_t *f)
         if (pool) {
             ngx_destroy_pool(pool);
         }
+
+        ngx_http_tsb_watch_forget(w, notfound);
 
         w->err = err;
         w->failed = 1;
@@ -1987,6 +2133,34 @@ ngx_http_tsb_watch_unclaim(ngx_http_tsb_watch_t *w)
     cn = ngx_http_tsb_cache_lookup(ctx, &w->id, w->node.key);
     if (cn) {
         cn->updating = 0;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+}
+
+
+/*
+ * A refresh failed.  The placeholder it claimed holds nothing: it goes, or
+ * ids that never existed would fill the zone and evict real entries.  An
+ * entry the TSB no longer knows (404) goes too, unless it is evidence.
+ */
+
+static void
+ngx_http_tsb_watch_forget(ngx_http_tsb_watch_t *w, ngx_uint_t notfound)
+{
+    ngx_http_tsb_cache_ctx_t   *ctx;
+    ngx_http_tsb_cache_node_t  *cn;
+
+    ctx = w->conf->cache_zone->data;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    cn = ngx_http_tsb_cache_lookup(ctx, &w->id, w->node.key);
+
+    if (cn && !cn->pinned && cn->expect_len == 0
+        && cn->updating == 0 && (cn->fetched == 0 || notfound))
+    {
+        ngx_http_tsb_cache_delete(ctx, cn);
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);

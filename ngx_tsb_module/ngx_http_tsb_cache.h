@@ -75,6 +75,16 @@ ngx_int_t ngx_http_tsb_cache_handle(ngx_http_request_t *r, ngx_str_t *id,
 ngx_int_t ngx_http_tsb_cache_remember(ngx_http_request_t *r, ngx_str_t *id,
     u_char *expect, size_t expect_len);
 
+/*
+ * Before a sign is forwarded: room in the zone for what is accepted, or
+ * NGX_DECLINED (the sign is refused, evidence is never evicted instead).
+ * *reserved is given back with unreserve() once the TSB has answered.
+ */
+ngx_int_t ngx_http_tsb_cache_reserve(ngx_http_tsb_loc_conf_t *tlcf,
+    size_t expect_len, size_t *reserved, ngx_log_t *log);
+void ngx_http_tsb_cache_unreserve(ngx_http_tsb_loc_conf_t *tlcf,
+    size_t reserved);
+
 /* after a cancel (tsb_pass): the entry is no longer fresh, nor stale-usable */
 void ngx_http_tsb_cache_expire(ngx_http_tsb_loc_conf_t *tlcf, ngx_str_t *id);
 

@@ -35,6 +35,7 @@ typedef struct {
     ngx_http_request_t       *request;
     ngx_http_tsb_ctx_t       *ctx;
     ngx_uint_t                pending;     /* not audited yet */
+    size_t                    reserved;    /* room in the cache zone */
 } ngx_http_tsb_sign_t;
 
 
@@ -270,7 +271,20 @@ ngx_http_tsb_sign_process(ngx_http_request_t *r)
     st->request = r;
     st->ctx = ctx;
     st->pending = 0;
+    st->reserved = 0;
     cln->handler = ngx_http_tsb_sign_cleanup;
+
+    /* the record of what is accepted must have room before the TSB acts */
+
+    if (ngx_http_tsb_cache_reserve(tlcf, ctx->expect.len, &st->reserved,
+                                   r->connection->log)
+        != NGX_OK)
+    {
+        return ngx_http_tsb_sign_refuse(r, ctx,
+                   NGX_HTTP_SERVICE_UNAVAILABLE, "cache.full",
+                   "the cache zone has no room left to keep what is "
+                   "accepted for pending requests; try again later");
+    }
 
     ngx_str_set(&path, "/v1/certificate/sign");
 
@@ -317,8 +331,13 @@ ngx_http_tsb_sign_done(ngx_http_tsb_fetch_t *f)
     r = f->request;
     st = f->data;
     ctx = st->ctx;
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tsb_module);
 
     st->pending = 0;
+
+    /* remember() below takes the room for real */
+    ngx_http_tsb_cache_unreserve(tlcf, st->reserved);
+    st->reserved = 0;
 
     rc = ngx_http_tsb_upstream_failed(r, f);
     if (rc != NGX_DECLINED) {
@@ -359,8 +378,6 @@ ngx_http_tsb_sign_done(ngx_http_tsb_fetch_t *f)
     }
 
     /* and on disk, for a restart or an eviction before it is issued */
-
-    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tsb_module);
 
     if (tlcf->store) {
         ngx_http_tsb_store_remember(tlcf->store, &sid, ctx->expect.data,
@@ -469,6 +486,13 @@ static void
 ngx_http_tsb_sign_cleanup(void *data)
 {
     ngx_http_tsb_sign_t  *st = data;
+
+    if (st->reserved) {
+        ngx_http_tsb_cache_unreserve(
+            ngx_http_get_module_loc_conf(st->request, ngx_http_tsb_module),
+            st->reserved);
+        st->reserved = 0;
+    }
 
     if (!st->pending) {
         return;
