@@ -25,7 +25,8 @@ CORE_SRCS    = $(SRC_DIR)/tsb_usage.c $(SRC_DIR)/tsb_csr.c \
                $(SRC_DIR)/tsb_policy.c $(SRC_DIR)/tsb_json.c \
                $(SRC_DIR)/tsb_cert.c $(SRC_DIR)/tsb_path.c \
                $(SRC_DIR)/tsb_verify.c $(SRC_DIR)/tsb_allow.c \
-               $(SRC_DIR)/tsb_front.c $(SRC_DIR)/tsb_tls.c
+               $(SRC_DIR)/tsb_front.c $(SRC_DIR)/tsb_tls.c \
+               $(SRC_DIR)/tsb_describe.c
 UNIT_TESTS   = $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(wildcard t/unit/test_*.c))
 UNIT_CFLAGS  = -std=c99 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 \
                -fsanitize=address,undefined -fno-omit-frame-pointer \
@@ -67,12 +68,13 @@ TSB_FIXTURES = $(CURDIR)/t/fixtures
 DEB_PKGS     = nginx nginx-dev libcurl4-openssl-dev libyajl-dev libssl-dev \
                gcc make openssl curl python3 python3-cryptography perl \
                libjson-pp-perl libio-socket-ssl-perl libhttp-tiny-perl \
-               clang libclang-rt-14-dev strace
+               clang libclang-rt-14-dev strace \
+               chromium chromium-driver python3-selenium
 
 .PHONY: all build deps unit test integration demo demo-stop clean
 .PHONY: fuzz fuzz-smoke fuzz-build fuzz-coverage bench bench-policy
 .PHONY: bench-cache bench-sign
-.PHONY: test-valgrind test-asan soak
+.PHONY: test-valgrind test-asan soak page-bundle
 .PHONY: test-standalone
 
 all: build
@@ -206,6 +208,12 @@ test: deps
 	$(MAKE) fuzz-smoke
 	$(MAKE) integration
 	$(MAKE) test-standalone
+
+# The self-service page's one library, @peculiar/x509, bundled into
+# page/x509.bundle.js (committed: nginx serves it, no build at install
+# time).  Versions are pinned in page/package.json and page/package-lock.json.
+page-bundle:
+	cd page && npm ci --no-audit --no-fund && npm run build
 
 demo: deps build
 	@sh conf/demo.sh start

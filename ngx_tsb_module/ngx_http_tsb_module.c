@@ -426,6 +426,13 @@ static ngx_command_t  ngx_http_tsb_commands[] = {
       offsetof(ngx_http_tsb_loc_conf_t, allow_key_password),
       NULL },
 
+    { ngx_string("tsb_sign_describe"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tsb_loc_conf_t, sign_describe),
+      NULL },
+
     { ngx_string("tsb_key_password"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_str_slot,
@@ -539,6 +546,7 @@ ngx_http_tsb_create_loc_conf(ngx_conf_t *cf)
     conf->allow_ed25519 = NGX_CONF_UNSET;
     conf->max_path_len = NGX_CONF_UNSET;
     conf->allow_key_password = NGX_CONF_UNSET;
+    conf->sign_describe = NGX_CONF_UNSET;
     conf->issuers = NGX_CONF_UNSET_PTR;
     conf->verify_issued = NGX_CONF_UNSET_UINT;
     conf->audit_log = NGX_CONF_UNSET_PTR;
@@ -618,6 +626,7 @@ ngx_http_tsb_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->max_path_len, prev->max_path_len, -1);
     ngx_conf_merge_value(conf->allow_key_password,
                          prev->allow_key_password, 0);
+    ngx_conf_merge_value(conf->sign_describe, prev->sign_describe, 0);
     ngx_conf_merge_str_value(conf->key_password, prev->key_password, "");
     ngx_conf_merge_ptr_value(conf->issuers, prev->issuers, NULL);
     ngx_conf_merge_uint_value(conf->verify_issued, prev->verify_issued,

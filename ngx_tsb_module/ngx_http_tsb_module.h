@@ -56,6 +56,7 @@ typedef struct {
     ngx_flag_t                     allow_ed25519;
     ngx_int_t                      max_path_len;       /* -1: unlimited */
     ngx_flag_t                     allow_key_password;
+    ngx_flag_t                     sign_describe;
     ngx_str_t                      key_password;       /* never logged */
     ngx_flag_t                     names_variables;    /* set at merge */
 
