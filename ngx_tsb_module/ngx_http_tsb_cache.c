@@ -37,6 +37,7 @@
 #include "ngx_http_tsb_cache.h"
 #include "ngx_http_tsb_store.h"
 #include "ngx_http_tsb_metrics.h"
+#include "tsb_owner.h"
 
 
 /* how often a watch looks at the zone while another worker refreshes */
@@ -1316,12 +1317,13 @@ ngx_http_tsb_entry_from_upstream(ngx_pool_t *pool, ngx_log_t *log,
 {
     int             mismatch;
     u_char         *p, ch;
-    size_t          i;
+    size_t          i, xlen;
     ngx_int_t       rc;
     tsb_buf_t       out;
     tsb_error_t     verr;
     tsb_cert_t      cert;
     tsb_status_t    st;
+    const u_char   *x, *owner;
     unsigned char   md[SHA256_DIGEST_LENGTH];
 
     ngx_memzero(e, sizeof(ngx_http_tsb_entry_t));
@@ -1400,8 +1402,17 @@ ngx_http_tsb_entry_from_upstream(ngx_pool_t *pool, ngx_log_t *log,
         ngx_memzero(&verr, sizeof(tsb_error_t));
 
         if (expect && expect->len) {
-            mismatch = tsb_expect_verify(expect->data, expect->len, &cert,
-                                         NULL, 0, tlcf->issuers, &verr);
+            /* the record: the owner's tag, if any, then the expectation */
+            if (tsb_owner_split(expect->data, expect->len, &x, &xlen,
+                                &owner)
+                != 0)
+            {
+                x = expect->data;
+                xlen = expect->len;
+            }
+
+            mismatch = tsb_expect_verify(x, xlen, &cert, NULL, 0,
+                                         tlcf->issuers, &verr);
 
         } else if (tlcf->issuers) {
             mismatch = tsb_chain_verify_issued(tlcf->issuers, cert.der.data,

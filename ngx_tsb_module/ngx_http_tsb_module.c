@@ -53,6 +53,14 @@ typedef struct {
 } ngx_http_tsb_usage_post_t;
 
 
+static ngx_conf_enum_t  ngx_http_tsb_owner_check[] = {
+    { ngx_string("off"), NGX_HTTP_TSB_OWNER_OFF },
+    { ngx_string("cancel"), NGX_HTTP_TSB_OWNER_CANCEL },
+    { ngx_string("all"), NGX_HTTP_TSB_OWNER_ALL },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_conf_enum_t  ngx_http_tsb_verify_issued[] = {
     { ngx_string("on"), NGX_HTTP_TSB_VERIFY_ON },
     { ngx_string("strict"), NGX_HTTP_TSB_VERIFY_STRICT },
@@ -461,6 +469,20 @@ static ngx_command_t  ngx_http_tsb_commands[] = {
       0,
       NULL },
 
+    { ngx_string("tsb_owner"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_tsb_owner,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("tsb_owner_check"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tsb_loc_conf_t, owner_check),
+      &ngx_http_tsb_owner_check },
+
       ngx_null_command
 };
 
@@ -549,6 +571,8 @@ ngx_http_tsb_create_loc_conf(ngx_conf_t *cf)
     conf->sign_describe = NGX_CONF_UNSET;
     conf->issuers = NGX_CONF_UNSET_PTR;
     conf->verify_issued = NGX_CONF_UNSET_UINT;
+    conf->owner = NGX_CONF_UNSET_PTR;
+    conf->owner_check = NGX_CONF_UNSET_UINT;
     conf->audit_log = NGX_CONF_UNSET_PTR;
 
     return conf;
@@ -632,6 +656,9 @@ ngx_http_tsb_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_uint_value(conf->verify_issued, prev->verify_issued,
                               NGX_HTTP_TSB_VERIFY_ON);
     ngx_conf_merge_ptr_value(conf->audit_log, prev->audit_log, NULL);
+    ngx_conf_merge_ptr_value(conf->owner, prev->owner, NULL);
+    ngx_conf_merge_uint_value(conf->owner_check, prev->owner_check,
+                              NGX_HTTP_TSB_OWNER_CANCEL);
     ngx_conf_merge_str_value(conf->sign_key_name, prev->sign_key_name, "");
 
     if (conf->default_key_usage & ~conf->allowed_key_usage) {

@@ -68,9 +68,19 @@ typedef struct {
     /* ngx_http_tsb_proxy.c: tsb_pass_allow, tsb_allow_rule_t */
     ngx_array_t                   *pass_allow;
 
+    /* ngx_http_tsb_owner.c: tsb_owner (NULL: none), tsb_owner_check */
+    ngx_http_complex_value_t      *owner;
+    ngx_uint_t                     owner_check;
+
     /* the plain C view of the above, built at merge time */
     tsb_policy_t                   policy;
 } ngx_http_tsb_loc_conf_t;
+
+
+/* tsb_owner_check */
+#define NGX_HTTP_TSB_OWNER_OFF      0
+#define NGX_HTTP_TSB_OWNER_CANCEL   1
+#define NGX_HTTP_TSB_OWNER_ALL      2
 
 
 /* tsb_verify_issued */
@@ -147,6 +157,14 @@ ngx_int_t ngx_http_tsb_method_not_allowed(ngx_http_request_t *r,
     const char *allow);
 ngx_int_t ngx_http_tsb_upstream_pass(ngx_http_request_t *r,
     ngx_http_tsb_fetch_t *f);
+
+/* ngx_http_tsb_owner.c: whose request it is (tsb_owner) */
+char *ngx_http_tsb_owner(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_http_tsb_owner_tag(ngx_http_request_t *r, tsb_buf_t *expect,
+    tsb_error_t *err);
+ngx_int_t ngx_http_tsb_owner_allowed(ngx_http_request_t *r,
+    ngx_str_t *record, tsb_error_t *err);
+ngx_int_t ngx_http_tsb_cancel_handler(ngx_http_request_t *r);
 
 /* ngx_http_tsb_proxy.c: tsb_pass, the front of the TSB API */
 ngx_int_t ngx_http_tsb_pass_handler(ngx_http_request_t *r);

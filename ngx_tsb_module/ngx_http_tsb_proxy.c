@@ -161,6 +161,11 @@ ngx_http_tsb_pass_handler(ngx_http_request_t *r)
     case NGX_HTTP_TSB_ROUTE_STATUS:
         return ngx_http_tsb_status_handler(r);
 
+    case NGX_HTTP_TSB_ROUTE_CANCEL:
+        /* whose request it is (tsb_owner_check), then the TSB */
+        ctx->id = front->id;
+        return ngx_http_tsb_cancel_handler(r);
+
     case NGX_HTTP_TSB_ROUTE_IMPORT:
         return ngx_http_tsb_import_handler(r);
 

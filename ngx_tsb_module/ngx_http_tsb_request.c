@@ -15,6 +15,7 @@
 #include "ngx_http_tsb_module.h"
 #include "ngx_http_tsb_cache.h"
 #include "ngx_http_tsb_metrics.h"
+#include "ngx_http_tsb_proxy.h"
 #include "tsb_path.h"
 
 
@@ -58,10 +59,17 @@ ngx_http_tsb_request_handler(ngx_http_request_t *r, ngx_uint_t certificate)
     ngx_msec_t                wait;
     ngx_http_tsb_ctx_t       *ctx;
     ngx_http_tsb_fetch_t     *f;
+    ngx_http_tsb_front_t     *front;
     ngx_http_tsb_loc_conf_t  *tlcf;
 
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return ngx_http_tsb_method_not_allowed(r, "GET, HEAD");
+    /* DELETE cancels, as on the TSB's own /v1/request/{id} */
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))
+        && (certificate || r->method != NGX_HTTP_DELETE))
+    {
+        return ngx_http_tsb_method_not_allowed(r, certificate
+                                                  ? "GET, HEAD"
+                                                  : "GET, HEAD, DELETE");
     }
 
     tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tsb_module);
@@ -76,6 +84,24 @@ ngx_http_tsb_request_handler(ngx_http_request_t *r, ngx_uint_t certificate)
                    "the URI does not end in a TSB request id (letters, "
                    "digits and '-', optionally .pem, .der, .crt, .cer or "
                    "/chain) or ?format= is not pem, der, chain or json");
+    }
+
+    if (r->method == NGX_HTTP_DELETE) {
+        /* the request is cancelled, not its certificate (.pem, ...) */
+        if (ctx->id.data + ctx->id.len != r->uri.data + r->uri.len) {
+            return ngx_http_tsb_method_not_allowed(r, "GET, HEAD");
+        }
+
+        front = ngx_pcalloc(r->pool, sizeof(ngx_http_tsb_front_t));
+        if (front == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        front->route = NGX_HTTP_TSB_ROUTE_CANCEL;
+        front->id = ctx->id;
+        ctx->front = front;
+
+        return ngx_http_tsb_cancel_handler(r);
     }
 
     wait = ngx_http_tsb_wait_arg(r);
@@ -359,14 +385,25 @@ ngx_http_tsb_serve(ngx_http_request_t *r, ngx_http_tsb_entry_t *e,
     u_char                   *detail;
     ngx_str_t                 value;
     const char               *name;
+    tsb_error_t               oerr;
     ngx_http_tsb_ctx_t       *ctx;
     ngx_http_tsb_loc_conf_t  *tlcf;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_tsb_module);
     tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tsb_module);
 
+    ngx_memzero(&oerr, sizeof(tsb_error_t));
+
     ctx->cache_status = cache_status;
     ngx_http_tsb_metrics_cache(cache_status);
+
+    /* tsb_owner_check all: only its owner reads a request */
+
+    if (e && tlcf->owner_check == NGX_HTTP_TSB_OWNER_ALL
+        && ngx_http_tsb_owner_allowed(r, &e->expect, &oerr) != NGX_OK)
+    {
+        return ngx_http_tsb_send_tsb_error(r, &oerr);
+    }
 
     if (e) {
         ctx->tsb_status = e->status;

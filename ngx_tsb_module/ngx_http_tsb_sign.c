@@ -220,6 +220,12 @@ ngx_http_tsb_sign_process(ngx_http_request_t *r)
         return ngx_http_tsb_sign_internal(r, ctx, 1);
     }
 
+    /* and who asked for it (tsb_owner), kept with it */
+
+    if (ngx_http_tsb_owner_tag(r, &ctx->expect, &err) != NGX_OK) {
+        return ngx_http_tsb_sign_refuse_err(r, ctx, &err);
+    }
+
     if (ngx_http_tsb_key_password(ctx, tlcf) != NGX_OK) {
         return ngx_http_tsb_sign_internal(r, ctx, 1);
     }
