@@ -35,7 +35,8 @@ UNIT_LIBS    = -lyajl -lcrypto
 # libFuzzer targets, one per parser (fuzz/, docs/fuzzing.md)
 FUZZ_CC      ?= clang
 FUZZ_TARGETS  = fuzz_csr fuzz_sign_req fuzz_upstream fuzz_cert fuzz_path \
-                fuzz_allow fuzz_front fuzz_verify fuzz_csr_diff
+                fuzz_allow fuzz_front fuzz_verify fuzz_csr_diff \
+                fuzz_front_path
 FUZZ_BINS     = $(patsubst %,$(BUILD)/fuzz/%,$(FUZZ_TARGETS))
 FUZZ_CFLAGS   = -std=c99 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 \
                 -fsanitize=fuzzer,address,undefined \
@@ -53,6 +54,7 @@ FUZZ_MAX_LEN_fuzz_allow    = 4608
 FUZZ_MAX_LEN_fuzz_front    = 16384
 FUZZ_MAX_LEN_fuzz_verify   = 8192
 FUZZ_MAX_LEN_fuzz_csr_diff = 8192
+FUZZ_MAX_LEN_fuzz_front_path = 683
 
 # benchmarks (bench/, results in docs/benchmarks.md)
 BENCH_CFLAGS  = -std=c99 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O2 \
