@@ -38,7 +38,8 @@ UNIT_LIBS    = -lyajl -lcrypto
 FUZZ_CC      ?= clang
 FUZZ_TARGETS  = fuzz_csr fuzz_sign_req fuzz_upstream fuzz_cert fuzz_path \
                 fuzz_allow fuzz_front fuzz_verify fuzz_csr_diff \
-                fuzz_owner
+                fuzz_owner \
+                fuzz_front_path
 FUZZ_BINS     = $(patsubst %,$(BUILD)/fuzz/%,$(FUZZ_TARGETS))
 FUZZ_CFLAGS   = -std=c99 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 \
                 -fsanitize=fuzzer,address,undefined \
@@ -56,7 +57,8 @@ FUZZ_MAX_LEN_fuzz_allow    = 4608
 FUZZ_MAX_LEN_fuzz_front    = 16384
 FUZZ_MAX_LEN_fuzz_verify   = 8192
 FUZZ_MAX_LEN_fuzz_csr_diff = 8192
-FUZZ_MAX_LEN_fuzz_owner    = 4200
+FUZZ_MAX_LEN_fuzz_owner    = 4200 \
+FUZZ_MAX_LEN_fuzz_front_path = 683
 
 # benchmarks (bench/, results in docs/benchmarks.md)
 BENCH_CFLAGS  = -std=c99 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O2 \

@@ -190,7 +190,14 @@ ngx_http_tsb_parse_id(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx,
     path = r->uri;
     prefixed = 0;
 
-    /* through tsb_pass the path is the TSB's own: /v1/request/{id} */
+    /*
+     * Through tsb_pass the path is the TSB's own, /v1/request/{id}, as the
+     * front normalised and judged it: no encoding is left in it.
+     */
+
+    if (ctx->front) {
+        path = ((ngx_http_tsb_front_t *) ctx->front)->npath;
+    }
 
     if (ctx->front == NULL
 #if (NGX_PCRE)
@@ -227,7 +234,7 @@ ngx_http_tsb_parse_id(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx,
      * an encoded slash would pick a different id than the client wrote.
      */
 
-    if (r->valid_unparsed_uri) {
+    if (r->valid_unparsed_uri && ctx->front == NULL) {
         tail = r->uri.data + r->uri.len - id;
 
         raw = r->unparsed_uri.data;
