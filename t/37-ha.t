@@ -60,6 +60,11 @@ sub accepted { "$STORE/$_[0].accepted" }
 sub stored { "$STORE/$_[0].tsb" }
 sub gets { $A->sim_counts->{$GET} // 0 }
 
+sub tmp_files {
+    opendir(my $dh, $STORE) or die "$STORE: $!";
+    return grep { /\.tmp$/ } readdir $dh;
+}
+
 sub sign_a {
     my ($cn, %fault) = @_;
     $A->sim_fault(route => $SIGN, times => 1, %fault) if %fault;
@@ -171,9 +176,9 @@ sub subject_of {
                     5), 'one file each in the store, records folded in');
     is(scalar(grep { index(slurp(stored($_)) // '', $der{$_}[0]) >= 0 }
               @ids), scalar @ids, 'each file holds the whole certificate');
-    opendir(my $dh, $STORE) or die "$STORE: $!";
-    my @tmp = grep { /\.tmp$/ } readdir $dh;
-    is("@tmp", '', 'no temporary files left');
+    # the other gateway's write of the same file may still be under way
+    $A->wait_for(sub { !tmp_files() }, 5);
+    is(join(' ', tmp_files()), '', 'no temporary files left');
     my $logs = $A->log_since . $B->log_since;
     unlike($logs, qr/tsb: (?:storing|reading|stored).*failed
                      |\[(?:crit|alert|emerg)\]/x,
@@ -192,6 +197,56 @@ sub subject_of {
     } @ids;
     is($same, scalar @ids, 'after a restart of both: the same bytes');
     is(gets() - $g, 0, 'from the store file: no GET to the TSB');
+}
+
+# --------------- two hosts: the same pid, another host name, at once
+# Each gateway in a PID and a UTS namespace of its own: both workers have
+# pid 2, as on two hosts, and the host names differ.  Temporary names made
+# of the pid alone collide here (a rename fails, a file may mix both
+# writes); with the host name in them they do not.
+SKIP: {
+    my ($rc) = $A->run_cmd('unshare', '--pid', '--fork', '--uts', 'true');
+    skip 'PID and UTS namespaces need root (unshare)', 6 if $rc;
+
+    my @hosts;
+    for my $h (qw(gw-c gw-d)) {
+        my $t = TsbTest->new;
+        local @TsbTest::NGINX_WRAPPER = ('unshare', '--pid', '--fork',
+            '--uts', '--kill-child', 'sh', '-c', "hostname $h && exec \"\$@\"",
+            'sh');
+        $t->start_nginx(conf(), workers => 1);
+        push @hosts, $t;
+    }
+    my ($C, $D) = @hosts;
+    my @ids = map { sign_a("host$_.svc.example") } 1 .. 20;
+    $A->sim_approve($_) for @ids;
+    $C->log_mark;
+    $D->log_mark;
+    my @socks = map { [$C->raw_send(GET => "/request/$_.der"),
+                       $D->raw_send(GET => "/request/$_.der")] } @ids;
+    my %der;
+    my $ok = 0;
+    for my $i (0 .. $#ids) {
+        my $rc = $C->raw_read($socks[$i][0]);
+        my $rd = $D->raw_read($socks[$i][1]);
+        $ok += ($rc->{status} == 200) + ($rd->{status} == 200);
+        $der{$ids[$i]} = $rc->{content} if $rc->{content} eq $rd->{content};
+    }
+    is($ok, 2 * @ids, 'two hosts at once: every certificate served');
+    is(scalar(keys %der), scalar @ids, 'the same bytes from both');
+    ok($C->wait_for(sub { !grep { !-s stored($_) || -e accepted($_) } @ids },
+                    5), 'one file each in the store');
+    is(scalar(grep { index(slurp(stored($_)) // '', $der{$_} // "\0") >= 0 }
+              @ids), scalar @ids, 'each file holds the whole certificate');
+    # the other gateway's write of the same file may still be under way
+    $A->wait_for(sub { !tmp_files() }, 5);
+    is(join(' ', tmp_files()), '', 'no temporary files left');
+    unlike($C->log_since . $D->log_since,
+           qr/tsb: (?:storing|reading|stored).*failed/,
+           'no store error on either host')
+        or diag(join "\n", grep { /tsb: / } split /\n/,
+                     $C->log_since . $D->log_since);
+    $_->stop_nginx for $C, $D;
 }
 
 unlike($A->error_log . $B->error_log, qr/exited on signal/,
