@@ -57,7 +57,7 @@ FUZZ_MAX_LEN_fuzz_allow    = 4608
 FUZZ_MAX_LEN_fuzz_front    = 16384
 FUZZ_MAX_LEN_fuzz_verify   = 8192
 FUZZ_MAX_LEN_fuzz_csr_diff = 8192
-FUZZ_MAX_LEN_fuzz_owner    = 4200 \
+FUZZ_MAX_LEN_fuzz_owner    = 4200
 FUZZ_MAX_LEN_fuzz_front_path = 683
 
 # benchmarks (bench/, results in docs/benchmarks.md)
@@ -80,7 +80,7 @@ DEB_PKGS     = nginx nginx-dev libcurl4-openssl-dev libyajl-dev libssl-dev \
 .PHONY: fuzz fuzz-smoke fuzz-build fuzz-coverage bench bench-policy
 .PHONY: bench-cache bench-sign
 .PHONY: test-valgrind test-asan soak page-bundle
-.PHONY: test-standalone
+.PHONY: test-standalone test-build
 
 all: build
 
@@ -89,17 +89,29 @@ build: $(MODULE_SO)
 deps:
 	@sh .ci/deps.sh $(DEB_PKGS)
 
-# Configure a private copy of the nginx tree once, with the flags the
-# installed nginx was built with (Debian ships them in conf_flags), so the
-# module's signature matches the binary that loads it.
+# Configure a private copy of the nginx tree once, with the flags of the
+# nginx that loads the module, so that its signature and its features
+# (NGX_HTTP_SSL, NGX_THREADS) match that binary: NGX_CONFIGURE_ARGS when
+# given, else Debian's conf_flags when the tree has them, else the
+# arguments of $(NGINX_BIN) -V less other modules and paths
+# (.ci/nginx-flags.py).  A release tarball has ./configure, a git
+# checkout auto/configure.
+NGX_CONFIGURE_ARGS ?=
 $(NGX_TREE)/Makefile: config
 	rm -rf $(NGX_TREE)
 	mkdir -p $(BUILD)
 	cp -a $(NGINX_SRC) $(NGX_TREE)
-	cd $(NGX_TREE) && bash -c 'set -e; flags=(--with-compat); \
-	    if [ -f conf_flags ]; then . ./conf_flags; \
-	        flags=("$${NGX_CONF_FLAGS[@]}"); fi; \
-	    ./configure "$${flags[@]}" --add-dynamic-module=$(CURDIR) \
+	cd $(NGX_TREE) && bash -c 'set -e; \
+	    cfg=./configure; [ -x "$$cfg" ] || cfg=auto/configure; \
+	    if [ -n "$(NGX_CONFIGURE_ARGS)" ]; then \
+	        flags=($(NGX_CONFIGURE_ARGS)); \
+	    elif [ -f conf_flags ]; then . ./conf_flags; \
+	        flags=("$${NGX_CONF_FLAGS[@]}"); \
+	    else $(PYTHON) $(CURDIR)/.ci/nginx-flags.py $(NGINX_BIN) \
+	            >configure.args; \
+	        mapfile -d "" -t flags <configure.args; fi; \
+	    echo "configure: $${flags[*]}"; \
+	    $$cfg "$${flags[@]}" --add-dynamic-module=$(CURDIR) \
 	        --with-cc-opt="-g -O2 -Wall -Wextra -Werror $(NGX_CC_EXTRA)" \
 	        $(if $(NGX_LD_OPT),--with-ld-opt="$(NGX_LD_OPT)") >configure.log \
 	    || { tail -30 configure.log; exit 1; }'
@@ -206,6 +218,13 @@ soak: build
 # open none elsewhere (t/standalone.sh; about a minute)
 test-standalone: build
 	sh t/standalone.sh $(abspath $(MODULE_SO))
+
+# A module built with --with-compat alone (no SSL, no threads) is refused
+# by Debian's nginx, which has both (t/07-build.t; about a minute)
+test-build: build
+	$(MAKE) BUILD=$(BUILD)/compat NGX_CONFIGURE_ARGS=--with-compat build
+	TSB_MODULE_COMPAT=$(abspath $(BUILD)/compat/ngx_http_tsb_module.so) \
+	    prove -v t/07-build.t
 
 test: deps
 	$(MAKE) build

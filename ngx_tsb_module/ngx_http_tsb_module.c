@@ -908,6 +908,10 @@ ngx_http_tsb_usage_list(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static ngx_int_t
 ngx_http_tsb_preconfiguration(ngx_conf_t *cf)
 {
+    if (ngx_http_tsb_build_check(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (ngx_http_tsb_add_variables(cf) != NGX_OK) {
         return NGX_ERROR;
     }

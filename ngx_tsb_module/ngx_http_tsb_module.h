@@ -184,4 +184,9 @@ ngx_int_t ngx_http_tsb_front_sign_body(ngx_http_request_t *r,
     tsb_error_t *err);
 
 
+/* ngx_http_tsb_build.c: refuse a build that lacks the loading nginx's
+ * features */
+ngx_int_t ngx_http_tsb_build_check(ngx_conf_t *cf);
+
+
 #endif /* _NGX_HTTP_TSB_MODULE_H_INCLUDED_ */
