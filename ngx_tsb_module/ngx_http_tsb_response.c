@@ -48,6 +48,19 @@ ngx_http_tsb_upstream_error(ngx_log_t *log, ngx_http_tsb_fetch_t *f,
         return NGX_ERROR;
     }
 
+    if (f->lost) {
+        /* the worker ran out of connections for a moment: not the TSB */
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "tsb: %V %V failed after %M ms: %s",
+                      &f->method, &f->url, f->elapsed, f->errbuf);
+
+        tsb_error_set(err, NGX_HTTP_SERVICE_UNAVAILABLE, "upstream.busy",
+                      "the gateway could not open a connection to the TSB "
+                      "(worker_connections); retry shortly");
+        err->retry_after = 1;
+        return NGX_ERROR;
+    }
+
     if (f->result == CURLE_OK && f->status >= 200 && f->status < 300) {
         ngx_log_error(NGX_LOG_INFO, log, 0,
                       "tsb: %V %V answered %l in %M ms",
