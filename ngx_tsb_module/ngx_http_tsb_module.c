@@ -890,6 +890,10 @@ ngx_http_tsb_init_module(ngx_cycle_t *cycle)
 static ngx_int_t
 ngx_http_tsb_init_process(ngx_cycle_t *cycle)
 {
+    if (ngx_http_tsb_metrics_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_tsb_upstream_init_process(cycle);
 }
 

@@ -599,8 +599,20 @@ ngx_http_tsb_serve_certificate(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx,
 
     ngx_str_set(&value, "private, max-age=86400");
 
-    if (ngx_http_tsb_add_header(r, "Cache-Control", &value) != NGX_OK
-        || ngx_http_tsb_add_header(r, "X-Certificate-Serial", &e->serial)
+    if (ngx_http_tsb_add_header(r, "Cache-Control", &value) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /*
+     * e may live in a watch's snapshot, freed right after delivery, while
+     * the header is read again in the log phase ($sent_http_...): copy it
+     * into the request's pool, as the ETag.
+     */
+    value.len = e->serial.len;
+    value.data = ngx_pstrdup(r->pool, &e->serial);
+
+    if ((value.data == NULL && value.len)
+        || ngx_http_tsb_add_header(r, "X-Certificate-Serial", &value)
            != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
