@@ -423,6 +423,11 @@ ngx_http_tsb_add_header(ngx_http_request_t *r, const char *name,
     h->key.data = (u_char *) name;
     h->value = *value;
 
+#if (nginx_version >= 1023000)
+    /* headers of one name are chained since 1.23.0 */
+    h->next = NULL;
+#endif
+
     return NGX_OK;
 }
 

@@ -29,6 +29,7 @@
 
 #include "ngx_http_tsb_upstream.h"
 #include "ngx_http_tsb_metrics.h"
+#include "ngx_http_tsb_cache.h"
 #include "tsb_tls.h"
 
 
@@ -101,6 +102,7 @@ static void ngx_http_tsb_fail_lost(void);
 static void ngx_http_tsb_deadline_handler(ngx_event_t *ev);
 static void ngx_http_tsb_fetch_fail(ngx_http_tsb_fetch_t *f,
     CURLcode result, const char *why);
+static void ngx_http_tsb_exit_notice(ngx_event_t *ev);
 static void ngx_http_tsb_collect_done(void);
 static ngx_int_t ngx_http_tsb_fetch_attempt(ngx_http_tsb_fetch_t *f);
 static ngx_int_t ngx_http_tsb_pick_node(ngx_http_tsb_fetch_t *f);
@@ -148,6 +150,10 @@ static ngx_uint_t         ngx_http_tsb_nsocks;
 /* transfers whose socket nginx could not watch: failed one by one */
 static ngx_queue_t        ngx_http_tsb_lost;
 static ngx_event_t        ngx_http_tsb_lost_ev;
+
+/* told when the worker is to exit, and at worker_shutdown_timeout */
+static ngx_connection_t  *ngx_http_tsb_exit_conn;
+static ngx_uint_t         ngx_http_tsb_exit_stage;
 
 
 /* ------------------------------------------------------- process hooks */
@@ -197,6 +203,9 @@ ngx_http_tsb_upstream_init_module(ngx_cycle_t *cycle)
 ngx_int_t
 ngx_http_tsb_upstream_init_process(ngx_cycle_t *cycle)
 {
+    ngx_socket_t       fd;
+    ngx_connection_t  *c;
+
     ngx_queue_init(&ngx_http_tsb_transfers);
     ngx_http_tsb_ntransfers = 0;
     ngx_http_tsb_nsockets = 0;
@@ -240,6 +249,40 @@ ngx_http_tsb_upstream_init_process(ngx_cycle_t *cycle)
     ngx_http_tsb_lost_ev.data = &ngx_http_tsb_timer_conn;
     ngx_http_tsb_lost_ev.log = cycle->log;
 
+    /*
+     * nginx tells no module that a worker is to exit; it does call the
+     * read handler of every "idle" connection then (to close keep-alive
+     * ones), and of every connection at worker_shutdown_timeout.  An idle
+     * connection of our own, on a socket that is never polled, is that
+     * notice: ?wait= clients are answered at once instead of holding the
+     * old worker for their whole wait.
+     */
+    ngx_http_tsb_exit_stage = 0;
+    ngx_http_tsb_exit_conn = NULL;
+
+    fd = ngx_socket(AF_UNIX, SOCK_DGRAM, 0);
+
+    if (fd == (ngx_socket_t) -1) {
+        ngx_log_error(NGX_LOG_WARN, cycle->log, ngx_socket_errno,
+                      "tsb: no exit notice socket, waiters stay until "
+                      "their time is up at reload");
+
+    } else {
+        c = ngx_get_connection(fd, cycle->log);
+
+        if (c == NULL) {
+            (void) ngx_close_socket(fd);
+
+        } else {
+            c->idle = 1;
+            c->read->handler = ngx_http_tsb_exit_notice;
+            c->write->handler = ngx_http_tsb_exit_notice;
+            c->read->log = cycle->log;
+            c->write->log = cycle->log;
+            ngx_http_tsb_exit_conn = c;
+        }
+    }
+
     ngx_http_tsb_nidle = 0;
 
     return NGX_OK;
@@ -251,6 +294,12 @@ ngx_http_tsb_upstream_exit_process(ngx_cycle_t *cycle)
 {
     ngx_queue_t           *q;
     ngx_http_tsb_fetch_t  *f;
+
+    if (ngx_http_tsb_exit_conn) {
+        /* before nginx looks for sockets left open */
+        ngx_close_connection(ngx_http_tsb_exit_conn);
+        ngx_http_tsb_exit_conn = NULL;
+    }
 
     if (ngx_http_tsb_multi == NULL) {
         return;
@@ -1920,6 +1969,71 @@ ngx_http_tsb_deadline_handler(ngx_event_t *ev)
 
     ngx_http_tsb_fetch_fail(f, CURLE_OPERATION_TIMEDOUT,
                             "no answer within tsb_timeout");
+}
+
+
+/*
+ * The first call: the worker is to exit (reload, quit).  Transfers in
+ * flight finish, each within its deadline; waiters are answered with what
+ * is known, and none waits for a next refresh.  The second call is
+ * worker_shutdown_timeout: what is still in flight is abandoned.
+ */
+
+static void
+ngx_http_tsb_exit_notice(ngx_event_t *ev)
+{
+    ngx_connection_t      *c = ev->data;
+
+    ngx_queue_t            gone, *q;
+    ngx_http_tsb_fetch_t  *f;
+
+    c->close = 0;
+
+    if (!ngx_exiting) {
+        return;
+    }
+
+    ngx_http_tsb_exit_stage++;
+
+    if (ngx_http_tsb_exit_stage == 1) {
+        ngx_log_error(NGX_LOG_INFO, ev->log, 0,
+                      "tsb: worker exiting with %ui TSB transfer%s in "
+                      "flight", ngx_http_tsb_ntransfers,
+                      ngx_http_tsb_ntransfers == 1 ? "" : "s");
+
+        /* an idle worker's curl timer must not hold up its exit */
+        if (ngx_http_tsb_ntransfers == 0) {
+            ngx_http_tsb_timer.cancelable = 1;
+        }
+
+        ngx_http_tsb_cache_exiting();
+        return;
+    }
+
+    if (ngx_http_tsb_exit_stage != 2) {
+        return;
+    }
+
+    /* only those in flight now: done() may start others */
+
+    ngx_queue_init(&gone);
+
+    if (!ngx_queue_empty(&ngx_http_tsb_transfers)) {
+        ngx_queue_add(&gone, &ngx_http_tsb_transfers);
+        ngx_queue_init(&ngx_http_tsb_transfers);
+    }
+
+    while (!ngx_queue_empty(&gone)) {
+        q = ngx_queue_head(&gone);
+        f = ngx_queue_data(q, ngx_http_tsb_fetch_t, queue);
+
+        ngx_log_error(NGX_LOG_WARN, f->log, 0,
+                      "tsb: %V %V aborted at worker_shutdown_timeout",
+                      &f->method, &f->url);
+
+        ngx_http_tsb_fetch_fail(f, CURLE_OPERATION_TIMEDOUT,
+                                "aborted at worker_shutdown_timeout");
+    }
 }
 
 
