@@ -2253,7 +2253,7 @@ ngx_http_tsb_waiter_serve(ngx_http_tsb_waiter_t *wt, ngx_uint_t timed_out)
         rc = wt->serve(r, NULL, NGX_HTTP_TSB_CACHE_MISS, &err);
     }
 
-    ngx_http_finalize_request(r, rc);
+    ngx_http_finalize_request(r, ngx_http_tsb_json_rc(r, rc));
     ngx_http_run_posted_requests(c);
 }
 

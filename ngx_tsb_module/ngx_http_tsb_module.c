@@ -771,6 +771,17 @@ ngx_http_tsb_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     default: /* NGX_HTTP_TSB_HANDLER_ERROR */
         clcf->handler = ngx_http_tsb_error_handler;
+
+        /*
+         * The body was refused already.  Over HTTP/2 discarding it does
+         * not mark the request (r->discard_body), so nginx would check the
+         * size again on the way into this location and answer its own
+         * HTML 413; unlimited here, the check cannot fire twice.
+         */
+        if (clcf->client_max_body_size == NGX_CONF_UNSET) {
+            clcf->client_max_body_size = 0;
+        }
+
         break;
     }
 

@@ -146,6 +146,7 @@ ngx_int_t ngx_http_tsb_method_not_allowed(ngx_http_request_t *r,
     const char *allow);
 ngx_int_t ngx_http_tsb_upstream_pass(ngx_http_request_t *r,
     ngx_http_tsb_fetch_t *f);
+ngx_int_t ngx_http_tsb_json_rc(ngx_http_request_t *r, ngx_int_t rc);
 
 /* ngx_http_tsb_proxy.c: tsb_pass, the front of the TSB API */
 ngx_int_t ngx_http_tsb_pass_handler(ngx_http_request_t *r);

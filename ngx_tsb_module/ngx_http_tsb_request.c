@@ -38,14 +38,14 @@ static ngx_str_t  ngx_http_tsb_type_chain =
 ngx_int_t
 ngx_http_tsb_status_handler(ngx_http_request_t *r)
 {
-    return ngx_http_tsb_request_handler(r, 0);
+    return ngx_http_tsb_json_rc(r, ngx_http_tsb_request_handler(r, 0));
 }
 
 
 ngx_int_t
 ngx_http_tsb_certificate_handler(ngx_http_request_t *r)
 {
-    return ngx_http_tsb_request_handler(r, 1);
+    return ngx_http_tsb_json_rc(r, ngx_http_tsb_request_handler(r, 1));
 }
 
 
@@ -344,9 +344,10 @@ ngx_http_tsb_status_done(ngx_http_tsb_fetch_t *f)
                                               &e, &err);
     }
 
-    ngx_http_finalize_request(r,
-        ngx_http_tsb_serve(r, rc == NGX_OK ? &e : NULL,
-                           NGX_HTTP_TSB_CACHE_NONE, &err));
+    rc = ngx_http_tsb_serve(r, rc == NGX_OK ? &e : NULL,
+                            NGX_HTTP_TSB_CACHE_NONE, &err);
+
+    ngx_http_finalize_request(r, ngx_http_tsb_json_rc(r, rc));
 }
 
 

@@ -707,6 +707,28 @@ ngx_http_tsb_error_handler(ngx_http_request_t *r)
 }
 
 
+/*
+ * What a handler or a finalizer was about to hand to nginx: an internal
+ * failure (500) would become nginx's HTML page; every answer of the module
+ * is JSON, so it is sent here.  Other codes pass through.
+ */
+
+ngx_int_t
+ngx_http_tsb_json_rc(ngx_http_request_t *r, ngx_int_t rc)
+{
+    if (rc != NGX_HTTP_INTERNAL_SERVER_ERROR || r->header_sent
+        || r != r->main)
+    {
+        return rc;
+    }
+
+    return ngx_http_tsb_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                   "internal.error",
+                                   "the gateway could not handle this "
+                                   "request (error.log may say why)");
+}
+
+
 ngx_int_t
 ngx_http_tsb_method_not_allowed(ngx_http_request_t *r, const char *allow)
 {

@@ -1077,8 +1077,7 @@ ngx_http_tsb_fetch_new(ngx_pool_t *pool, ngx_log_t *log,
         curl_easy_setopt(easy, CURLOPT_HTTP_VERSION,
                          (long) CURL_HTTP_VERSION_2TLS);
 
-        /* wait for a connection that can multiplex rather than open more */
-        curl_easy_setopt(easy, CURLOPT_PIPEWAIT, 1L);
+        /* CURLOPT_PIPEWAIT: per node, in ngx_http_tsb_fetch_attempt() */
 
     } else {
         curl_easy_setopt(easy, CURLOPT_HTTP_VERSION,
@@ -1355,6 +1354,20 @@ ngx_http_tsb_fetch_attempt(ngx_http_tsb_fetch_t *f)
     *p = '\0';
 
     curl_easy_setopt(f->easy, CURLOPT_URL, (char *) f->url.data);
+
+    /*
+     * Wait for a connection that can multiplex rather than open another,
+     * only where HTTP/2 can be negotiated: over http:// or HTTP/1.1 a
+     * second call would wait behind a slow first one for nothing.
+     */
+    curl_easy_setopt(f->easy, CURLOPT_PIPEWAIT,
+                     (f->conf->http2
+                      && node->url.len > sizeof("https://") - 1
+                      && ngx_strncasecmp(node->url.data,
+                                         (u_char *) "https://",
+                                         sizeof("https://") - 1)
+                         == 0)
+                     ? 1L : 0L);
 
     rc = curl_multi_add_handle(ngx_http_tsb_multi, f->easy);
 
