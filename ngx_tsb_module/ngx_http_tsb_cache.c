@@ -1816,6 +1816,12 @@ ngx_http_tsb_watch_step(ngx_http_tsb_watch_t *w)
         return;
     }
 
+    if (ngx_exiting && w->snap) {
+        /* no new refresh with the old configuration: what we have */
+        ngx_http_tsb_watch_deliver(w, 1);
+        return;
+    }
+
     ctx = w->conf->cache_zone->data;
     now = ngx_http_tsb_now_ms();
 
@@ -2278,7 +2284,8 @@ ngx_http_tsb_watch_deliver(ngx_http_tsb_watch_t *w, ngx_uint_t final)
         next = ngx_queue_next(q);
         wt = ngx_queue_data(q, ngx_http_tsb_waiter_t, queue);
 
-        if (wt->terminal && !terminal && !w->failed) {
+        /* a worker told to exit keeps nobody for a next refresh */
+        if (wt->terminal && !terminal && !w->failed && !ngx_exiting) {
             continue;
         }
 
@@ -2431,7 +2438,7 @@ ngx_http_tsb_waiter_serve(ngx_http_tsb_waiter_t *wt, ngx_uint_t timed_out)
         rc = wt->serve(r, NULL, NGX_HTTP_TSB_CACHE_MISS, &err);
     }
 
-    ngx_http_finalize_request(r, rc);
+    ngx_http_finalize_request(r, ngx_http_tsb_json_rc(r, rc));
     ngx_http_run_posted_requests(c);
 }
 
@@ -2521,4 +2528,66 @@ ngx_http_tsb_parse_iso_time(const char *s, time_t *t)
     *t = timegm(&tm);
 
     return (*t == (time_t) -1) ? NGX_ERROR : NGX_OK;
+}
+
+
+void
+ngx_http_tsb_cache_exiting(void)
+{
+    ngx_uint_t             n;
+    ngx_rbtree_node_t     *node, *root, *sentinel;
+    ngx_http_tsb_watch_t  *w;
+
+    if (ngx_http_tsb_watches.root == NULL) {
+        return;
+    }
+
+    n = 0;
+    sentinel = ngx_http_tsb_watches.sentinel;
+
+    /*
+     * Delivering frees watches: start over after each one.  A watch with a
+     * refresh or a read in flight answers when it lands (the step above
+     * then delivers to all); one with nothing yet keeps its waiters until
+     * another worker's answer or their own time is up.
+     */
+
+again:
+
+    root = ngx_http_tsb_watches.root;
+
+    if (root == sentinel) {
+        goto done;
+    }
+
+    for (node = ngx_rbtree_min(root, sentinel);
+         node;
+         node = ngx_rbtree_next(&ngx_http_tsb_watches, node))
+    {
+        w = (ngx_http_tsb_watch_t *) node;
+
+        if (w->snap == NULL || w->fetch || w->loading || w->delivering
+            || ngx_queue_empty(&w->waiters))
+        {
+            continue;
+        }
+
+        n++;
+
+        if (w->timer.timer_set) {
+            ngx_del_timer(&w->timer);
+        }
+
+        ngx_http_tsb_watch_deliver(w, 1);
+
+        goto again;
+    }
+
+done:
+
+    if (n) {
+        ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                      "tsb: worker exiting: the waiters of %ui request%s "
+                      "answered with what is known", n, n == 1 ? "" : "s");
+    }
 }

@@ -807,6 +807,17 @@ ngx_http_tsb_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     default: /* NGX_HTTP_TSB_HANDLER_ERROR */
         clcf->handler = ngx_http_tsb_error_handler;
+
+        /*
+         * The body was refused already.  Over HTTP/2 discarding it does
+         * not mark the request (r->discard_body), so nginx would check the
+         * size again on the way into this location and answer its own
+         * HTML 413; unlimited here, the check cannot fire twice.
+         */
+        if (clcf->client_max_body_size == NGX_CONF_UNSET) {
+            clcf->client_max_body_size = 0;
+        }
+
         break;
     }
 
@@ -930,6 +941,10 @@ ngx_http_tsb_init_module(ngx_cycle_t *cycle)
 static ngx_int_t
 ngx_http_tsb_init_process(ngx_cycle_t *cycle)
 {
+    if (ngx_http_tsb_metrics_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_tsb_upstream_init_process(cycle);
 }
 

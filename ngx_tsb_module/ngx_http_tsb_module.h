@@ -157,6 +157,7 @@ ngx_int_t ngx_http_tsb_method_not_allowed(ngx_http_request_t *r,
     const char *allow);
 ngx_int_t ngx_http_tsb_upstream_pass(ngx_http_request_t *r,
     ngx_http_tsb_fetch_t *f);
+ngx_int_t ngx_http_tsb_json_rc(ngx_http_request_t *r, ngx_int_t rc);
 
 /* ngx_http_tsb_owner.c: whose request it is (tsb_owner) */
 char *ngx_http_tsb_owner(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

@@ -42,6 +42,7 @@ static ngx_int_t ngx_http_tsb_front_bad_path(ngx_http_request_t *r,
 static void ngx_http_tsb_front_body_read(ngx_http_request_t *r);
 static void ngx_http_tsb_front_done(ngx_http_tsb_fetch_t *f);
 static ngx_int_t ngx_http_tsb_front_json_type(ngx_http_request_t *r);
+static ngx_int_t ngx_http_tsb_pass_run(ngx_http_request_t *r);
 
 
 /* headers some servers take as the real method: never let one through */
@@ -53,8 +54,17 @@ static ngx_str_t  ngx_http_tsb_override_headers[] = {
 };
 
 
+/* the front's internal failures are JSON too */
+
 ngx_int_t
 ngx_http_tsb_pass_handler(ngx_http_request_t *r)
+{
+    return ngx_http_tsb_json_rc(r, ngx_http_tsb_pass_run(r));
+}
+
+
+static ngx_int_t
+ngx_http_tsb_pass_run(ngx_http_request_t *r)
 {
     u_char                   *p, *end;
     unsigned                  method;
@@ -444,7 +454,7 @@ ngx_http_tsb_front_body_read(ngx_http_request_t *r)
         return;
     }
 
-    ngx_http_finalize_request(r, rc);
+    ngx_http_finalize_request(r, ngx_http_tsb_json_rc(r, rc));
 }
 
 
@@ -520,7 +530,8 @@ ngx_http_tsb_front_done(ngx_http_tsb_fetch_t *f)
         }
     }
 
-    ngx_http_finalize_request(r, ngx_http_tsb_upstream_pass(r, f));
+    ngx_http_finalize_request(r,
+        ngx_http_tsb_json_rc(r, ngx_http_tsb_upstream_pass(r, f)));
 }
 
 

@@ -39,14 +39,14 @@ static ngx_str_t  ngx_http_tsb_type_chain =
 ngx_int_t
 ngx_http_tsb_status_handler(ngx_http_request_t *r)
 {
-    return ngx_http_tsb_request_handler(r, 0);
+    return ngx_http_tsb_json_rc(r, ngx_http_tsb_request_handler(r, 0));
 }
 
 
 ngx_int_t
 ngx_http_tsb_certificate_handler(ngx_http_request_t *r)
 {
-    return ngx_http_tsb_request_handler(r, 1);
+    return ngx_http_tsb_json_rc(r, ngx_http_tsb_request_handler(r, 1));
 }
 
 
@@ -377,9 +377,10 @@ ngx_http_tsb_status_done(ngx_http_tsb_fetch_t *f)
                                               &e, &err);
     }
 
-    ngx_http_finalize_request(r,
-        ngx_http_tsb_serve(r, rc == NGX_OK ? &e : NULL,
-                           NGX_HTTP_TSB_CACHE_NONE, &err));
+    rc = ngx_http_tsb_serve(r, rc == NGX_OK ? &e : NULL,
+                            NGX_HTTP_TSB_CACHE_NONE, &err);
+
+    ngx_http_finalize_request(r, ngx_http_tsb_json_rc(r, rc));
 }
 
 
@@ -643,8 +644,20 @@ ngx_http_tsb_serve_certificate(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx,
 
     ngx_str_set(&value, "private, max-age=86400");
 
-    if (ngx_http_tsb_add_header(r, "Cache-Control", &value) != NGX_OK
-        || ngx_http_tsb_add_header(r, "X-Certificate-Serial", &e->serial)
+    if (ngx_http_tsb_add_header(r, "Cache-Control", &value) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /*
+     * e may live in a watch's snapshot, freed right after delivery, while
+     * the header is read again in the log phase ($sent_http_...): copy it
+     * into the request's pool, as the ETag.
+     */
+    value.len = e->serial.len;
+    value.data = ngx_pstrdup(r->pool, &e->serial);
+
+    if ((value.data == NULL && value.len)
+        || ngx_http_tsb_add_header(r, "X-Certificate-Serial", &value)
            != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;

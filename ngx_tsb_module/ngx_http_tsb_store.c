@@ -297,7 +297,24 @@ ngx_http_tsb_store_job(ngx_http_tsb_store_t *store, ngx_str_t *id,
 
     job->store = store;
     job->pool = pool;
-    job->log = log;
+
+    /*
+     * The job outlives the request that asked for it: a client that closed
+     * its connection has freed the connection's log before the thread's
+     * answer is logged.  A copy in the job's own pool, without the
+     * request's context (handler and data point into the request).
+     */
+    job->log = ngx_palloc(pool, sizeof(ngx_log_t));
+    if (job->log == NULL) {
+        ngx_destroy_pool(pool);
+        return NGX_ERROR;
+    }
+
+    *job->log = *log;
+    job->log->handler = NULL;
+    job->log->data = NULL;
+    job->log->action = NULL;
+    pool->log = job->log;
 
     /* on the event loop: the threads only read these */
     if (ngx_http_tsb_store_host[0] == '\0') {

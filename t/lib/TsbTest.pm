@@ -351,6 +351,7 @@ sub start_nginx {
     my $tmp = $self->{tmp};
     my $workers = $opt{workers} // 1;
     my $level = $opt{log_level} // 'info';
+    my $wconns = $opt{worker_connections} // 1024;
 
     # Placeholders.
     my $need = sub { $_[0] // die "%%SIM%% placeholders need the simulator\n" };
@@ -380,7 +381,7 @@ master_process on;
 worker_processes $workers;
 error_log $tmp/error.log $level;
 pid $tmp/nginx.pid;
-events { worker_connections 1024; }
+events { worker_connections $wconns; }
 http {
     access_log $tmp/access.log;
     client_body_temp_path $tmp/body;
