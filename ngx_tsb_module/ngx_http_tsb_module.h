@@ -155,7 +155,7 @@ char *ngx_http_tsb_pass_allow(ngx_conf_t *cf, ngx_command_t *cmd,
 char *ngx_http_tsb_pass_merge(ngx_conf_t *cf, void *parent, void *child);
 
 /*
- * For the sign handler, when ctx->front is set: a request its client
+ * For the sign handler (tsb_sign and tsb_pass alike): a request its client
  * signed goes to the TSB byte for byte (*up becomes body) if the gateway
  * forwards it unchanged, and is refused (NGX_ERROR, err set) if it would
  * have to change it.  NGX_OK otherwise, *up untouched.

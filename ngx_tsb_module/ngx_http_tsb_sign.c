@@ -251,9 +251,13 @@ ngx_http_tsb_sign_process(ngx_http_request_t *r)
         return ngx_http_tsb_sign_internal(r, ctx, 1);
     }
 
-    /* through tsb_pass: a request its client signed goes out as it came */
+    /*
+     * A request its client signed goes out as it came, through tsb_sign
+     * as through tsb_pass: the TSB verifies requestSignature over the
+     * client's bytes, so the gateway forwards those or refuses.
+     */
 
-    if (ctx->front
+    if (ngx_http_tsb_body_kind(r) == NGX_HTTP_TSB_BODY_JSON
         && ngx_http_tsb_front_sign_body(r, ctx, &body, &up, &err) != NGX_OK)
     {
         return ngx_http_tsb_sign_refuse_err(r, ctx, &err);

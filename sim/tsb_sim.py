@@ -276,7 +276,15 @@ def optional_string_list(obj, name):
     return value
 
 
+def usage_names(names):
+    """Usages as the vendor's clients send them: several names joined by
+    commas in one element ("DIGITAL_SIGNATURE,KEY_ENCIPHERMENT"), "" for
+    none."""
+    return [p for n in names if n != "" for p in n.split(",")]
+
+
 def parse_key_usage(names):
+    names = usage_names(names)
     unknown = [n for n in names if n not in KEY_USAGE_NAMES]
     if unknown:
         raise bad_request("unknown keyUsage %s" % ", ".join(unknown),
@@ -294,6 +302,7 @@ def parse_key_usage(names):
 
 
 def parse_extended_key_usage(names):
+    names = usage_names(names)
     unknown = [n for n in names if n not in EXTENDED_KEY_USAGE_NAMES]
     if unknown:
         raise bad_request("unknown extendedKeyUsage %s" % ", ".join(unknown),
