@@ -67,6 +67,9 @@ typedef struct {
     /* ngx_http_tsb_proxy.c: tsb_pass_allow, tsb_allow_rule_t */
     ngx_array_t                   *pass_allow;
 
+    /* tsb_sign_status: 200 as the TSB answers, or 202 where chosen */
+    ngx_uint_t                     sign_status;
+
     /* the plain C view of the above, built at merge time */
     tsb_policy_t                   policy;
 } ngx_http_tsb_loc_conf_t;

@@ -54,6 +54,12 @@ server {
         tsb_sign;
 $POLICY
     }
+    location = /rest/sign {
+        tsb_sign;
+        tsb_sign_status 202;
+        tsb_status_uri /rest/request/;
+$POLICY
+    }
 }
 EOF
 
@@ -71,11 +77,29 @@ sub sign {
                        port => $o{port});
 }
 
+# ------------------------------------- point 1: 200 as the TSB answers
+
+{
+    my $r = sign($GO);
+    is($r->{status}, 200, 'sign answers 200, as the TSB (its clients take '
+       . 'only 200 and 201)') or $t->explain_response($r);
+    like($r->{json}{signRequestId} // '', qr/^[0-9a-f-]{36}$/,
+         '... {"signRequestId": ...}');
+    is_deeply([keys %{$r->{json} || {}}], ['signRequestId'],
+              '... and nothing else, as the TSB');
+
+    $r = sign($GO, path => '/rest/sign', port => 2);
+    is($r->{status}, 202, 'tsb_sign_status 202: 202 where chosen')
+        or $t->explain_response($r);
+    my $id = $r->{json}{signRequestId} // 'none';
+    is($r->{headers}{location}, "/rest/request/$id", '... with its Location');
+}
+
 # ------------------------------------------ point 4: null is not signed
 
 {
     my $r = sign($GO);
-    like($r->{status}, qr/^20[02]$/,
+    like($r->{status}, qr/^200$/,
          "tsb_sign: the Go client's request (both signatures null) is "
          . 'accepted') or $t->explain_response($r);
     my $sent = last_sent();
@@ -119,7 +143,7 @@ EOF
 
 {
     my $r = sign($GO_COMMA);
-    like($r->{status}, qr/^20[02]$/,
+    like($r->{status}, qr/^200$/,
          'keyUsage ["DIGITAL_SIGNATURE,KEY_ENCIPHERMENT"]: accepted')
         or $t->explain_response($r);
     my $sr = last_sent()->{body_json}{signCertificateRequest};
@@ -127,7 +151,7 @@ EOF
               '... the TSB gets the two usages that were judged');
 
     $r = sign($GO_EMPTY);
-    like($r->{status}, qr/^20[02]$/, 'keyUsage [""]: accepted (none)')
+    like($r->{status}, qr/^200$/, 'keyUsage [""]: accepted (none)')
         or $t->explain_response($r);
     $sr = last_sent()->{body_json}{signCertificateRequest};
     is_deeply($sr->{keyUsage}, [], '... forwarded as [], what was judged');
@@ -183,7 +207,7 @@ sub signed_body {
 
     # where the policy judges it unchanged: byte for byte
     $r = sign($body, port => 2);
-    like($r->{status}, qr/^20[02]$/,
+    like($r->{status}, qr/^200$/,
          'tsb_sign: a signed request the policy takes as sent is accepted')
         or $t->explain_response($r);
     my $sent = last_sent();
