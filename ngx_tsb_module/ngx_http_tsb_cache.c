@@ -1315,7 +1315,7 @@ ngx_http_tsb_entry_from_upstream(ngx_pool_t *pool, ngx_log_t *log,
     ngx_http_tsb_loc_conf_t *tlcf, ngx_http_tsb_entry_t *e,
     tsb_error_t *err)
 {
-    int             mismatch;
+    int             mismatch, status_only, loaded;
     u_char         *p, ch;
     size_t          i, xlen;
     ngx_int_t       rc;
@@ -1329,6 +1329,8 @@ ngx_http_tsb_entry_from_upstream(ngx_pool_t *pool, ngx_log_t *log,
     ngx_memzero(e, sizeof(ngx_http_tsb_entry_t));
     ngx_memzero(&st, sizeof(tsb_status_t));
     ngx_memzero(&cert, sizeof(tsb_cert_t));
+
+    status_only = 0;
 
     if (f->status == NGX_HTTP_NOT_FOUND) {
         tsb_error_set(err, NGX_HTTP_NOT_FOUND, "request.unknown",
@@ -1375,11 +1377,32 @@ ngx_http_tsb_entry_from_upstream(ngx_pool_t *pool, ngx_log_t *log,
 
     if (st.status == TSB_STATUS_EXECUTED) {
 
-        if (st.result == NULL
-            || tsb_cert_load((u_char *) st.result, ngx_strlen(st.result),
-                             &cert, err)
-               != 0)
-        {
+        loaded = (st.result != NULL
+                  && tsb_cert_load((u_char *) st.result,
+                                   ngx_strlen(st.result), &cert, err)
+                     == 0);
+
+        if (!loaded && (expect == NULL || expect->len == 0)) {
+            /*
+             * A key operation (an asynchronous sign, decrypt, block,
+             * modify: result a signature, or null), not a request the
+             * gateway accepted as a certificate request: status only,
+             * passed and cached as the TSB answered.  It has no DER, so
+             * it is never served as a certificate.
+             */
+            ngx_log_error(NGX_LOG_INFO, log, 0,
+                          "tsb: request %V is EXECUTED and its result is no "
+                          "certificate, and the gateway accepted no "
+                          "certificate request with this id: its status is "
+                          "passed as the TSB answered", id);
+
+            ngx_memzero(err, sizeof(tsb_error_t));
+            status_only = 1;
+
+            goto status;
+        }
+
+        if (!loaded) {
             ngx_log_error(NGX_LOG_ERR, log, 0,
                           "tsb: request %V is EXECUTED but its result is "
                           "not a certificate", id);
@@ -1499,10 +1522,15 @@ ngx_http_tsb_entry_from_upstream(ngx_pool_t *pool, ngx_log_t *log,
 
 status:
 
-    /* the status JSON is kept without the PEM: the DER is kept once */
+    /*
+     * The status JSON is kept without the PEM: the DER is kept once.  A
+     * key operation's result (a signature) is part of its status.
+     */
 
-    free(st.result);
-    st.result = NULL;
+    if (!status_only) {
+        free(st.result);
+        st.result = NULL;
+    }
 
     if (tsb_status_build_split(&st, &out, &e->lists_pos, &e->lists_len)
         != 0)

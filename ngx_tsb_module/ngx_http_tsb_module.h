@@ -72,6 +72,9 @@ typedef struct {
     ngx_http_complex_value_t      *owner;
     ngx_uint_t                     owner_check;
 
+    /* tsb_sign_status: 200 as the TSB answers, or 202 where chosen */
+    ngx_uint_t                     sign_status;
+
     /* the plain C view of the above, built at merge time */
     tsb_policy_t                   policy;
 } ngx_http_tsb_loc_conf_t;
@@ -175,7 +178,7 @@ char *ngx_http_tsb_pass_allow(ngx_conf_t *cf, ngx_command_t *cmd,
 char *ngx_http_tsb_pass_merge(ngx_conf_t *cf, void *parent, void *child);
 
 /*
- * For the sign handler, when ctx->front is set: a request its client
+ * For the sign handler (tsb_sign and tsb_pass alike): a request its client
  * signed goes to the TSB byte for byte (*up becomes body) if the gateway
  * forwards it unchanged, and is refused (NGX_ERROR, err set) if it would
  * have to change it.  NGX_OK otherwise, *up untouched.

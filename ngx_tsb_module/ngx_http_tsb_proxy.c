@@ -680,9 +680,10 @@ ngx_http_tsb_front_sign_body(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx,
     ngx_str_t *body, ngx_str_t *up, tsb_error_t *err)
 {
     const char      *field;
+    ngx_uint_t       sent_password;
     tsb_sign_req_t   sent;
 
-    if (ctx->front == NULL || !tsb_sign_req_signed(&ctx->req)) {
+    if (!tsb_sign_req_signed(&ctx->req)) {
         return NGX_OK;
     }
 
@@ -703,7 +704,21 @@ ngx_http_tsb_front_sign_body(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx,
     }
 
     field = tsb_sign_req_changed(&sent, &ctx->req);
+    sent_password = sent.key_password_present && sent.key_password != NULL;
     tsb_sign_req_free(&sent);
+
+    if (field && ngx_strcmp(field, "keyPassword") == 0
+        && sent_password == 0)
+    {
+        /* the client cannot send a password only the gateway holds */
+        tsb_error_set(err, NGX_HTTP_FORBIDDEN, "policy.signed_request",
+                      "the request is signed by its client and the gateway "
+                      "would have to add %s (tsb_key_password), which "
+                      "breaks the signature: send it unsigned "
+                      "(requestSignature null) to have the gateway add it",
+                      field);
+        return NGX_ERROR;
+    }
 
     if (field) {
         tsb_error_set(err, NGX_HTTP_FORBIDDEN, "policy.signed_request",

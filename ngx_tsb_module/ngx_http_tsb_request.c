@@ -609,9 +609,17 @@ ngx_http_tsb_serve_certificate(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx,
     }
 
     if (e->der.len == 0) {
+        /*
+         * EXECUTED without a certificate: a status-only entry (a key
+         * operation, or a result that is no certificate for an id the
+         * gateway has no record of).  Its result is in the status JSON; it
+         * is never served as a certificate.
+         */
         return ngx_http_tsb_send_error(r, NGX_HTTP_BAD_GATEWAY,
                    "upstream.certificate",
-                   "the TSB reported EXECUTED without a usable certificate");
+                   "the TSB reported EXECUTED without a certificate (a key "
+                   "operation, whose result is in the status JSON, or a "
+                   "broken answer)");
     }
 
     /*

@@ -267,9 +267,13 @@ ngx_http_tsb_sign_process(ngx_http_request_t *r)
         return ngx_http_tsb_sign_internal(r, ctx, 1);
     }
 
-    /* through tsb_pass: a request its client signed goes out as it came */
+    /*
+     * A request its client signed goes out as it came, through tsb_sign
+     * as through tsb_pass: the TSB verifies requestSignature over the
+     * client's bytes, so the gateway forwards those or refuses.
+     */
 
-    if (ctx->front
+    if (ngx_http_tsb_body_kind(r) == NGX_HTTP_TSB_BODY_JSON
         && ngx_http_tsb_front_sign_body(r, ctx, &body, &up, &err) != NGX_OK)
     {
         return ngx_http_tsb_sign_refuse_err(r, ctx, &err);
@@ -376,7 +380,10 @@ ngx_http_tsb_sign_done(ngx_http_tsb_fetch_t *f)
     ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
                   "tsb: sign request %s submitted", id);
 
-    ngx_http_tsb_audit(r, ctx, 1, NGX_HTTP_ACCEPTED, NULL, NULL, id);
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tsb_module);
+
+    ngx_http_tsb_audit(r, ctx, 1, ctx->front ? NGX_HTTP_OK : tlcf->sign_status,
+                       NULL, NULL, id);
 
     /* what the certificate issued for id must match, kept by id */
 
@@ -414,7 +421,7 @@ ngx_http_tsb_sign_done(ngx_http_tsb_fetch_t *f)
 
     /*
      * ?wait=<seconds>: one call for simple clients.  The answer is the
-     * certificate if it is issued in time, else the usual 202.
+     * certificate if it is issued in time, else the usual signRequestId.
      */
 
     wait = ctx->front ? 0 : ngx_http_tsb_wait_arg(r);
@@ -467,8 +474,13 @@ ngx_http_tsb_sign_accepted(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    /* a TSB client through tsb_pass gets the TSB's own status, 200 */
-    rc = ngx_http_tsb_send(r, ctx->front ? NGX_HTTP_OK : NGX_HTTP_ACCEPTED,
+    /*
+     * The TSB answers 200, and its own clients take nothing else (a 202
+     * makes the Go client report a failure and retry: a duplicate for the
+     * approvers).  202 only where tsb_sign_status asks for it, never
+     * through tsb_pass.
+     */
+    rc = ngx_http_tsb_send(r, ctx->front ? NGX_HTTP_OK : tlcf->sign_status,
                            &ngx_http_tsb_type_json, out.data, out.len);
     tsb_buf_free(&out);
 
@@ -476,7 +488,7 @@ ngx_http_tsb_sign_accepted(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx)
 }
 
 
-/* ?wait ended: the certificate, a final refusal, or still 202 */
+/* ?wait ended: the certificate, a final refusal, or the id as usual */
 
 static ngx_int_t
 ngx_http_tsb_sign_wait_serve(ngx_http_request_t *r, ngx_http_tsb_entry_t *e,

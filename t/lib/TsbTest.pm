@@ -16,7 +16,7 @@ package TsbTest;
 #   EOF
 #   my $r = $t->request(POST => '/sign', body => $csr,
 #                       content_type => 'application/x-pem-file');
-#   is $r->{status}, 202;
+#   is $r->{status}, 200;
 #
 # Placeholders in the configuration: %%SIM%% (simulator base URL),
 # %%SIMCA%% (simulator CA file), %%TMP%% (temporary directory), %%PORT%%
@@ -738,7 +738,7 @@ sub sign_id {
     my ($self, $csr, $path) = @_;
     my $r = $self->raw_read($self->raw_send(POST => $path // '/sign',
         body => $csr, content_type => 'application/x-pem-file'));
-    return $r->{json}{signRequestId} if $r->{status} == 202;
+    return $r->{json}{signRequestId} if $r->{status} == 200;
     $self->explain_response($r);
     croak "sign failed: $r->{status}";
 }
