@@ -71,7 +71,7 @@ DEB_PKGS     = nginx nginx-dev libcurl4-openssl-dev libyajl-dev libssl-dev \
 
 .PHONY: all build deps unit test integration demo demo-stop clean
 .PHONY: fuzz fuzz-smoke fuzz-build fuzz-coverage bench bench-policy
-.PHONY: bench-cache bench-sign bench-ha
+.PHONY: bench-cache bench-sign
 .PHONY: test-valgrind test-asan soak
 .PHONY: test-standalone test-build
 
@@ -175,6 +175,7 @@ bench-sign: build $(BUILD)/bench/csr_decode
 # several gateways sharing one tsb_store: TSB GETs per refresh interval
 # with 1000 waiters spread over 2 and 3 instances (about half a minute;
 # bench/ha_bench.pl prints the rows of docs/benchmarks.md)
+.PHONY: bench-ha
 bench-ha: build
 	perl bench/ha_bench.pl --module $(abspath $(MODULE_SO))
 
