@@ -179,6 +179,13 @@ bench-sign: build $(BUILD)/bench/csr_decode
 	perl bench/sign_bench.pl --module $(abspath $(MODULE_SO)) \
 	    --decode $(abspath $(BUILD)/bench/csr_decode) --doc docs/benchmarks.md
 
+# several gateways sharing one tsb_store: TSB GETs per refresh interval
+# with 1000 waiters spread over 2 and 3 instances (about half a minute;
+# bench/ha_bench.pl prints the rows of docs/benchmarks.md)
+.PHONY: bench-ha
+bench-ha: build
+	perl bench/ha_bench.pl --module $(abspath $(MODULE_SO))
+
 bench: bench-policy bench-cache bench-sign
 
 integration: build
