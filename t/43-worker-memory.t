@@ -5,7 +5,7 @@
 # also fails the sanitizer's report.
 #
 # 2. tsb_store's completion logged through the connection's log, freed
-#    when a Connection: close client had its 202 and left, if the write
+#    when a Connection: close client had its answer and left, if the write
 #    failed (here: a store directory the workers cannot write).
 # 3. X-Certificate-Serial pointed into the watch's snapshot, freed right
 #    after delivery: with limit_rate the log phase runs later, and a log
