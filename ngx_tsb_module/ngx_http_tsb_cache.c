@@ -1315,7 +1315,7 @@ ngx_http_tsb_entry_from_upstream(ngx_pool_t *pool, ngx_log_t *log,
     ngx_http_tsb_loc_conf_t *tlcf, ngx_http_tsb_entry_t *e,
     tsb_error_t *err)
 {
-    int             mismatch;
+    int             mismatch, status_only, loaded;
     u_char         *p, ch;
     size_t          i, xlen;
     ngx_int_t       rc;
@@ -1329,6 +1329,8 @@ ngx_http_tsb_entry_from_upstream(ngx_pool_t *pool, ngx_log_t *log,
     ngx_memzero(e, sizeof(ngx_http_tsb_entry_t));
     ngx_memzero(&st, sizeof(tsb_status_t));
     ngx_memzero(&cert, sizeof(tsb_cert_t));
+
+    status_only = 0;
 
     if (f->status == NGX_HTTP_NOT_FOUND) {
         tsb_error_set(err, NGX_HTTP_NOT_FOUND, "request.unknown",
@@ -1375,11 +1377,32 @@ ngx_http_tsb_entry_from_upstream(ngx_pool_t *pool, ngx_log_t *log,
 
     if (st.status == TSB_STATUS_EXECUTED) {
 
-        if (st.result == NULL
-            || tsb_cert_load((u_char *) st.result, ngx_strlen(st.result),
-                             &cert, err)
-               != 0)
-        {
+        loaded = (st.result != NULL
+                  && tsb_cert_load((u_char *) st.result,
+                                   ngx_strlen(st.result), &cert, err)
+                     == 0);
+
+        if (!loaded && (expect == NULL || expect->len == 0)) {
+            /*
+             * A key operation (an asynchronous sign, decrypt, block,
+             * modify: result a signature, or null), not a request the
+             * gateway accepted as a certificate request: status only,
+             * passed and cached as the TSB answered.  It has no DER, so
+             * it is never served as a certificate.
+             */
+            ngx_log_error(NGX_LOG_INFO, log, 0,
+                          "tsb: request %V is EXECUTED and its result is no "
+                          "certificate, and the gateway accepted no "
+                          "certificate request with this id: its status is "
+                          "passed as the TSB answered", id);
+
+            ngx_memzero(err, sizeof(tsb_error_t));
+            status_only = 1;
+
+            goto status;
+        }
+
+        if (!loaded) {
             ngx_log_error(NGX_LOG_ERR, log, 0,
                           "tsb: request %V is EXECUTED but its result is "
                           "not a certificate", id);
@@ -1499,10 +1522,15 @@ ngx_http_tsb_entry_from_upstream(ngx_pool_t *pool, ngx_log_t *log,
 
 status:
 
-    /* the status JSON is kept without the PEM: the DER is kept once */
+    /*
+     * The status JSON is kept without the PEM: the DER is kept once.  A
+     * key operation's result (a signature) is part of its status.
+     */
 
-    free(st.result);
-    st.result = NULL;
+    if (!status_only) {
+        free(st.result);
+        st.result = NULL;
+    }
 
     if (tsb_status_build_split(&st, &out, &e->lists_pos, &e->lists_len)
         != 0)
@@ -1813,6 +1841,12 @@ ngx_http_tsb_watch_step(ngx_http_tsb_watch_t *w)
 
     if (ngx_queue_empty(&w->waiters) || w->fetch || w->loading) {
         ngx_http_tsb_watch_release(w);
+        return;
+    }
+
+    if (ngx_exiting && w->snap) {
+        /* no new refresh with the old configuration: what we have */
+        ngx_http_tsb_watch_deliver(w, 1);
         return;
     }
 
@@ -2278,7 +2312,8 @@ ngx_http_tsb_watch_deliver(ngx_http_tsb_watch_t *w, ngx_uint_t final)
         next = ngx_queue_next(q);
         wt = ngx_queue_data(q, ngx_http_tsb_waiter_t, queue);
 
-        if (wt->terminal && !terminal && !w->failed) {
+        /* a worker told to exit keeps nobody for a next refresh */
+        if (wt->terminal && !terminal && !w->failed && !ngx_exiting) {
             continue;
         }
 
@@ -2431,7 +2466,7 @@ ngx_http_tsb_waiter_serve(ngx_http_tsb_waiter_t *wt, ngx_uint_t timed_out)
         rc = wt->serve(r, NULL, NGX_HTTP_TSB_CACHE_MISS, &err);
     }
 
-    ngx_http_finalize_request(r, rc);
+    ngx_http_finalize_request(r, ngx_http_tsb_json_rc(r, rc));
     ngx_http_run_posted_requests(c);
 }
 
@@ -2521,4 +2556,66 @@ ngx_http_tsb_parse_iso_time(const char *s, time_t *t)
     *t = timegm(&tm);
 
     return (*t == (time_t) -1) ? NGX_ERROR : NGX_OK;
+}
+
+
+void
+ngx_http_tsb_cache_exiting(void)
+{
+    ngx_uint_t             n;
+    ngx_rbtree_node_t     *node, *root, *sentinel;
+    ngx_http_tsb_watch_t  *w;
+
+    if (ngx_http_tsb_watches.root == NULL) {
+        return;
+    }
+
+    n = 0;
+    sentinel = ngx_http_tsb_watches.sentinel;
+
+    /*
+     * Delivering frees watches: start over after each one.  A watch with a
+     * refresh or a read in flight answers when it lands (the step above
+     * then delivers to all); one with nothing yet keeps its waiters until
+     * another worker's answer or their own time is up.
+     */
+
+again:
+
+    root = ngx_http_tsb_watches.root;
+
+    if (root == sentinel) {
+        goto done;
+    }
+
+    for (node = ngx_rbtree_min(root, sentinel);
+         node;
+         node = ngx_rbtree_next(&ngx_http_tsb_watches, node))
+    {
+        w = (ngx_http_tsb_watch_t *) node;
+
+        if (w->snap == NULL || w->fetch || w->loading || w->delivering
+            || ngx_queue_empty(&w->waiters))
+        {
+            continue;
+        }
+
+        n++;
+
+        if (w->timer.timer_set) {
+            ngx_del_timer(&w->timer);
+        }
+
+        ngx_http_tsb_watch_deliver(w, 1);
+
+        goto again;
+    }
+
+done:
+
+    if (n) {
+        ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                      "tsb: worker exiting: the waiters of %ui request%s "
+                      "answered with what is known", n, n == 1 ? "" : "s");
+    }
 }

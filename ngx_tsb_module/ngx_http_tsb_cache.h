@@ -104,6 +104,12 @@ ngx_int_t ngx_http_tsb_serve(ngx_http_request_t *r, ngx_http_tsb_entry_t *e,
 /* ?wait=<seconds> capped by tsb_wait_max, in ms; 0 without a cache */
 ngx_msec_t ngx_http_tsb_wait_arg(ngx_http_request_t *r);
 
+/*
+ * The worker was told to exit: every waiter that has an answer gets it at
+ * once, and no waiter waits for a next refresh.
+ */
+void ngx_http_tsb_cache_exiting(void);
+
 uint64_t ngx_http_tsb_now_ms(void);
 const char *ngx_http_tsb_cache_status_name(ngx_uint_t cache_status);
 

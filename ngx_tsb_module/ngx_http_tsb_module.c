@@ -68,6 +68,14 @@ static ngx_conf_enum_t  ngx_http_tsb_verify_issued[] = {
 };
 
 
+/* a TSB client takes 200 (the TSB's own answer) and nothing else */
+static ngx_conf_enum_t  ngx_http_tsb_sign_status[] = {
+    { ngx_string("200"), NGX_HTTP_OK },
+    { ngx_string("202"), NGX_HTTP_ACCEPTED },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_conf_num_bounds_t  ngx_http_tsb_min_rsa_bounds = {
     ngx_conf_check_num_bounds, 2048, 16384
 };
@@ -259,6 +267,13 @@ static ngx_command_t  ngx_http_tsb_commands[] = {
       offsetof(ngx_http_tsb_loc_conf_t, status_uri),
       NULL },
 
+    { ngx_string("tsb_sign_status"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tsb_loc_conf_t, sign_status),
+      &ngx_http_tsb_sign_status },
+
     { ngx_string("tsb_cache_zone"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_tsb_cache_zone,
@@ -434,6 +449,13 @@ static ngx_command_t  ngx_http_tsb_commands[] = {
       offsetof(ngx_http_tsb_loc_conf_t, allow_key_password),
       NULL },
 
+    { ngx_string("tsb_sign_describe"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tsb_loc_conf_t, sign_describe),
+      NULL },
+
     { ngx_string("tsb_key_password"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_str_slot,
@@ -538,6 +560,7 @@ ngx_http_tsb_create_loc_conf(ngx_conf_t *cf)
 
     conf->max_body_size = NGX_CONF_UNSET_SIZE;
     conf->retry_after = NGX_CONF_UNSET;
+    conf->sign_status = NGX_CONF_UNSET_UINT;
 
     conf->cache_zone = NGX_CONF_UNSET_PTR;
     conf->cache_use_stale = NGX_CONF_UNSET;
@@ -561,6 +584,7 @@ ngx_http_tsb_create_loc_conf(ngx_conf_t *cf)
     conf->allow_ed25519 = NGX_CONF_UNSET;
     conf->max_path_len = NGX_CONF_UNSET;
     conf->allow_key_password = NGX_CONF_UNSET;
+    conf->sign_describe = NGX_CONF_UNSET;
     conf->issuers = NGX_CONF_UNSET_PTR;
     conf->verify_issued = NGX_CONF_UNSET_UINT;
     conf->owner = NGX_CONF_UNSET_PTR;
@@ -602,6 +626,8 @@ ngx_http_tsb_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_size_value(conf->max_body_size, prev->max_body_size,
                               64 * 1024);
     ngx_conf_merge_sec_value(conf->retry_after, prev->retry_after, 5);
+    ngx_conf_merge_uint_value(conf->sign_status, prev->sign_status,
+                              NGX_HTTP_OK);
     ngx_conf_merge_str_value(conf->status_uri, prev->status_uri,
                              "/tsb/request/");
 
@@ -642,6 +668,7 @@ ngx_http_tsb_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->max_path_len, prev->max_path_len, -1);
     ngx_conf_merge_value(conf->allow_key_password,
                          prev->allow_key_password, 0);
+    ngx_conf_merge_value(conf->sign_describe, prev->sign_describe, 0);
     ngx_conf_merge_str_value(conf->key_password, prev->key_password, "");
     ngx_conf_merge_ptr_value(conf->issuers, prev->issuers, NULL);
     ngx_conf_merge_uint_value(conf->verify_issued, prev->verify_issued,
@@ -798,6 +825,17 @@ ngx_http_tsb_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     default: /* NGX_HTTP_TSB_HANDLER_ERROR */
         clcf->handler = ngx_http_tsb_error_handler;
+
+        /*
+         * The body was refused already.  Over HTTP/2 discarding it does
+         * not mark the request (r->discard_body), so nginx would check the
+         * size again on the way into this location and answer its own
+         * HTML 413; unlimited here, the check cannot fire twice.
+         */
+        if (clcf->client_max_body_size == NGX_CONF_UNSET) {
+            clcf->client_max_body_size = 0;
+        }
+
         break;
     }
 
@@ -899,6 +937,10 @@ ngx_http_tsb_usage_list(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static ngx_int_t
 ngx_http_tsb_preconfiguration(ngx_conf_t *cf)
 {
+    if (ngx_http_tsb_build_check(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (ngx_http_tsb_add_variables(cf) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -917,6 +959,10 @@ ngx_http_tsb_init_module(ngx_cycle_t *cycle)
 static ngx_int_t
 ngx_http_tsb_init_process(ngx_cycle_t *cycle)
 {
+    if (ngx_http_tsb_metrics_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_tsb_upstream_init_process(cycle);
 }
 

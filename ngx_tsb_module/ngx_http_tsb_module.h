@@ -56,6 +56,7 @@ typedef struct {
     ngx_flag_t                     allow_ed25519;
     ngx_int_t                      max_path_len;       /* -1: unlimited */
     ngx_flag_t                     allow_key_password;
+    ngx_flag_t                     sign_describe;
     ngx_str_t                      key_password;       /* never logged */
     ngx_flag_t                     names_variables;    /* set at merge */
 
@@ -70,6 +71,9 @@ typedef struct {
     /* ngx_http_tsb_owner.c: tsb_owner (NULL: none), tsb_owner_check */
     ngx_http_complex_value_t      *owner;
     ngx_uint_t                     owner_check;
+
+    /* tsb_sign_status: 200 as the TSB answers, or 202 where chosen */
+    ngx_uint_t                     sign_status;
 
     /* the plain C view of the above, built at merge time */
     tsb_policy_t                   policy;
@@ -156,6 +160,7 @@ ngx_int_t ngx_http_tsb_method_not_allowed(ngx_http_request_t *r,
     const char *allow);
 ngx_int_t ngx_http_tsb_upstream_pass(ngx_http_request_t *r,
     ngx_http_tsb_fetch_t *f);
+ngx_int_t ngx_http_tsb_json_rc(ngx_http_request_t *r, ngx_int_t rc);
 
 /* ngx_http_tsb_owner.c: whose request it is (tsb_owner) */
 char *ngx_http_tsb_owner(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
@@ -173,7 +178,7 @@ char *ngx_http_tsb_pass_allow(ngx_conf_t *cf, ngx_command_t *cmd,
 char *ngx_http_tsb_pass_merge(ngx_conf_t *cf, void *parent, void *child);
 
 /*
- * For the sign handler, when ctx->front is set: a request its client
+ * For the sign handler (tsb_sign and tsb_pass alike): a request its client
  * signed goes to the TSB byte for byte (*up becomes body) if the gateway
  * forwards it unchanged, and is refused (NGX_ERROR, err set) if it would
  * have to change it.  NGX_OK otherwise, *up untouched.
@@ -181,6 +186,11 @@ char *ngx_http_tsb_pass_merge(ngx_conf_t *cf, void *parent, void *child);
 ngx_int_t ngx_http_tsb_front_sign_body(ngx_http_request_t *r,
     ngx_http_tsb_ctx_t *ctx, ngx_str_t *body, ngx_str_t *up,
     tsb_error_t *err);
+
+
+/* ngx_http_tsb_build.c: refuse a build that lacks the loading nginx's
+ * features */
+ngx_int_t ngx_http_tsb_build_check(ngx_conf_t *cf);
 
 
 #endif /* _NGX_HTTP_TSB_MODULE_H_INCLUDED_ */

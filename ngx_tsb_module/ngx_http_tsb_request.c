@@ -39,14 +39,14 @@ static ngx_str_t  ngx_http_tsb_type_chain =
 ngx_int_t
 ngx_http_tsb_status_handler(ngx_http_request_t *r)
 {
-    return ngx_http_tsb_request_handler(r, 0);
+    return ngx_http_tsb_json_rc(r, ngx_http_tsb_request_handler(r, 0));
 }
 
 
 ngx_int_t
 ngx_http_tsb_certificate_handler(ngx_http_request_t *r)
 {
-    return ngx_http_tsb_request_handler(r, 1);
+    return ngx_http_tsb_json_rc(r, ngx_http_tsb_request_handler(r, 1));
 }
 
 
@@ -190,7 +190,14 @@ ngx_http_tsb_parse_id(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx,
     path = r->uri;
     prefixed = 0;
 
-    /* through tsb_pass the path is the TSB's own: /v1/request/{id} */
+    /*
+     * Through tsb_pass the path is the TSB's own, /v1/request/{id}, as the
+     * front normalised and judged it: no encoding is left in it.
+     */
+
+    if (ctx->front) {
+        path = ((ngx_http_tsb_front_t *) ctx->front)->npath;
+    }
 
     if (ctx->front == NULL
 #if (NGX_PCRE)
@@ -227,7 +234,7 @@ ngx_http_tsb_parse_id(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx,
      * an encoded slash would pick a different id than the client wrote.
      */
 
-    if (r->valid_unparsed_uri) {
+    if (r->valid_unparsed_uri && ctx->front == NULL) {
         tail = r->uri.data + r->uri.len - id;
 
         raw = r->unparsed_uri.data;
@@ -370,9 +377,10 @@ ngx_http_tsb_status_done(ngx_http_tsb_fetch_t *f)
                                               &e, &err);
     }
 
-    ngx_http_finalize_request(r,
-        ngx_http_tsb_serve(r, rc == NGX_OK ? &e : NULL,
-                           NGX_HTTP_TSB_CACHE_NONE, &err));
+    rc = ngx_http_tsb_serve(r, rc == NGX_OK ? &e : NULL,
+                            NGX_HTTP_TSB_CACHE_NONE, &err);
+
+    ngx_http_finalize_request(r, ngx_http_tsb_json_rc(r, rc));
 }
 
 
@@ -601,9 +609,17 @@ ngx_http_tsb_serve_certificate(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx,
     }
 
     if (e->der.len == 0) {
+        /*
+         * EXECUTED without a certificate: a status-only entry (a key
+         * operation, or a result that is no certificate for an id the
+         * gateway has no record of).  Its result is in the status JSON; it
+         * is never served as a certificate.
+         */
         return ngx_http_tsb_send_error(r, NGX_HTTP_BAD_GATEWAY,
                    "upstream.certificate",
-                   "the TSB reported EXECUTED without a usable certificate");
+                   "the TSB reported EXECUTED without a certificate (a key "
+                   "operation, whose result is in the status JSON, or a "
+                   "broken answer)");
     }
 
     /*
@@ -636,8 +652,20 @@ ngx_http_tsb_serve_certificate(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx,
 
     ngx_str_set(&value, "private, max-age=86400");
 
-    if (ngx_http_tsb_add_header(r, "Cache-Control", &value) != NGX_OK
-        || ngx_http_tsb_add_header(r, "X-Certificate-Serial", &e->serial)
+    if (ngx_http_tsb_add_header(r, "Cache-Control", &value) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /*
+     * e may live in a watch's snapshot, freed right after delivery, while
+     * the header is read again in the log phase ($sent_http_...): copy it
+     * into the request's pool, as the ETag.
+     */
+    value.len = e->serial.len;
+    value.data = ngx_pstrdup(r->pool, &e->serial);
+
+    if ((value.data == NULL && value.len)
+        || ngx_http_tsb_add_header(r, "X-Certificate-Serial", &value)
            != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;

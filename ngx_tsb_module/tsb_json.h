@@ -44,7 +44,8 @@ typedef struct {
 
     char        *meta_data;             /* opaque, forwarded as given */
     char        *meta_data_signature;
-    int          has_request_signature; /* top-level requestSignature */
+    int          has_request_signature; /* top-level requestSignature,
+                                           not null */
 } tsb_sign_req_t;
 
 

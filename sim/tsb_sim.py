@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 MAX_BODY = 1024 * 1024          # bytes; larger bodies get 413
@@ -70,9 +71,15 @@ ROUTE_SYNC_SIGN = "POST /v1/certificate/synchronous/sign"
 ROUTE_GET_REQUEST = "GET /v1/request/{id}"
 ROUTE_DELETE_REQUEST = "DELETE /v1/request/{id}"
 ROUTE_IMPORT = "POST /v1/certificate/import/plain"
+# key operations: a payload signed with a key, blocking or modifying a key
+ROUTE_KEY_SIGN = "POST /v1/sign"
+ROUTE_SYNC_KEY_SIGN = "POST /v1/synchronousSign"
+ROUTE_BLOCK = "POST /v1/block"
+ROUTE_MODIFY = "POST /v1/modify"
 ROUTE_OTHER = "OTHER"
 V1_ROUTES = [ROUTE_SIGN, ROUTE_SYNC_SIGN, ROUTE_GET_REQUEST,
-             ROUTE_DELETE_REQUEST, ROUTE_IMPORT, ROUTE_OTHER]
+             ROUTE_DELETE_REQUEST, ROUTE_IMPORT, ROUTE_KEY_SIGN,
+             ROUTE_SYNC_KEY_SIGN, ROUTE_BLOCK, ROUTE_MODIFY, ROUTE_OTHER]
 SIGN_ROUTES = (ROUTE_SIGN, ROUTE_SYNC_SIGN)
 
 PENDING = "PENDING"
@@ -133,6 +140,49 @@ FAULT_KEYS = ("route", "delay_ms", "status", "body", "malformed", "truncate",
 def log(message):
     sys.stderr.write("tsb_sim: %s\n" % message)
     sys.stderr.flush()
+
+
+def servlet_path(raw):
+    """The path a Spring application on Tomcat routes, or None for a 400.
+
+    As Tomcat does it: ';' path parameters dropped from every segment,
+    then percent-decoded (an encoded '/' or '\\', a NUL or bad UTF-8 is a
+    400), then '.', '..' and empty segments resolved; and as Spring's
+    default trailing-slash match does, a trailing '/' ignored.  A gateway
+    that judges one path and forwards another is caught by this.
+    """
+    segments = [seg.split(";", 1)[0] for seg in raw.split("/")]
+    out = []
+    for seg in segments:
+        try:
+            data = bytearray()
+            i = 0
+            while i < len(seg):
+                if seg[i] == "%":
+                    if len(seg[i + 1:i + 3]) != 2:
+                        return None
+                    data.append(int(seg[i + 1:i + 3], 16))
+                    i += 3
+                else:
+                    data.extend(seg[i].encode("latin-1"))
+                    i += 1
+            text = data.decode("utf-8")
+        except (ValueError, UnicodeError):
+            return None
+        if "/" in text or "\\" in text or "\0" in text:
+            return None
+        out.append(text)
+    resolved = []
+    for seg in out[1:]:
+        if seg in ("", "."):
+            continue
+        if seg == "..":
+            if not resolved:
+                return None
+            resolved.pop()
+            continue
+        resolved.append(seg)
+    return "/" + "/".join(resolved)
 
 
 def iso_now():
@@ -276,7 +326,15 @@ def optional_string_list(obj, name):
     return value
 
 
+def usage_names(names):
+    """Usages as the vendor's clients send them: several names joined by
+    commas in one element ("DIGITAL_SIGNATURE,KEY_ENCIPHERMENT"), "" for
+    none."""
+    return [p for n in names if n != "" for p in n.split(",")]
+
+
 def parse_key_usage(names):
+    names = usage_names(names)
     unknown = [n for n in names if n not in KEY_USAGE_NAMES]
     if unknown:
         raise bad_request("unknown keyUsage %s" % ", ".join(unknown),
@@ -294,6 +352,7 @@ def parse_key_usage(names):
 
 
 def parse_extended_key_usage(names):
+    names = usage_names(names)
     unknown = [n for n in names if n not in EXTENDED_KEY_USAGE_NAMES]
     if unknown:
         raise bad_request("unknown extendedKeyUsage %s" % ", ".join(unknown),
@@ -522,7 +581,36 @@ class CertificateAuthority:
 
 # --- simulator state ---------------------------------------------------------
 
+def parse_key_operation(body, envelope, name_field):
+    """{"<envelope>": {"<name_field>": ..., ...}, "requestSignature": ...}
+    of a key operation; returns the inner object."""
+    doc = parse_json_object(body)
+    inner = doc.get(envelope)
+    if not isinstance(inner, dict):
+        raise bad_request("body must be an object with a %s object"
+                          % envelope)
+    unknown = sorted(set(doc) - {envelope, "requestSignature"})
+    if unknown:
+        raise bad_request("unknown field(s): %s" % ", ".join(unknown))
+    require_string(inner, name_field)
+    return inner
+
+
+def parse_payload_sign(body, envelope="signRequest"):
+    inner = parse_key_operation(body, envelope, "signKeyName")
+    payload = inner.get("payload")
+    if not isinstance(payload, str):
+        raise bad_request("%s.payload is required and must be base64"
+                          % envelope)
+    return strict_b64decode(payload, "payload")
+
+
 class SignRequest:
+    # "certificate": result is the PEM certificate; "sign": a base64
+    # signature of payload; "block", "modify": null
+    kind = "certificate"
+    payload = None
+
     def __init__(self, params, approvers, mismatch):
         self.id = str(uuid.uuid4())
         self.params = params
@@ -661,6 +749,11 @@ class Simulator:
          ROUTE_DELETE_REQUEST, "v1_delete_request"),
         ("POST", re.compile(r"/v1/certificate/import/plain"), ROUTE_IMPORT,
          "v1_import_plain"),
+        ("POST", re.compile(r"/v1/sign"), ROUTE_KEY_SIGN, "v1_key_sign"),
+        ("POST", re.compile(r"/v1/synchronousSign"), ROUTE_SYNC_KEY_SIGN,
+         "v1_sync_key_sign"),
+        ("POST", re.compile(r"/v1/block"), ROUTE_BLOCK, "v1_block"),
+        ("POST", re.compile(r"/v1/modify"), ROUTE_MODIFY, "v1_modify"),
     ]
 
     CONTROL_TABLE = [
@@ -774,6 +867,13 @@ class Simulator:
         if not execute:
             req.status = APPROVED
             return
+        if req.kind != "certificate":
+            # a key operation's result: the signature, or nothing
+            req.result = self._signature(req.payload) \
+                if req.kind == "sign" else None
+            req.status = EXECUTED
+            req.execution_time = iso_now()
+            return
         try:
             req.result = self.ca.issue(req.params, req.mismatch)
         except Exception as e:
@@ -812,6 +912,43 @@ class Simulator:
         pem = self.ca.issue(sign, mismatch)
         return json_response(200, {"label": sign.key_name,
                                     "certificate": pem})
+
+    def _key_request(self, kind, payload=None):
+        req = SignRequest(None, self.approvers, None)
+        req.kind = kind
+        req.payload = payload
+        with self.lock:
+            self.sign_requests[req.id] = req
+        return req
+
+    def _signature(self, payload):
+        key = self.ca.key
+        if isinstance(key, rsa.RSAPrivateKey):
+            sig = key.sign(payload, padding.PKCS1v15(), hashes.SHA256())
+        elif isinstance(key, ec.EllipticCurvePrivateKey):
+            sig = key.sign(payload, ec.ECDSA(hashes.SHA256()))
+        else:
+            sig = key.sign(payload)
+        return base64.b64encode(sig).decode("ascii")
+
+    def v1_key_sign(self, params, body, mismatch):
+        # the TSB's documentation shows 201 for the asynchronous sign
+        req = self._key_request("sign", parse_payload_sign(body))
+        return json_response(201, {"signRequestId": req.id})
+
+    def v1_sync_key_sign(self, params, body, mismatch):
+        return json_response(200, {"signature": self._signature(
+            parse_payload_sign(body))})
+
+    def v1_block(self, params, body, mismatch):
+        parse_key_operation(body, "blockRequest", "blockKeyName")
+        req = self._key_request("block")
+        return json_response(200, {"blockKeyRequestId": req.id})
+
+    def v1_modify(self, params, body, mismatch):
+        parse_key_operation(body, "modifyRequest", "modifyKeyName")
+        req = self._key_request("modify")
+        return json_response(200, {"modifyKeyRequestId": req.id})
 
     def v1_get_request(self, params, body, mismatch):
         with self.lock:
@@ -944,7 +1081,14 @@ class Handler(BaseHTTPRequestHandler):
     def dispatch(self):
         started = time.monotonic()
         sim = self.server.sim
-        path = urlsplit(self.path).path
+        raw = urlsplit(self.path).path
+        path = servlet_path(raw)
+        if path is None:
+            self.close_connection = True
+            outcome = self.send(error_response(
+                400, "res.error.bad.request", "invalid path"))
+            log("%s %s %s" % (self.command, raw, outcome))
+            return
         outcome = self.serve(sim, path)
         log("%s %s %s %.1fms" % (self.command, path, outcome,
                                  (time.monotonic() - started) * 1000))

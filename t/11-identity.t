@@ -146,7 +146,7 @@ sub csr { ($t->make_csr(@_))[0] }
 sub tls_ok {
     my ($name, $port, $who, $cn, %o) = @_;
     my $r = tls_request($port, $who, csr(cn => $cn, %o));
-    is($r->{status}, 202, "$name: 202") or $t->explain_response($r);
+    is($r->{status}, 200, "$name: 200") or $t->explain_response($r);
 }
 
 sub tls_refused {
@@ -215,11 +215,11 @@ sub user_request {
 
 {
     my $r = user_request('alice', 'alice.users.example');
-    is($r->{status}, 202, 'remote_user alice: alice.users.example')
+    is($r->{status}, 200, 'remote_user alice: alice.users.example')
         or $t->explain_response($r);
 
     $r = user_request('alice', 'www.alice.users.example');
-    is($r->{status}, 202, 'remote_user alice: *.alice.users.example')
+    is($r->{status}, 200, 'remote_user alice: *.alice.users.example')
         or $t->explain_response($r);
 
     $r = user_request('alice', 'bob.users.example');
@@ -231,7 +231,7 @@ sub user_request {
                  'remote_user alice: x.bob.users.example');
 
     $r = user_request('bob', 'bob.users.example');
-    is($r->{status}, 202, 'remote_user bob: bob.users.example')
+    is($r->{status}, 200, 'remote_user bob: bob.users.example')
         or $t->explain_response($r);
 
     $r = user_request('*', 'x.users.example');
@@ -251,7 +251,7 @@ sub user_request {
 {
     my $r = $t->request(POST => '/team/web/sign', content_type => $PEM,
                         body => csr(cn => 'api.web.teams.example'));
-    is($r->{status}, 202, 'team web: api.web.teams.example')
+    is($r->{status}, 200, 'team web: api.web.teams.example')
         or $t->explain_response($r);
 
     $r = $t->request(POST => '/team/web/sign', content_type => $PEM,
