@@ -78,7 +78,7 @@ sub csr { ($t->make_csr(cn => 'm' . ++$n . '.svc.example',
         my $r = $t->raw_read($t->raw_send(POST => '/sign',
                                           content_type => $PEM,
                                           body => csr()));
-        is($r->{status}, 202, "sign $_ with an unwritable store: 202")
+        is($r->{status}, 200, "sign $_ with an unwritable store: 200")
             or $t->explain_response($r);
         push @ids, $r->{json}{signRequestId} // '';
     }
