@@ -1316,6 +1316,27 @@ test_vendor_shapes(void)
 
     /* keyUsage joined by commas, "" for none (point 5) */
 
+    {
+        size_t       bad_len;
+        const char  *bad;
+
+        is_int(tsb_key_usage_element("", 0, NULL, NULL), 0,
+               "element \"\": no usage");
+        is_int(tsb_key_usage_element("DIGITAL_SIGNATURE,KEY_AGREEMENT", 31,
+                                     NULL, NULL),
+               TSB_KU_DIGITAL_SIGNATURE | TSB_KU_KEY_AGREEMENT,
+               "element with two names");
+        bad = NULL;
+        ok(tsb_key_usage_element("DIGITAL_SIGNATURE,,CRL_SIGN", 27, &bad,
+                                 &bad_len) == -1
+           && bad_len == 0, "an empty piece is refused");
+        ok(tsb_ext_key_usage_element("SERVER_AUTH,NOPE", 16, &bad, &bad_len)
+           == -1 && bad_len == 4 && strncmp(bad, "NOPE", 4) == 0,
+           "the unknown piece is pointed at");
+        is_int(tsb_ext_key_usage_element("CLIENT_AUTH", 11, NULL, NULL),
+               TSB_EKU_CLIENT_AUTH, "one name is one name");
+    }
+
     ok(parse_ok(SR(", \"keyUsage\": "
                    "[\"DIGITAL_SIGNATURE,KEY_ENCIPHERMENT\"]", ""), &req)
        && req.key_usage_present
