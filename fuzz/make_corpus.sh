@@ -8,8 +8,8 @@
 
 set -eu
 
-FIX=${1:-${TSB_FIXTURES:-../shared/fixtures}}
 HERE=$(cd "$(dirname "$0")" && pwd)
+FIX=$(cd "${1:-$HERE/../t/fixtures}" && pwd)
 C="$HERE/corpus"
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT

@@ -53,6 +53,14 @@ typedef struct {
 } ngx_http_tsb_usage_post_t;
 
 
+static ngx_conf_enum_t  ngx_http_tsb_owner_check[] = {
+    { ngx_string("off"), NGX_HTTP_TSB_OWNER_OFF },
+    { ngx_string("cancel"), NGX_HTTP_TSB_OWNER_CANCEL },
+    { ngx_string("all"), NGX_HTTP_TSB_OWNER_ALL },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_conf_enum_t  ngx_http_tsb_verify_issued[] = {
     { ngx_string("on"), NGX_HTTP_TSB_VERIFY_ON },
     { ngx_string("strict"), NGX_HTTP_TSB_VERIFY_STRICT },
@@ -456,6 +464,13 @@ static ngx_command_t  ngx_http_tsb_commands[] = {
       offsetof(ngx_http_tsb_loc_conf_t, allow_key_password),
       NULL },
 
+    { ngx_string("tsb_sign_describe"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tsb_loc_conf_t, sign_describe),
+      NULL },
+
     { ngx_string("tsb_key_password"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_str_slot,
@@ -483,6 +498,20 @@ static ngx_command_t  ngx_http_tsb_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
+
+    { ngx_string("tsb_owner"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_tsb_owner,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("tsb_owner_check"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tsb_loc_conf_t, owner_check),
+      &ngx_http_tsb_owner_check },
 
       ngx_null_command
 };
@@ -571,8 +600,11 @@ ngx_http_tsb_create_loc_conf(ngx_conf_t *cf)
     conf->allow_ed25519 = NGX_CONF_UNSET;
     conf->max_path_len = NGX_CONF_UNSET;
     conf->allow_key_password = NGX_CONF_UNSET;
+    conf->sign_describe = NGX_CONF_UNSET;
     conf->issuers = NGX_CONF_UNSET_PTR;
     conf->verify_issued = NGX_CONF_UNSET_UINT;
+    conf->owner = NGX_CONF_UNSET_PTR;
+    conf->owner_check = NGX_CONF_UNSET_UINT;
     conf->audit_log = NGX_CONF_UNSET_PTR;
 
     return conf;
@@ -654,11 +686,15 @@ ngx_http_tsb_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->max_path_len, prev->max_path_len, -1);
     ngx_conf_merge_value(conf->allow_key_password,
                          prev->allow_key_password, 0);
+    ngx_conf_merge_value(conf->sign_describe, prev->sign_describe, 0);
     ngx_conf_merge_str_value(conf->key_password, prev->key_password, "");
     ngx_conf_merge_ptr_value(conf->issuers, prev->issuers, NULL);
     ngx_conf_merge_uint_value(conf->verify_issued, prev->verify_issued,
                               NGX_HTTP_TSB_VERIFY_ON);
     ngx_conf_merge_ptr_value(conf->audit_log, prev->audit_log, NULL);
+    ngx_conf_merge_ptr_value(conf->owner, prev->owner, NULL);
+    ngx_conf_merge_uint_value(conf->owner_check, prev->owner_check,
+                              NGX_HTTP_TSB_OWNER_CANCEL);
     ngx_conf_merge_str_value(conf->sign_key_name, prev->sign_key_name, "");
 
     if (conf->default_key_usage & ~conf->allowed_key_usage) {
@@ -807,6 +843,17 @@ ngx_http_tsb_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     default: /* NGX_HTTP_TSB_HANDLER_ERROR */
         clcf->handler = ngx_http_tsb_error_handler;
+
+        /*
+         * The body was refused already.  Over HTTP/2 discarding it does
+         * not mark the request (r->discard_body), so nginx would check the
+         * size again on the way into this location and answer its own
+         * HTML 413; unlimited here, the check cannot fire twice.
+         */
+        if (clcf->client_max_body_size == NGX_CONF_UNSET) {
+            clcf->client_max_body_size = 0;
+        }
+
         break;
     }
 
@@ -908,6 +955,10 @@ ngx_http_tsb_usage_list(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static ngx_int_t
 ngx_http_tsb_preconfiguration(ngx_conf_t *cf)
 {
+    if (ngx_http_tsb_build_check(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (ngx_http_tsb_add_variables(cf) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -926,6 +977,10 @@ ngx_http_tsb_init_module(ngx_cycle_t *cycle)
 static ngx_int_t
 ngx_http_tsb_init_process(ngx_cycle_t *cycle)
 {
+    if (ngx_http_tsb_metrics_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_tsb_upstream_init_process(cycle);
 }
 

@@ -56,6 +56,7 @@ typedef struct {
     ngx_flag_t                     allow_ed25519;
     ngx_int_t                      max_path_len;       /* -1: unlimited */
     ngx_flag_t                     allow_key_password;
+    ngx_flag_t                     sign_describe;
     ngx_str_t                      key_password;       /* never logged */
     ngx_flag_t                     names_variables;    /* set at merge */
 
@@ -73,6 +74,10 @@ typedef struct {
     /* ngx_http_tsb_proxy.c: tsb_pass_allow, tsb_allow_rule_t */
     ngx_array_t                   *pass_allow;
 
+    /* ngx_http_tsb_owner.c: tsb_owner (NULL: none), tsb_owner_check */
+    ngx_http_complex_value_t      *owner;
+    ngx_uint_t                     owner_check;
+
     /* tsb_sign_status: 200 as the TSB answers, or 202 where chosen */
     ngx_uint_t                     sign_status;
 
@@ -82,6 +87,12 @@ typedef struct {
     /* the plain C view of the above, built at merge time */
     tsb_policy_t                   policy;
 } ngx_http_tsb_loc_conf_t;
+
+
+/* tsb_owner_check */
+#define NGX_HTTP_TSB_OWNER_OFF      0
+#define NGX_HTTP_TSB_OWNER_CANCEL   1
+#define NGX_HTTP_TSB_OWNER_ALL      2
 
 
 /* tsb_verify_issued */
@@ -158,6 +169,15 @@ ngx_int_t ngx_http_tsb_method_not_allowed(ngx_http_request_t *r,
     const char *allow);
 ngx_int_t ngx_http_tsb_upstream_pass(ngx_http_request_t *r,
     ngx_http_tsb_fetch_t *f);
+ngx_int_t ngx_http_tsb_json_rc(ngx_http_request_t *r, ngx_int_t rc);
+
+/* ngx_http_tsb_owner.c: whose request it is (tsb_owner) */
+char *ngx_http_tsb_owner(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_http_tsb_owner_tag(ngx_http_request_t *r, tsb_buf_t *expect,
+    tsb_error_t *err);
+ngx_int_t ngx_http_tsb_owner_allowed(ngx_http_request_t *r,
+    ngx_str_t *record, tsb_error_t *err);
+ngx_int_t ngx_http_tsb_cancel_handler(ngx_http_request_t *r);
 
 /* ngx_http_tsb_proxy.c: tsb_pass, the front of the TSB API */
 ngx_int_t ngx_http_tsb_pass_handler(ngx_http_request_t *r);
@@ -181,6 +201,11 @@ ngx_uint_t ngx_http_tsb_tsb_client(ngx_http_request_t *r);
 ngx_int_t ngx_http_tsb_front_sign_body(ngx_http_request_t *r,
     ngx_http_tsb_ctx_t *ctx, ngx_str_t *body, ngx_str_t *up,
     tsb_error_t *err);
+
+
+/* ngx_http_tsb_build.c: refuse a build that lacks the loading nginx's
+ * features */
+ngx_int_t ngx_http_tsb_build_check(ngx_conf_t *cf);
 
 
 #endif /* _NGX_HTTP_TSB_MODULE_H_INCLUDED_ */

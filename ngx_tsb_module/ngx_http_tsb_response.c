@@ -48,6 +48,19 @@ ngx_http_tsb_upstream_error(ngx_log_t *log, ngx_http_tsb_fetch_t *f,
         return NGX_ERROR;
     }
 
+    if (f->lost) {
+        /* the worker ran out of connections for a moment: not the TSB */
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "tsb: %V %V failed after %M ms: %s",
+                      &f->method, &f->url, f->elapsed, f->errbuf);
+
+        tsb_error_set(err, NGX_HTTP_SERVICE_UNAVAILABLE, "upstream.busy",
+                      "the gateway could not open a connection to the TSB "
+                      "(worker_connections); retry shortly");
+        err->retry_after = 1;
+        return NGX_ERROR;
+    }
+
     if (f->result == CURLE_OK && f->status >= 200 && f->status < 300) {
         ngx_log_error(NGX_LOG_INFO, log, 0,
                       "tsb: %V %V answered %l in %M ms",
@@ -410,6 +423,11 @@ ngx_http_tsb_add_header(ngx_http_request_t *r, const char *name,
     h->key.data = (u_char *) name;
     h->value = *value;
 
+#if (nginx_version >= 1023000)
+    /* headers of one name are chained since 1.23.0 */
+    h->next = NULL;
+#endif
+
     return NGX_OK;
 }
 
@@ -727,6 +745,28 @@ ngx_http_tsb_error_handler(ngx_http_request_t *r)
     }
 
     return ngx_http_tsb_send_error(r, status, reason, detail);
+}
+
+
+/*
+ * What a handler or a finalizer was about to hand to nginx: an internal
+ * failure (500) would become nginx's HTML page; every answer of the module
+ * is JSON, so it is sent here.  Other codes pass through.
+ */
+
+ngx_int_t
+ngx_http_tsb_json_rc(ngx_http_request_t *r, ngx_int_t rc)
+{
+    if (rc != NGX_HTTP_INTERNAL_SERVER_ERROR || r->header_sent
+        || r != r->main)
+    {
+        return rc;
+    }
+
+    return ngx_http_tsb_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                   "internal.error",
+                                   "the gateway could not handle this "
+                                   "request (error.log may say why)");
 }
 
 

@@ -142,6 +142,49 @@ def log(message):
     sys.stderr.flush()
 
 
+def servlet_path(raw):
+    """The path a Spring application on Tomcat routes, or None for a 400.
+
+    As Tomcat does it: ';' path parameters dropped from every segment,
+    then percent-decoded (an encoded '/' or '\\', a NUL or bad UTF-8 is a
+    400), then '.', '..' and empty segments resolved; and as Spring's
+    default trailing-slash match does, a trailing '/' ignored.  A gateway
+    that judges one path and forwards another is caught by this.
+    """
+    segments = [seg.split(";", 1)[0] for seg in raw.split("/")]
+    out = []
+    for seg in segments:
+        try:
+            data = bytearray()
+            i = 0
+            while i < len(seg):
+                if seg[i] == "%":
+                    if len(seg[i + 1:i + 3]) != 2:
+                        return None
+                    data.append(int(seg[i + 1:i + 3], 16))
+                    i += 3
+                else:
+                    data.extend(seg[i].encode("latin-1"))
+                    i += 1
+            text = data.decode("utf-8")
+        except (ValueError, UnicodeError):
+            return None
+        if "/" in text or "\\" in text or "\0" in text:
+            return None
+        out.append(text)
+    resolved = []
+    for seg in out[1:]:
+        if seg in ("", "."):
+            continue
+        if seg == "..":
+            if not resolved:
+                return None
+            resolved.pop()
+            continue
+        resolved.append(seg)
+    return "/" + "/".join(resolved)
+
+
 def iso_now():
     return datetime.datetime.now(datetime.timezone.utc).strftime(
         "%Y-%m-%dT%H:%M:%SZ")
@@ -1038,7 +1081,14 @@ class Handler(BaseHTTPRequestHandler):
     def dispatch(self):
         started = time.monotonic()
         sim = self.server.sim
-        path = urlsplit(self.path).path
+        raw = urlsplit(self.path).path
+        path = servlet_path(raw)
+        if path is None:
+            self.close_connection = True
+            outcome = self.send(error_response(
+                400, "res.error.bad.request", "invalid path"))
+            log("%s %s %s" % (self.command, raw, outcome))
+            return
         outcome = self.serve(sim, path)
         log("%s %s %s %.1fms" % (self.command, path, outcome,
                                  (time.monotonic() - started) * 1000))

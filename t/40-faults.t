@@ -320,6 +320,8 @@ note('baseline: ' . $f->describe($base));
     for my $m (qw(POST PUT DELETE PATCH)) {
         for my $p ("/request/$ID", "/request/$ID.pem",
                    "/certificate/$ID.der") {
+            # DELETE {status}/{id} cancels, as on the TSB (t/38-owner.t)
+            next if $m eq 'DELETE' && $p eq "/request/$ID";
             push @cases, ["$m $p", sub {
                 $t->request($m => $p, body => $CSR, content_type => $PEM)
             }];

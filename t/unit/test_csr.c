@@ -3,8 +3,8 @@
  * Copyright (C) ngx_tsb_module authors
  *
  * CSR intake: encodings, framing errors, self-signature, and the facts
- * handed to the policy.  Fixtures come from $TSB_FIXTURES (default
- * ../shared/fixtures, relative to where the test runs) or argv[1].
+ * handed to the policy.  Fixtures come from t/fixtures/ of the checkout
+ * (TSB_FIXTURES, set by the Makefile) or argv[1].
  */
 
 
@@ -22,6 +22,12 @@
 #include "tap.h"
 #include "tsb_test_csr.h"
 #include "tsb_csr.h"
+
+
+/* the checkout's t/fixtures/, absolute (the Makefile sets it) */
+#ifndef TSB_FIXTURES
+#define TSB_FIXTURES  "t/fixtures"
+#endif
 
 
 static EVP_PKEY  *rsa2048, *rsa1024, *p256, *k256, *ed25519;
@@ -1198,15 +1204,7 @@ main(int argc, char **argv)
 {
     const char  *dir;
 
-    dir = getenv("TSB_FIXTURES");
-
-    if (argc > 1) {
-        dir = argv[1];
-    }
-
-    if (dir == NULL) {
-        dir = "../shared/fixtures";
-    }
+    dir = (argc > 1) ? argv[1] : TSB_FIXTURES;
 
     rsa2048 = tt_key("RSA-2048");
     rsa1024 = tt_key("RSA-1024");
