@@ -76,6 +76,14 @@ static ngx_conf_enum_t  ngx_http_tsb_sign_status[] = {
 };
 
 
+static ngx_conf_enum_t  ngx_http_tsb_error_format[] = {
+    { ngx_string("auto"), NGX_HTTP_TSB_ERRORS_AUTO },
+    { ngx_string("tsb"), NGX_HTTP_TSB_ERRORS_TSB },
+    { ngx_string("gateway"), NGX_HTTP_TSB_ERRORS_GATEWAY },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_conf_num_bounds_t  ngx_http_tsb_min_rsa_bounds = {
     ngx_conf_check_num_bounds, 2048, 16384
 };
@@ -273,6 +281,13 @@ static ngx_command_t  ngx_http_tsb_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_tsb_loc_conf_t, sign_status),
       &ngx_http_tsb_sign_status },
+
+    { ngx_string("tsb_error_format"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tsb_loc_conf_t, error_format),
+      &ngx_http_tsb_error_format },
 
     { ngx_string("tsb_cache_zone"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
@@ -561,6 +576,7 @@ ngx_http_tsb_create_loc_conf(ngx_conf_t *cf)
     conf->max_body_size = NGX_CONF_UNSET_SIZE;
     conf->retry_after = NGX_CONF_UNSET;
     conf->sign_status = NGX_CONF_UNSET_UINT;
+    conf->error_format = NGX_CONF_UNSET_UINT;
 
     conf->cache_zone = NGX_CONF_UNSET_PTR;
     conf->cache_use_stale = NGX_CONF_UNSET;
@@ -628,6 +644,8 @@ ngx_http_tsb_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_sec_value(conf->retry_after, prev->retry_after, 5);
     ngx_conf_merge_uint_value(conf->sign_status, prev->sign_status,
                               NGX_HTTP_OK);
+    ngx_conf_merge_uint_value(conf->error_format, prev->error_format,
+                              NGX_HTTP_TSB_ERRORS_AUTO);
     ngx_conf_merge_str_value(conf->status_uri, prev->status_uri,
                              "/tsb/request/");
 
