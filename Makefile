@@ -26,6 +26,7 @@ CORE_SRCS    = $(SRC_DIR)/tsb_usage.c $(SRC_DIR)/tsb_csr.c \
                $(SRC_DIR)/tsb_cert.c $(SRC_DIR)/tsb_path.c \
                $(SRC_DIR)/tsb_verify.c $(SRC_DIR)/tsb_allow.c \
                $(SRC_DIR)/tsb_front.c $(SRC_DIR)/tsb_tls.c
+CORE_SRCS   += $(SRC_DIR)/tsb_name.c
 UNIT_TESTS   = $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(wildcard t/unit/test_*.c))
 UNIT_CFLAGS  = -std=c99 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 \
                -fsanitize=address,undefined -fno-omit-frame-pointer \
@@ -36,6 +37,7 @@ UNIT_LIBS    = -lyajl -lcrypto
 FUZZ_CC      ?= clang
 FUZZ_TARGETS  = fuzz_csr fuzz_sign_req fuzz_upstream fuzz_cert fuzz_path \
                 fuzz_allow fuzz_front fuzz_verify fuzz_csr_diff
+FUZZ_TARGETS += fuzz_name
 FUZZ_BINS     = $(patsubst %,$(BUILD)/fuzz/%,$(FUZZ_TARGETS))
 FUZZ_CFLAGS   = -std=c99 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 \
                 -fsanitize=fuzzer,address,undefined \
@@ -53,6 +55,7 @@ FUZZ_MAX_LEN_fuzz_allow    = 4608
 FUZZ_MAX_LEN_fuzz_front    = 16384
 FUZZ_MAX_LEN_fuzz_verify   = 8192
 FUZZ_MAX_LEN_fuzz_csr_diff = 8192
+FUZZ_MAX_LEN_fuzz_name     = 512
 
 # benchmarks (bench/, results in docs/benchmarks.md)
 BENCH_CFLAGS  = -std=c99 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O2 \

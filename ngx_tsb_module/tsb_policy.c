@@ -17,6 +17,7 @@
 #include <openssl/objects.h>
 
 #include "tsb_policy.h"
+#include "tsb_name.h"
 
 
 #define TSB_POLICY_QUOTE_MAX   64
@@ -45,7 +46,7 @@ static int tsb_policy_check_ca(const tsb_policy_t *policy,
 static int tsb_policy_check_sig_alg(const tsb_policy_t *policy,
     const tsb_sign_req_t *req, const char **alg, tsb_error_t *err);
 static int tsb_policy_names_match(const tsb_policy_t *policy,
-    const char *name, size_t len);
+    const char *name, size_t len, int regex_only);
 static int tsb_policy_regex_match(const char *pattern, size_t plen,
     const regex_t *re, const char *name, size_t nlen);
 static int tsb_policy_text(const unsigned char *s, size_t len);
@@ -346,9 +347,10 @@ static int
 tsb_policy_check_cn(const tsb_policy_t *policy, const tsb_csr_t *csr,
     const tsb_sign_req_t *req, const char **cn, tsb_error_t *err)
 {
+    int          host;
     char         q1[TSB_POLICY_QUOTE_MAX + 8], q2[TSB_POLICY_QUOTE_MAX + 8];
     size_t       len;
-    const char  *name;
+    const char  *name, *why;
 
     *cn = NULL;
 
@@ -398,7 +400,35 @@ tsb_policy_check_cn(const tsb_policy_t *policy, const tsb_csr_t *csr,
         return -1;
     }
 
-    if (!tsb_policy_names_match(policy, name, len)) {
+    /*
+     * What is forwarded is what was judged: a trailing dot is refused, not
+     * dropped, since the CSR itself, with its subject, goes to the TSB.
+     */
+
+    if (name[len - 1] == '.') {
+        tsb_error_set(err, 400, "csr.common_name",
+                      "commonName %s ends in a dot; leave the dot out",
+                      tsb_policy_quote(name, len, q1, sizeof(q1)));
+        return -1;
+    }
+
+    /*
+     * Only a host name may be judged by a literal or wildcard pattern;
+     * anything else ("Example Issuing CA 1") needs a "~regex" that says
+     * so.
+     */
+
+    host = (tsb_name_host_check(name, len, 1, &why) == 0);
+
+    if (!tsb_policy_names_match(policy, name, len, !host)) {
+
+        if (!host) {
+            tsb_error_set(err, 400, "csr.common_name",
+                          "commonName %s is not a host name: %s",
+                          tsb_policy_quote(name, len, q1, sizeof(q1)), why);
+            return -1;
+        }
+
         tsb_error_set(err, 403, "policy.common_name",
                       "commonName %s is not allowed here",
                       tsb_policy_quote(name, len, q1, sizeof(q1)));
@@ -418,6 +448,7 @@ tsb_policy_check_sans(const tsb_policy_t *policy, const tsb_csr_t *csr,
     char              q[TSB_POLICY_QUOTE_MAX + 8];
     size_t            i;
     unsigned          types;
+    const char       *why;
     const tsb_san_t  *san;
 
     types = policy->allowed_san_types ? policy->allowed_san_types
@@ -445,10 +476,23 @@ tsb_policy_check_sans(const tsb_policy_t *policy, const tsb_csr_t *csr,
             return -1;
         }
 
+        /* a DNS name is a host name, whatever pattern may match it */
+
+        if (san->type == TSB_SAN_DNS
+            && tsb_name_host_check(san->value, strlen(san->value), 1, &why)
+               != 0)
+        {
+            tsb_error_set(err, 400, "csr.san",
+                          "subjectAltName DNS:%s is not a host name: %s",
+                          tsb_policy_quote(san->value, strlen(san->value),
+                                           q, sizeof(q)), why);
+            return -1;
+        }
+
         /* every SAN, not just one of them, must be within the names */
 
         if (!tsb_policy_names_match(policy, san->value,
-                                    strlen(san->value)))
+                                    strlen(san->value), 0))
         {
             tsb_error_set(err, 403, "policy.san",
                           "subjectAltName %s:%s is not allowed here",
@@ -574,11 +618,17 @@ tsb_policy_check_sig_alg(const tsb_policy_t *policy,
 
 static int
 tsb_policy_names_match(const tsb_policy_t *policy, const char *name,
-    size_t len)
+    size_t len, int regex_only)
 {
     size_t  i;
 
     for (i = 0; i < policy->n_names; i++) {
+        if (regex_only && (policy->names[i].len == 0
+                           || policy->names[i].pattern[0] != '~'))
+        {
+            continue;
+        }
+
         if (tsb_policy_name_match_re(policy->names[i].pattern,
                                      policy->names[i].len,
                                      policy->name_regex
@@ -613,13 +663,7 @@ tsb_policy_name_match_re(const char *pattern, size_t plen, const void *re,
         return 0;
     }
 
-    if (name[nlen - 1] == '.') {
-        nlen--;
-    }
-
-    if (nlen == 0) {
-        return 0;
-    }
+    /* a name's trailing dot is no longer dropped: "a.example." is refused */
 
     if (pattern[0] == '~') {
         return tsb_policy_regex_match(pattern + 1, plen - 1, re, name, nlen);
@@ -786,7 +830,7 @@ tsb_policy_regex_free(void *re)
 
 /*
  * With a compiled regex only the name is copied (regexec() wants it
- * NUL-terminated, and without its trailing dot); without one, as the
+ * NUL-terminated); without one, as the
  * fuzzers and tools call it, the pattern is compiled for this call.
  */
 

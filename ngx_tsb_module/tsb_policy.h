@@ -25,7 +25,8 @@
 /*
  * One commonName / SAN pattern, already expanded (nginx variables are
  * resolved by the glue before evaluation):
- *   "host.example"     exact, case-insensitive, a trailing dot ignored;
+ *   "host.example"     exact, case-insensitive (the pattern's trailing
+ *                      dot is ignored; a name with one is refused);
  *   "*.svc.example"    exactly one label in place of '*';
  *   "~regex"           POSIX extended regex, anchored by the writer.
  * A pattern of length 0 matches nothing (the glue uses that for a pattern
@@ -95,9 +96,12 @@ int tsb_policy_check(const tsb_policy_t *policy, const tsb_csr_t *csr,
  * One pattern against one name: 1 match, 0 no match.  An empty name, or a
  * name with a NUL byte, never matches.  A name holding '*' never matches a
  * wildcard pattern (it would ask for a wildcard certificate); allow those
- * with a "~regex".  One trailing dot of the name is dropped before a regex
- * is applied too.  The regex is compiled on each call: the glue compiles
- * its patterns once with tsb_policy_regex_compile() instead.
+ * with a "~regex".  A trailing dot of the name is kept: "a.example." does
+ * not match "a.example".  This is matching only: tsb_policy_check() first
+ * requires a commonName judged by a literal or wildcard pattern, and every
+ * DNS subjectAltName, to be a host name (tsb_name_host_check()).  The
+ * regex is compiled on each call: the glue compiles its patterns once with
+ * tsb_policy_regex_compile() instead.
  */
 int tsb_policy_name_match(const char *pattern, size_t plen,
     const char *name, size_t nlen);
