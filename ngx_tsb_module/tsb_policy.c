@@ -40,6 +40,8 @@ static int tsb_policy_check_cn(const tsb_policy_t *policy,
     tsb_error_t *err);
 static int tsb_policy_check_sans(const tsb_policy_t *policy,
     const tsb_csr_t *csr, tsb_error_t *err);
+static int tsb_policy_check_subject(const tsb_policy_t *policy,
+    const tsb_csr_t *csr, tsb_error_t *err);
 static int tsb_policy_check_ca(const tsb_policy_t *policy,
     const tsb_csr_t *csr, const tsb_sign_req_t *req, unsigned ku,
     int *is_ca, tsb_error_t *err);
@@ -69,6 +71,7 @@ tsb_policy_check(const tsb_policy_t *policy, const tsb_csr_t *csr,
     if (tsb_policy_check_key(policy, csr, err) != 0
         || tsb_policy_check_sig(csr, err) != 0
         || tsb_policy_check_cn(policy, csr, req, &cn, err) != 0
+        || tsb_policy_check_subject(policy, csr, err) != 0
         || tsb_policy_check_sans(policy, csr, err) != 0)
     {
         return -1;
@@ -502,6 +505,196 @@ tsb_policy_check_sans(const tsb_policy_t *policy, const tsb_csr_t *csr,
             return -1;
         }
     }
+
+    return 0;
+}
+
+
+/*
+ * The subject beyond the commonName.  A TSB may copy it into the
+ * certificate, and to a relying party it can mean more than any name: an
+ * O of "system:masters" makes a Kubernetes client certificate a cluster
+ * administrator.  So every other attribute is refused unless the location
+ * allows its type and value, and so is any RDN of several attributes
+ * (the subject would not read as the policy read it).
+ */
+
+static int
+tsb_policy_check_subject(const tsb_policy_t *policy, const tsb_csr_t *csr,
+    tsb_error_t *err)
+{
+    char                       q[TSB_POLICY_QUOTE_MAX + 8];
+    size_t                     i, j, k;
+    const char                *type;
+    const tsb_subject_attr_t  *a;
+    const tsb_subject_rule_t  *rule;
+
+    if (csr->subject_multi_rdn) {
+        tsb_error_set(err, 403, "policy.subject",
+                      "the CSR's subject has an RDN of several attributes; "
+                      "give each attribute its own RDN");
+        return -1;
+    }
+
+    if (csr->n_subject_attrs > TSB_POLICY_MAX_SUBJECT) {
+        tsb_error_set(err, 403, "policy.subject",
+                      "the CSR's subject has %zu attributes besides the "
+                      "commonName; at most %d are issued",
+                      csr->n_subject_attrs, TSB_POLICY_MAX_SUBJECT);
+        return -1;
+    }
+
+    for (i = 0; i < csr->n_subject_attrs; i++) {
+        a = &csr->subject_attrs[i];
+
+        /* OpenSSL's static short name, or the OID's digits: safe to show */
+        type = a->name ? a->name : (a->oid[0] ? a->oid : "(a long OID)");
+
+        if (a->value == NULL
+            || tsb_policy_text((const unsigned char *) a->value,
+                               a->value_len)
+               != TSB_TEXT_OK)
+        {
+            tsb_error_set(err, 403, "policy.subject",
+                          "subject attribute %s is not clean text", type);
+            return -1;
+        }
+
+        if (a->value_len > TSB_POLICY_MAX_SUBJECT_VALUE) {
+            tsb_error_set(err, 403, "policy.subject",
+                          "subject attribute %s is longer than %d bytes",
+                          type, TSB_POLICY_MAX_SUBJECT_VALUE);
+            return -1;
+        }
+
+        rule = NULL;
+
+        for (j = 0; j < policy->n_subject_rules && a->oid[0]; j++) {
+            if (strcmp(policy->subject_rules[j].oid, a->oid) != 0) {
+                continue;
+            }
+
+            rule = &policy->subject_rules[j];
+
+            for (k = 0; k < rule->n_values; k++) {
+                if (tsb_policy_value_match(&rule->values[k], a->value,
+                                           a->value_len))
+                {
+                    goto next;
+                }
+            }
+        }
+
+        if (rule == NULL) {
+            tsb_error_set(err, 403, "policy.subject",
+                          "subject attribute %s is not allowed here; only "
+                          "the commonName is, unless "
+                          "tsb_allow_subject_attribute allows more", type);
+            return -1;
+        }
+
+        tsb_error_set(err, 403, "policy.subject",
+                      "subject attribute %s=%s is not allowed here", type,
+                      tsb_policy_quote(a->value, a->value_len, q,
+                                       sizeof(q)));
+        return -1;
+
+    next:
+
+        continue;
+    }
+
+    return 0;
+}
+
+
+int
+tsb_policy_value_match(const tsb_subject_value_t *v, const char *value,
+    size_t len)
+{
+    int       rc;
+    char     *p;
+    regex_t   tmp;
+
+    if (v == NULL || value == NULL || memchr(value, '\0', len) != NULL) {
+        return 0;
+    }
+
+    if (!v->is_regex) {
+        return v->len > 0 && v->len == len
+               && memcmp(v->value, value, len) == 0;
+    }
+
+    /* value is NUL-terminated (tsb_subject_attr_t) and holds no NUL */
+
+    if (v->regex != NULL) {
+        return regexec(v->regex, value, 0, NULL, 0) == 0;
+    }
+
+    if (v->len == 0 || memchr(v->value, '\0', v->len) != NULL) {
+        return 0;
+    }
+
+    p = malloc(v->len + 1);
+    if (p == NULL) {
+        return 0;
+    }
+
+    memcpy(p, v->value, v->len);
+    p[v->len] = '\0';
+
+    rc = regcomp(&tmp, p, REG_EXTENDED | REG_NOSUB);
+    free(p);
+
+    if (rc != 0) {
+        return 0;
+    }
+
+    rc = regexec(&tmp, value, 0, NULL, 0);
+    regfree(&tmp);
+
+    return rc == 0;
+}
+
+
+int
+tsb_policy_value_regex_compile(const char *src, size_t len, void **re,
+    char *errbuf, size_t errlen)
+{
+    int       rc;
+    char     *p;
+    regex_t  *r;
+
+    *re = NULL;
+
+    if (len == 0 || memchr(src, '\0', len) != NULL) {
+        snprintf(errbuf, errlen, "empty regex");
+        return -1;
+    }
+
+    p = malloc(len + 1);
+    r = malloc(sizeof(regex_t));
+
+    if (p == NULL || r == NULL) {
+        free(p);
+        free(r);
+        snprintf(errbuf, errlen, "out of memory");
+        return -1;
+    }
+
+    memcpy(p, src, len);
+    p[len] = '\0';
+
+    rc = regcomp(r, p, REG_EXTENDED | REG_NOSUB);
+    free(p);
+
+    if (rc != 0) {
+        regerror(rc, r, errbuf, errlen);
+        free(r);
+        return -1;
+    }
+
+    *re = r;
 
     return 0;
 }

@@ -38,6 +38,38 @@ typedef struct {
 } tsb_name_pattern_t;
 
 
+/* more subject attributes than this besides the CN are refused */
+#define TSB_POLICY_MAX_SUBJECT  16
+/* and longer values (in UTF-8 bytes) */
+#define TSB_POLICY_MAX_SUBJECT_VALUE  256
+
+
+/*
+ * One allowed value of a subject attribute: exact (byte for byte, case
+ * included: "system:masters" is not "System:Masters" to every consumer),
+ * or a POSIX extended regex, case-sensitive, anchored by the writer.
+ * Whether it is a regex is the configuration's word, never the value's: a
+ * variable that expands to "~.*" is an exact value.  An empty exact value
+ * matches nothing.
+ */
+typedef struct {
+    const char  *value;        /* exact value, or the regex's source */
+    size_t       len;
+    int          is_regex;
+    const void  *regex;        /* tsb_policy_value_regex_compile(); NULL:
+                                  compiled on each match */
+} tsb_subject_value_t;
+
+
+/* an attribute type a location allows in the subject, with its values */
+typedef struct {
+    const char                 *oid;       /* dotted, "2.5.4.10" */
+    const char                 *name;      /* as configured, for details */
+    const tsb_subject_value_t  *values;
+    size_t                      n_values;
+} tsb_subject_rule_t;
+
+
 typedef struct {
     const tsb_name_pattern_t  *names;      /* allowed CN / DNS SAN names */
     size_t                     n_names;    /* 0: any name refused */
@@ -48,6 +80,14 @@ typedef struct {
      * it a "~regex" is compiled on every match.
      */
     void *const               *name_regex;
+
+    /*
+     * Subject attributes other than commonName: each must be of a type
+     * one of these rules names and have one of its values; with none,
+     * any such attribute is refused (403 "policy.subject").
+     */
+    const tsb_subject_rule_t  *subject_rules;
+    size_t                     n_subject_rules;
 
     unsigned     allowed_key_usage;        /* TSB_KU_* mask */
     unsigned     default_key_usage;        /* used when the client gives none */
@@ -123,6 +163,17 @@ int tsb_policy_regex_compile(const char *pattern, size_t plen, void **re,
     char *errbuf, size_t errlen);
 
 void tsb_policy_regex_free(void *re);
+
+/*
+ * A subject value's regex (the source without its '~'), compiled once;
+ * free with tsb_policy_regex_free().  0, or -1 with a message in errbuf.
+ */
+int tsb_policy_value_regex_compile(const char *src, size_t len, void **re,
+    char *errbuf, size_t errlen);
+
+/* one allowed value against one attribute value: 1 match, 0 no match */
+int tsb_policy_value_match(const tsb_subject_value_t *v, const char *value,
+    size_t len);
 
 /* as tsb_policy_name_match(), with the pattern's compiled regex (or NULL) */
 int tsb_policy_name_match_re(const char *pattern, size_t plen,

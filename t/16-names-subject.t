@@ -43,6 +43,14 @@ server {
         tsb_allow_common_name "~^Example Issuing CA [0-9]+\$";
         tsb_allow_san_types none;
     }
+    location = /org/sign {
+        set \$unit ops;
+        tsb_sign;
+        tsb_allow_common_name *.svc.example;
+        tsb_allow_subject_attribute O "Example Corp";
+        tsb_allow_subject_attribute C CH;
+        tsb_allow_subject_attribute OU "~^team-[a-z]+\$" \$unit;
+    }
     location /request/ { tsb_status; }
 }
 EOF
@@ -154,6 +162,105 @@ for my $san ('_a.svc.example', 'a b.svc.example', '-a.svc.example',
              cn_csr('Example Issuing CA 3'));
     refused('a regex does not match a trailing dot either', '/regex/sign',
             400, 'csr.common_name', cn_csr('Example Issuing CA 3.'));
+}
+
+# ------------------------------------ part 3: the rest of the subject
+
+$t->sim_reset;
+
+my %refuse = (
+    'O=system:masters' => [[['CN', 'a.svc.example']],
+                           [['O', 'system:masters']]],
+    'OU' => [[['OU', 'x']], [['CN', 'a.svc.example']]],
+    'emailAddress' => [[['CN', 'a.svc.example']],
+                       [['emailAddress', 'a@svc.example']]],
+    'serialNumber' => [[['serialNumber', '1']], [['CN', 'a.svc.example']]],
+    'a multi-valued RDN CN+O' => [[['CN', 'a.svc.example'],
+                                   ['O', 'system:masters']]],
+);
+
+for my $k (sort keys %refuse) {
+    my $r = refused("default: $k", '/sign', 403, 'policy.subject',
+                    py_csr(rdns => $refuse{$k}));
+    note(($r->{json} // {})->{detail} // '');
+}
+
+refused('default: two CNs', '/sign', 400, 'csr.common_name',
+        py_csr(rdns => [[['CN', 'a.svc.example']],
+                        [['CN', 'b.svc.example']]]));
+refused('default: two CNs in one RDN', '/sign', 400, 'csr.common_name',
+        py_csr(rdns => [[['CN', 'a.svc.example'], ['CN', 'b.svc.example']]]));
+
+my %org_refuse = (
+    'another O' => [[['C', 'CH']], [['O', 'Other Corp']],
+                    [['CN', 'a.svc.example']]],
+    'the O in another case' => [[['O', 'example corp']],
+                                [['CN', 'a.svc.example']]],
+    'O=system:masters besides the allowed O' =>
+        [[['O', 'Example Corp']], [['O', 'system:masters']],
+         [['CN', 'a.svc.example']]],
+    'an OU neither the regex nor the variable allows' =>
+        [[['OU', 'dev']], [['CN', 'a.svc.example']]],
+    'an OU the regex leaves out' =>
+        [[['OU', 'team-Web1']], [['CN', 'a.svc.example']]],
+    'an attribute type not allowed' =>
+        [[['O', 'Example Corp']], [['serialNumber', '7']],
+         [['CN', 'a.svc.example']]],
+);
+
+for my $k (sort keys %org_refuse) {
+    refused("allowed O and C: $k", '/org/sign', 403, 'policy.subject',
+            py_csr(rdns => $org_refuse{$k}));
+}
+
+{
+    my $c = $t->sim_counts;
+    is($c->{total}, 0, 'no refused subject reached the TSB')
+        or diag(explain $c);
+}
+
+sub approve {
+    my ($id) = @_;
+    my $a = $t->sim_post("/_sim/approve/$id");
+    ok($a->{status} =~ /^2/, "approved $id") or diag($a->{content});
+}
+
+{
+    my $id = accepted('allowed O and C', '/org/sign',
+                      py_csr(rdns => [[['C', 'CH']], [['O', 'Example Corp']],
+                                      [['CN', 'a.svc.example']]],
+                             dns => ['a.svc.example']));
+    accepted('an OU from the regex', '/org/sign',
+             py_csr(rdns => [[['OU', 'team-web']],
+                             [['CN', 'b.svc.example']]]));
+    accepted('an OU from the variable', '/org/sign',
+             py_csr(rdns => [[['OU', 'ops']], [['CN', 'c.svc.example']]]));
+
+    approve($id);
+    my $r = $t->get("/request/$id.pem");
+    is($r->{status}, 200, 'the certificate with the accepted subject is '
+                          . 'served') or $t->explain_response($r);
+    is($t->cert_subject($r->{content}), 'CN=a.svc.example,O=Example Corp,C=CH',
+       'its subject, read by openssl, is the accepted one');
+}
+
+# a TSB that adds O=system:masters: the certificate is not served
+
+for my $case (['/sign', [[['CN', 'm1.svc.example']]]],
+              ['/org/sign', [[['O', 'Example Corp']],
+                             [['CN', 'm2.svc.example']]]])
+{
+    my ($path, $rdns) = @$case;
+    $t->sim_fault(route => $SIGN, mismatch => 'subject', times => 1);
+    my $id = accepted("$path: accepted", $path, py_csr(rdns => $rdns));
+    approve($id);
+    my $r = $t->get("/request/$id.pem");
+    $t->error_is($r, 502, 'issued.mismatch',
+                 "$path: a subject with O=system:masters added");
+    like(($r->{json} // {})->{detail} // '', qr/system:masters/,
+         "$path: the detail names the attribute");
+    $r = $t->get("/request/$id.der");
+    is($r->{status}, 502, "$path: not served as DER either");
 }
 
 done_testing();

@@ -52,6 +52,7 @@ static EVP_PKEY  *keys[K_N];
 #define P_SAN_IP        0x0080
 #define P_MIN_RSA_3072  0x0100
 #define P_NO_NAMES      0x0200
+#define P_SUBJECT       0x0400
 
 /* certificateAuthority in the request */
 #define CA_ABSENT  0
@@ -72,6 +73,7 @@ typedef struct {
     const char  *ku;
     const char  *eku;
     const char  *bc;
+    const char  *subj;
 
     const char  *req_cn;
     const char  *req_key;
@@ -199,6 +201,51 @@ static const row_t  rows[] = {
     { .name = "JSON commonName differs in case only", .key = K_P256,
       .cn = "a.svc.example", .req_cn = "A.svc.example",
       .status = 400, .reason = "request.common_name" },
+
+    /* the rest of the subject */
+
+    { .name = "O refused by default", .key = K_P256, .cn = "a.svc.example",
+      .subj = "O=system:masters", .status = 403, .reason = "policy.subject" },
+    { .name = "OU refused by default", .key = K_P256, .cn = "a.svc.example",
+      .subj = "OU=x", .status = 403, .reason = "policy.subject" },
+    { .name = "emailAddress refused by default", .key = K_P256,
+      .cn = "a.svc.example", .subj = "emailAddress=a@svc.example",
+      .status = 403, .reason = "policy.subject" },
+    { .name = "serialNumber refused by default", .key = K_P256,
+      .cn = "a.svc.example", .subj = "serialNumber=1",
+      .status = 403, .reason = "policy.subject" },
+    { .name = "an unnamed OID refused by default", .key = K_P256,
+      .cn = "a.svc.example", .subj = "1.2.3.4=x",
+      .status = 403, .reason = "policy.subject" },
+    { .name = "multi-valued RDN CN+O", .key = K_P256, .cn = "a.svc.example",
+      .subj = "+O=Example Corp", .pol = P_SUBJECT,
+      .status = 403, .reason = "policy.subject" },
+    { .name = "allowed O and C", .key = K_P256, .cn = "a.svc.example",
+      .subj = "O=Example Corp/C=CH", .pol = P_SUBJECT },
+    { .name = "allowed O twice", .key = K_P256, .cn = "a.svc.example",
+      .subj = "O=Example Corp/O=Team 7", .pol = P_SUBJECT },
+    { .name = "O by the regex", .key = K_P256, .cn = "a.svc.example",
+      .subj = "O=Team 12", .pol = P_SUBJECT },
+    { .name = "O the regex leaves out", .key = K_P256, .cn = "a.svc.example",
+      .subj = "O=Team 12 and admins", .pol = P_SUBJECT,
+      .status = 403, .reason = "policy.subject" },
+    { .name = "O in another case", .key = K_P256, .cn = "a.svc.example",
+      .subj = "O=example corp", .pol = P_SUBJECT,
+      .status = 403, .reason = "policy.subject" },
+    { .name = "O=system:masters besides an allowed O", .key = K_P256,
+      .cn = "a.svc.example", .subj = "O=Example Corp/O=system:masters",
+      .pol = P_SUBJECT, .status = 403, .reason = "policy.subject" },
+    { .name = "an exact \".*\" is no regex", .key = K_P256,
+      .cn = "a.svc.example", .subj = "O=anything", .pol = P_SUBJECT,
+      .status = 403, .reason = "policy.subject" },
+    { .name = "an exact \".*\" matches itself", .key = K_P256,
+      .cn = "a.svc.example", .subj = "O=.*", .pol = P_SUBJECT },
+    { .name = "C not allowed with this value", .key = K_P256,
+      .cn = "a.svc.example", .subj = "C=DE", .pol = P_SUBJECT,
+      .status = 403, .reason = "policy.subject" },
+    { .name = "a type no rule names", .key = K_P256, .cn = "a.svc.example",
+      .subj = "OU=Example Corp", .pol = P_SUBJECT,
+      .status = 403, .reason = "policy.subject" },
 
     /* subjectAltName */
 
@@ -360,6 +407,25 @@ static const tsb_name_pattern_t  names[] = {
       sizeof("~^Example Issuing CA [0-9]+$") - 1 }
 };
 
+/* tsb_allow_subject_attribute O "Example Corp" "~^Team [0-9]+$"; C CH */
+static const tsb_subject_value_t  subject_o[] = {
+    { "Example Corp", sizeof("Example Corp") - 1, 0, NULL },
+    { "^Team [0-9]+$", sizeof("^Team [0-9]+$") - 1, 1, NULL },
+    /* as a variable could expand: an exact value, not a regex */
+    { ".*", 2, 0, NULL },
+    /* an empty value (a variable with none) matches nothing */
+    { "", 0, 0, NULL }
+};
+
+static const tsb_subject_value_t  subject_c[] = {
+    { "CH", 2, 0, NULL }
+};
+
+static const tsb_subject_rule_t  subject_rules[] = {
+    { "2.5.4.10", "O", subject_o, sizeof(subject_o) / sizeof(subject_o[0]) },
+    { "2.5.4.6", "C", subject_c, 1 }
+};
+
 static const char *const  sig_algs[] = {
     "SHA256_WITH_RSA", "SHA384_WITH_RSA", NULL
 };
@@ -372,6 +438,11 @@ policy_init(tsb_policy_t *p, unsigned flags)
 
     p->names = names;
     p->n_names = (flags & P_NO_NAMES) ? 0 : sizeof(names) / sizeof(names[0]);
+
+    if (flags & P_SUBJECT) {
+        p->subject_rules = subject_rules;
+        p->n_subject_rules = 2;
+    }
 
     p->allowed_key_usage = TSB_KU_DIGITAL_SIGNATURE
                            | TSB_KU_KEY_ENCIPHERMENT | TSB_KU_KEY_AGREEMENT;
@@ -461,6 +532,7 @@ make_csr(const row_t *r)
     g.cn_type[0] = r->cn_type;
     g.cn[1] = r->cn ? r->cn2 : NULL;
     g.san = r->san;
+    g.subj = r->subj;
     g.ku = r->ku;
     g.eku = r->eku;
     g.bc = r->bc;
@@ -977,6 +1049,53 @@ test_name_match(void)
 
 
 static void
+test_value_match(void)
+{
+    void                 *re;
+    char                  buf[128];
+    tsb_subject_value_t   v;
+
+    v.value = "";
+    v.len = 0;
+    v.is_regex = 0;
+    v.regex = NULL;
+    is_int(tsb_policy_value_match(&v, "", 0), 0,
+           "an empty exact value matches not even an empty one");
+
+    v.value = "Example Corp";
+    v.len = 12;
+    is_int(tsb_policy_value_match(&v, "Example Corp", 12), 1, "exact");
+    is_int(tsb_policy_value_match(&v, "Example Corp\0x", 14), 0,
+           "a NUL in the value never matches");
+    is_int(tsb_policy_value_match(&v, "Example Cor", 11), 0, "a prefix");
+
+    v.value = "^a|b$";
+    v.len = 5;
+    is_int(tsb_policy_value_match(&v, "^a|b$", 5), 1,
+           "a regex-looking exact value is exact");
+    is_int(tsb_policy_value_match(&v, "a", 1), 0, "and no regex");
+
+    v.is_regex = 1;
+    is_int(tsb_policy_value_match(&v, "a", 1), 1,
+           "the same as a regex, compiled per call");
+
+    ok(tsb_policy_value_regex_compile("^Team [0-9]+$", 13, &re, buf,
+                                      sizeof(buf)) == 0 && re != NULL,
+       "value regex compiles");
+    v.value = "^Team [0-9]+$";
+    v.len = 13;
+    v.regex = re;
+    is_int(tsb_policy_value_match(&v, "Team 7", 6), 1, "compiled regex");
+    is_int(tsb_policy_value_match(&v, "team 7", 6), 0,
+           "a value regex is case-sensitive");
+    tsb_policy_regex_free(re);
+
+    ok(tsb_policy_value_regex_compile("(", 1, &re, buf, sizeof(buf)) == -1
+       && re == NULL && buf[0] != '\0', "a bad value regex: %s", buf);
+}
+
+
+static void
 test_pattern_check(void)
 {
     size_t  i;
@@ -1289,6 +1408,7 @@ main(void)
     }
 
     test_name_match();
+    test_value_match();
     test_pattern_check();
     test_rows();
     test_fill();
