@@ -263,4 +263,56 @@ for my $case (['/sign', [[['CN', 'm1.svc.example']]]],
     is($r->{status}, 502, "$path: not served as DER either");
 }
 
+{
+    my $log = $t->error_log;
+    my @bad = grep { /\[(alert|emerg|crit)\]|exited on signal/
+                     && !/issued\.mismatch/ } split /\n/, $log;
+    ok(!@bad, 'no worker crash; the only alerts are the mismatches')
+        or diag(join "\n", @bad);
+    like($log, qr/\[alert\].*issued\.mismatch.*system:masters/,
+         'the subject mismatch is logged at alert');
+    ok(index($log, $KEY) < 0, 'no upstream secret in error.log');
+}
+
+# ------------------------------------------ configurations nginx refuses
+
+sub bad_config {
+    my ($name, $directives, $msg) = @_;
+    my $b = TsbTest->new;
+    my $died = !eval {
+        $b->start_nginx(<<"EOF");
+server {
+    listen 127.0.0.1:%%PORT%%;
+    location = /sign {
+        tsb_sign;
+        tsb_upstream http://127.0.0.1:%%PORT2%%;
+        tsb_sign_key_name CA-Key;
+        $directives
+    }
+}
+EOF
+        1;
+    };
+    my $why = $@ // '';
+    ok($died && $why =~ $msg, "refused configuration: $name")
+        or diag($why);
+    $b->stop;
+}
+
+bad_config('an unknown subject attribute type',
+           'tsb_allow_subject_attribute Organisation x;',
+           qr/unknown subject attribute type "Organisation"/);
+bad_config('commonName as a subject attribute',
+           'tsb_allow_subject_attribute CN a.svc.example;',
+           qr/use tsb_allow_common_name/);
+bad_config('a subject attribute without a value',
+           'tsb_allow_subject_attribute O;',
+           qr/invalid number of arguments/);
+bad_config('a subject value regex that does not compile',
+           'tsb_allow_subject_attribute O "~^(Example";',
+           qr/invalid subject attribute value/);
+bad_config('an empty subject value',
+           'tsb_allow_subject_attribute O "";',
+           qr/takes no empty values/);
+
 done_testing();
