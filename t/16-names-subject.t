@@ -32,6 +32,7 @@ tsb_sign_key_name CA-Key;
 tsb_status_uri /request/;
 tsb_cache tsb;
 tsb_issuer_chain %%SIMCA%%;
+tsb_audit_log $tmp/audit.log;
 server {
     listen 127.0.0.1:%%PORT%%;
     location = /sign {
@@ -235,6 +236,16 @@ sub approve {
                              [['CN', 'b.svc.example']]]));
     accepted('an OU from the variable', '/org/sign',
              py_csr(rdns => [[['OU', 'ops']], [['CN', 'c.svc.example']]]));
+
+    my @lines = grep { length } split /\n/, slurp("$tmp/audit.log") // '';
+    my ($line) = grep { ($_->{sign_request_id} // '') eq $id }
+                 map { TsbTest::json_decode($_) } @lines;
+    is_deeply($line && $line->{subject}, ['C=CH', 'O=Example Corp'],
+              'the audit line lists the accepted subject');
+    my ($refused) = grep { ($_->{reason} // '') eq 'policy.subject' }
+                    map { TsbTest::json_decode($_) } @lines;
+    is_deeply($refused && $refused->{subject}, ['O=system:masters'],
+              'and a refused one');
 
     approve($id);
     my $r = $t->get("/request/$id.pem");
