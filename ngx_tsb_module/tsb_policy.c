@@ -904,9 +904,10 @@ int
 tsb_policy_pattern_check(const char *pattern, size_t plen, char *errbuf,
     size_t errlen)
 {
-    int      rc;
-    char    *p;
-    regex_t  re;
+    int          rc;
+    char        *p;
+    regex_t      re;
+    const char  *why;
 
     if (errlen > 0) {
         errbuf[0] = '\0';
@@ -958,6 +959,23 @@ tsb_policy_pattern_check(const char *pattern, size_t plen, char *errbuf,
     if (memchr(pattern + 1, '*', plen - 1) != NULL) {
         snprintf(errbuf, errlen,
                  "\"*\" is allowed only as the whole leftmost label");
+        return -1;
+    }
+
+    /*
+     * An exact or wildcard pattern only ever matches a host name (or,
+     * with '@' or ':', an email address, an IPv6 address, a URI): one
+     * that is none of them would silently match nothing.
+     */
+
+    if (memchr(pattern, '@', plen) == NULL
+        && memchr(pattern, ':', plen) == NULL
+        && tsb_name_host_check(pattern, plen, 1, &why) != 0)
+    {
+        snprintf(errbuf, errlen,
+                 "an exact or \"*.\" pattern must be a host name, and "
+                 "%s; a commonName that is no host name needs a \"~regex\" "
+                 "pattern", why);
         return -1;
     }
 

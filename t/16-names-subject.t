@@ -310,6 +310,12 @@ EOF
     $b->stop;
 }
 
+bad_config('an exact name pattern that is no host name',
+           'tsb_allow_common_name "John Doe";',
+           qr/invalid name pattern "John Doe": an exact .* must be a host name/);
+bad_config('an exact name pattern with "_"',
+           'tsb_allow_common_name a_b.svc.example;',
+           qr/must be a host name/);
 bad_config('an unknown subject attribute type',
            'tsb_allow_subject_attribute Organisation x;',
            qr/unknown subject attribute type "Organisation"/);

@@ -1118,6 +1118,16 @@ test_pattern_check(void)
         { "*.*.example", -1 },
         { "~(", -1 },
         { "~a[", -1 },
+        { "John Doe", -1 },
+        { "a_b.example", -1 },
+        { "-a.example", -1 },
+        { "a..example", -1 },
+        { "xn--zz.example", -1 },
+        { "xn--bcher-kva.example", 0 },
+        { "10.0.0.1", 0 },
+        { "ops@svc.example", 0 },
+        { "2001:db8::1", 0 },
+        { "https://a.example/x", 0 },
     };
 
     for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
