@@ -394,6 +394,13 @@ static ngx_command_t  ngx_http_tsb_commands[] = {
       0,
       NULL },
 
+    { ngx_string("tsb_allow_subject_attribute"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_2MORE,
+      ngx_http_tsb_allow_subject,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("tsb_allow_key_usage"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_tsb_usage_list,
@@ -589,6 +596,7 @@ ngx_http_tsb_create_loc_conf(ngx_conf_t *cf)
     }
 
     conf->names = NGX_CONF_UNSET_PTR;
+    conf->subject_attrs = NGX_CONF_UNSET_PTR;
     conf->signature_algorithms = NGX_CONF_UNSET_PTR;
     conf->allowed_key_usage = NGX_CONF_UNSET_UINT;
     conf->default_key_usage = NGX_CONF_UNSET_UINT;
@@ -663,6 +671,7 @@ ngx_http_tsb_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     ngx_conf_merge_ptr_value(conf->names, prev->names, NULL);
+    ngx_conf_merge_ptr_value(conf->subject_attrs, prev->subject_attrs, NULL);
     ngx_conf_merge_ptr_value(conf->signature_algorithms,
                              prev->signature_algorithms, NULL);
     ngx_conf_merge_uint_value(conf->allowed_key_usage,
@@ -777,6 +786,11 @@ ngx_http_tsb_build_policy(ngx_conf_t *cf, ngx_http_tsb_loc_conf_t *conf)
 
     /* names, their compiled regexes, and whether any holds a variable */
     if (ngx_http_tsb_policy_names(cf, conf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* the subject attributes allowed besides the CN, likewise */
+    if (ngx_http_tsb_policy_subject(cf, conf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 

@@ -44,6 +44,8 @@ typedef struct {
 
     /* policy, as configured (NGX_CONF_UNSET_* until merged) */
     ngx_array_t                   *names;    /* ngx_http_tsb_name_t */
+    ngx_array_t                   *subject_attrs;
+                                   /* ngx_http_tsb_subject_conf_t */
     ngx_uint_t                     allowed_key_usage;
     ngx_uint_t                     default_key_usage;
     ngx_uint_t                     allowed_ext_key_usage;
@@ -59,6 +61,7 @@ typedef struct {
     ngx_flag_t                     sign_describe;
     ngx_str_t                      key_password;       /* never logged */
     ngx_flag_t                     names_variables;    /* set at merge */
+    ngx_flag_t                     subject_variables;  /* set at merge */
 
     /* ngx_http_tsb_policy.c, ngx_http_tsb_audit.c */
     tsb_chain_t                   *issuers;            /* tsb_issuer_chain */
