@@ -129,6 +129,10 @@ MALFORMED_BODY = b'{"signRequestId": '
 FAULT_KEYS = ("route", "delay_ms", "status", "body", "malformed", "truncate",
               "reset", "mismatch", "times")
 
+# What a "mismatch" makes the CA do wrong: sign another key, another CN,
+# add an extension nobody asked for, or a longer lifetime than requested.
+MISMATCHES = ("key", "cn", "name_constraints", "ocsp_nocheck", "validity")
+
 
 def log(message):
     sys.stderr.write("tsb_sim: %s\n" % message)
@@ -482,6 +486,9 @@ class CertificateAuthority:
             common_name = "mismatch.invalid"
 
         now = datetime.datetime.now(datetime.timezone.utc)
+        validity_days = params.validity_days
+        if mismatch == "validity":
+            validity_days += 30
         builder = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([
@@ -490,8 +497,7 @@ class CertificateAuthority:
             .public_key(public_key)
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=1))
-            .not_valid_after(now + datetime.timedelta(
-                days=params.validity_days))
+            .not_valid_after(now + datetime.timedelta(days=validity_days))
             .add_extension(x509.BasicConstraints(ca=params.is_ca,
                                                  path_length=None),
                            critical=True)
@@ -508,6 +514,13 @@ class CertificateAuthority:
             builder = builder.add_extension(san.value, critical=san.critical)
         except x509.ExtensionNotFound:
             pass
+        if mismatch == "name_constraints":
+            builder = builder.add_extension(x509.NameConstraints(
+                permitted_subtrees=[x509.DNSName("example")],
+                excluded_subtrees=None), critical=True)
+        elif mismatch == "ocsp_nocheck":
+            builder = builder.add_extension(x509.OCSPNoCheck(),
+                                            critical=False)
 
         # An RSA CA signs with PKCS#1 v1.5, an EC CA with ECDSA; EdDSA keys
         # take no separate digest.
@@ -566,8 +579,9 @@ class Fault:
         self.truncate = self._bool(spec, "truncate")
         self.reset = self._bool(spec, "reset")
         self.mismatch = spec.get("mismatch")
-        if self.mismatch not in (None, "key", "cn"):
-            raise bad_request("fault mismatch must be \"key\" or \"cn\"")
+        if self.mismatch is not None and self.mismatch not in MISMATCHES:
+            raise bad_request("fault mismatch must be one of %s"
+                              % ", ".join(MISMATCHES))
         self.times = self._int(spec, "times", 1, None)
 
     @staticmethod
@@ -845,8 +859,9 @@ class Simulator:
             raise bad_request("approver must be a string")
         if not isinstance(execute, bool):
             raise bad_request("execute must be a boolean")
-        if mismatch not in (None, "key", "cn"):
-            raise bad_request("mismatch must be \"key\" or \"cn\"")
+        if mismatch is not None and mismatch not in MISMATCHES:
+            raise bad_request("mismatch must be one of %s"
+                              % ", ".join(MISMATCHES))
         with self.lock:
             req = self._lookup(params["id"])
             if mismatch is not None:

@@ -226,6 +226,62 @@ refused('validity above tsb_max_validity 30d', '/short/sign', 403,
 refused('RSA-16384', '/sign', 403, 'policy.key_size',
         slurp("$FindBin::Bin/fixtures/rsa16384-csr.pem"));
 
+# --------------------------------- what the TSB issued, checked again
+
+sub mismatch_is {
+    my ($r, $name, $re) = @_;
+    $t->error_is($r, 502, 'issued.mismatch', $name);
+    like(($r->{json} // {})->{detail} // '', $re, "$name: the detail");
+}
+
+for my $m (['name_constraints', qr/nameConstraints|2\.5\.29\.30/],
+           ['ocsp_nocheck', qr/OCSP No Check|1\.3\.6\.1\.5\.5\.7\.48\.1\.5/])
+{
+    my ($what, $re) = @$m;
+    my $id = accepted("$what: accepted", '/sign',
+                      csr_ext("$what.svc.example"));
+    my $r = issued($id, mismatch => $what);
+    mismatch_is($r, "TSB added $what: not served", $re);
+    my $pem = ($t->sim_get("/_sim/sign-requests")->{json} // []);
+    my ($st) = grep { ($_->{id} // '') eq $id } @$pem;
+    like($t->cert_text($st->{result} // ''),
+         $what eq 'name_constraints' ? qr/Name Constraints/
+                                     : qr/OCSP No Check/,
+         "$what: openssl sees it in what the TSB issued");
+    $r = $t->get("/request/$id.der");
+    is($r->{status}, 502, "$what: not as DER either");
+}
+
+{
+    my $id = accepted('validity 20', '/sign',
+                      envelope(csr_ext('longer.svc.example'), validity => 20),
+                      $JSON);
+    my $r = issued($id, mismatch => 'validity');
+    mismatch_is($r, 'TSB issued 30 days longer than requested',
+                qr/20 days were accepted/);
+}
+
+{
+    # no validity asked for: the TSB's default (365 days in the simulator)
+    # must fit tsb_max_validity (30d here)
+    my $id = accepted('no validity under a 30d maximum', '/short/sign',
+                      csr_ext('default.svc.example'));
+    my $r = issued($id);
+    mismatch_is($r, 'the TSB default beyond tsb_max_validity',
+                qr/tsb_max_validity/);
+}
+
+{
+    # the allowed extension, and the CA's own: served
+    my $id = accepted('allowed extension, issued', '/ext/sign',
+                      csr_ext('cp2.svc.example', '1.2.3.4.5=DER:05:00'));
+    my $r = issued($id);
+    is($r->{status}, 200, 'SKI and AKI of the CA are no mismatch')
+        or $t->explain_response($r);
+    like($t->cert_text($r->{content}), qr/Authority Key Identifier/,
+         'openssl: the CA added its AKI');
+}
+
 # -------------------------------------------- configurations refused
 
 sub bad_config {
@@ -268,6 +324,14 @@ bad_config('a maximum below the minimum',
            "tsb_min_rsa_bits 4096;\n        tsb_max_rsa_bits 3072;",
            qr/below tsb_min_rsa_bits/);
 
-$t->no_worker_crash('extensions and validity');
+# the mismatches are logged at alert, by design; nothing else may be
+{
+    my @bad = grep { /\[(alert|emerg|crit)\]|exited on signal/
+                     && !/the issued certificate is not served: issued\.mismatch/ }
+              split /\n/, $t->error_log;
+    ok(!@bad, 'no other alert and no worker crash') or diag(join "\n", @bad);
+    is(scalar(() = $t->error_log =~ /\[alert\].*issued\.mismatch/g), 4,
+       'each of the four mismatches logged at alert');
+}
 
 done_testing();
