@@ -120,8 +120,8 @@ int tsb_csr_decode(const unsigned char *in, size_t len, tsb_buf_t *der,
  * OpenSSL cannot decode), "csr.extensions" (a malformed, repeated or
  * doubly requested extension, an unknown keyUsage bit, more than
  * TSB_CSR_MAX_EXTS extensions, an OID longer than TSB_OID_MAX),
- * "csr.common_name" (a CN that does not convert to UTF-8), "csr.san" (a SAN with NUL,
- * control or non-ASCII bytes, a malformed IP address), 500
+ * "csr.common_name" (a CN that does not convert to UTF-8), "csr.san" (a
+ * SAN with NUL, control or non-ASCII bytes, a malformed IP address), 500
  * "internal.memory".
  */
 int tsb_csr_parse(const unsigned char *der, size_t len, tsb_csr_t **out,

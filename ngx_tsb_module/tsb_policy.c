@@ -403,6 +403,12 @@ tsb_policy_check_curve(const tsb_policy_t *policy, const tsb_csr_t *csr,
                         p == list ? "" : " ");
     }
 
+    if (list[0] == '\0') {
+        tsb_error_set(err, 403, "policy.key_type",
+                      "EC keys are not allowed here");
+        return -1;
+    }
+
     /* key_curve is OpenSSL's static short name, safe to show */
     tsb_error_set(err, 403, "policy.key_type",
                   "EC curve %s is not allowed here; allowed: %s",

@@ -1483,6 +1483,9 @@ test_limits(void)
     policy.allowed_ec_curves = TSB_CURVE_P256 | TSB_CURVE_P384;
     judge("P-521 where P-256 and P-384 are allowed", &policy, csr, -1, 403,
           "policy.key_type");
+    policy.allowed_ec_curves = 0x100;      /* tsb_allow_ec_curves none */
+    judge("P-521 where no curve is allowed", &policy, csr, -1, 403,
+          "policy.key_type");
     policy.allowed_ec_curves = 0;
     tsb_csr_free(csr);
     EVP_PKEY_free(p521);
