@@ -52,6 +52,11 @@ server {
         tsb_allow_rsa_exponents 65537 3;
     }
     location /request/ { tsb_status; }
+    location /v1/ {
+        tsb_pass;
+        tsb_pass_allow POST /v1/certificate/sign;
+        tsb_allow_common_name *.svc.example;
+    }
 }
 EOF
 
@@ -199,6 +204,14 @@ refused('validity above tsb_max_validity 30d', '/short/sign', 403,
     is($a->{reason}, 'policy.validity', 'audit: the refusal');
     is($a->{validity}, 400, 'audit: with the validity asked for');
 }
+
+# the front of the TSB API takes the same policy
+refused('tsb_pass: an extension', '/v1/certificate/sign', 403,
+        'policy.extension',
+        envelope(csr_ext('front.svc.example', 'noCheck=ignored')), $JSON);
+refused('tsb_pass: a validity', '/v1/certificate/sign', 403,
+        'policy.validity',
+        envelope(csr_ext('front.svc.example'), validity => 3650), $JSON);
 
 # ---------------------------------------------------------------- keys
 
