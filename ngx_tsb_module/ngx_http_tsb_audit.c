@@ -313,6 +313,17 @@ ngx_http_tsb_audit_build(ngx_http_request_t *r, yajl_gen g,
         }
     }
 
+    /* the lifetime asked for, in days; null: the TSB's default */
+
+    if (req && req->validity >= 0) {
+        if (ngx_http_tsb_audit_int(g, "validity", req->validity) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+    } else if (ngx_http_tsb_audit_cstr(g, "validity", NULL) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (ngx_http_tsb_audit_cstr(g, "sign_key_name",
                                 req ? req->sign_key_name : NULL)
         != NGX_OK

@@ -88,6 +88,10 @@ static ngx_conf_num_bounds_t  ngx_http_tsb_min_rsa_bounds = {
     ngx_conf_check_num_bounds, 2048, 16384
 };
 
+static ngx_conf_num_bounds_t  ngx_http_tsb_max_rsa_bounds = {
+    ngx_conf_check_num_bounds, 2048, 16384
+};
+
 
 static ngx_http_tsb_usage_post_t  ngx_http_tsb_allow_ku = {
     NGX_HTTP_TSB_KU, offsetof(ngx_http_tsb_loc_conf_t, allowed_key_usage)
@@ -499,6 +503,41 @@ static ngx_command_t  ngx_http_tsb_commands[] = {
       offsetof(ngx_http_tsb_loc_conf_t, verify_issued),
       &ngx_http_tsb_verify_issued },
 
+    { ngx_string("tsb_allow_extension"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_tsb_allow_extension,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("tsb_max_validity"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_tsb_max_validity,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("tsb_allow_ec_curves"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_tsb_ec_curves,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("tsb_max_rsa_bits"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tsb_loc_conf_t, max_rsa_bits),
+      &ngx_http_tsb_max_rsa_bounds },
+
+    { ngx_string("tsb_allow_rsa_exponents"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_tsb_rsa_exponents,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("tsb_audit_log"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_tsb_audit_log,
@@ -614,6 +653,11 @@ ngx_http_tsb_create_loc_conf(ngx_conf_t *cf)
     conf->owner = NGX_CONF_UNSET_PTR;
     conf->owner_check = NGX_CONF_UNSET_UINT;
     conf->audit_log = NGX_CONF_UNSET_PTR;
+    conf->extensions = NGX_CONF_UNSET_PTR;
+    conf->max_validity = NGX_CONF_UNSET;
+    conf->ec_curves = NGX_CONF_UNSET_UINT;
+    conf->max_rsa_bits = NGX_CONF_UNSET;
+    conf->rsa_exponents = NGX_CONF_UNSET_PTR;
 
     return conf;
 }
@@ -705,6 +749,23 @@ ngx_http_tsb_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_uint_value(conf->owner_check, prev->owner_check,
                               NGX_HTTP_TSB_OWNER_CANCEL);
     ngx_conf_merge_str_value(conf->sign_key_name, prev->sign_key_name, "");
+
+    /* issue 10: extensions, lifetime and keys */
+    ngx_conf_merge_ptr_value(conf->extensions, prev->extensions, NULL);
+    ngx_conf_merge_sec_value(conf->max_validity, prev->max_validity,
+                             TSB_POLICY_MAX_VALIDITY);
+    ngx_conf_merge_uint_value(conf->ec_curves, prev->ec_curves,
+                              TSB_CURVE_P256|TSB_CURVE_P384|TSB_CURVE_P521);
+    ngx_conf_merge_value(conf->max_rsa_bits, prev->max_rsa_bits,
+                         TSB_POLICY_MAX_RSA);
+    ngx_conf_merge_ptr_value(conf->rsa_exponents, prev->rsa_exponents,
+                             NULL);
+
+    if (conf->max_rsa_bits < conf->min_rsa_bits) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "tsb_max_rsa_bits is below tsb_min_rsa_bits");
+        return NGX_CONF_ERROR;
+    }
 
     if (conf->default_key_usage & ~conf->allowed_key_usage) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -804,6 +865,10 @@ ngx_http_tsb_build_policy(ngx_conf_t *cf, ngx_http_tsb_loc_conf_t *conf)
     p->allow_ed25519 = conf->allow_ed25519;
     p->allow_key_password = conf->allow_key_password;
     p->allowed_san_types = conf->allowed_san_types;
+
+    if (ngx_http_tsb_policy_limits(cf, conf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
 
     /* configuration strings are NUL-terminated by the parser */
     p->sign_key_name = conf->sign_key_name.len

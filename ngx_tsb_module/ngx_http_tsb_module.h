@@ -62,6 +62,11 @@ typedef struct {
     ngx_str_t                      key_password;       /* never logged */
     ngx_flag_t                     names_variables;    /* set at merge */
     ngx_flag_t                     subject_variables;  /* set at merge */
+    ngx_array_t                   *extensions;  /* dotted OIDs (char *) */
+    time_t                         max_validity;
+    ngx_uint_t                     ec_curves;          /* TSB_CURVE_* */
+    ngx_int_t                      max_rsa_bits;
+    ngx_array_t                   *rsa_exponents;      /* unsigned long */
 
     /* ngx_http_tsb_policy.c, ngx_http_tsb_audit.c */
     tsb_chain_t                   *issuers;            /* tsb_issuer_chain */

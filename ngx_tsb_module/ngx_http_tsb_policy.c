@@ -1041,3 +1041,222 @@ ngx_http_tsb_chain_cleanup(void *data)
 {
     tsb_chain_free(data);
 }
+
+
+/*
+ * Issue 10, parts 4 and 5: the extensions a CSR may request beyond the
+ * four judged by their own directives, the longest lifetime, the EC curves
+ * and the RSA public exponents.  Names are resolved with OpenSSL's object
+ * table at configuration time.
+ */
+
+char *
+ngx_http_tsb_allow_extension(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_tsb_loc_conf_t *tlcf = conf;
+
+    char         oid[TSB_OID_MAX], errbuf[NGX_MAX_CONF_ERRSTR];
+    char       **e;
+    size_t       len;
+    ngx_str_t   *value;
+    ngx_uint_t   i;
+
+    if (tlcf->extensions == NGX_CONF_UNSET_PTR) {
+        tlcf->extensions = ngx_array_create(cf->pool, 4, sizeof(char *));
+        if (tlcf->extensions == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (tsb_policy_extension_check((char *) value[i].data, oid,
+                                       sizeof(oid), errbuf, sizeof(errbuf))
+            != 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid extension \"%V\": %s", &value[i],
+                               errbuf);
+            return NGX_CONF_ERROR;
+        }
+
+        e = ngx_array_push(tlcf->extensions);
+        if (e == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        len = ngx_strlen(oid);
+
+        *e = ngx_pnalloc(cf->pool, len + 1);
+        if (*e == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memcpy(*e, oid, len + 1);
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* nginx time syntax ("397d", "1y", "90d"), from one day to 100 years */
+
+char *
+ngx_http_tsb_max_validity(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_tsb_loc_conf_t *tlcf = conf;
+
+    time_t      t;
+    ngx_str_t  *value;
+
+    if (tlcf->max_validity != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    t = ngx_parse_time(&value[1], 1);
+
+    if (t == (time_t) NGX_ERROR || t < 86400 || t > 36500L * 86400) {
+        return "takes a time from 1d to 36500d, such as \"397d\"";
+    }
+
+    tlcf->max_validity = t;
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_http_tsb_ec_curves(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_tsb_loc_conf_t *tlcf = conf;
+
+    ngx_str_t   *value;
+    ngx_uint_t   i, mask;
+
+    if (tlcf->ec_curves != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    mask = 0;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strcasecmp(value[i].data, (u_char *) "P-256") == 0) {
+            mask |= TSB_CURVE_P256;
+
+        } else if (ngx_strcasecmp(value[i].data, (u_char *) "P-384") == 0) {
+            mask |= TSB_CURVE_P384;
+
+        } else if (ngx_strcasecmp(value[i].data, (u_char *) "P-521") == 0) {
+            mask |= TSB_CURVE_P521;
+
+        } else if (ngx_strcmp(value[i].data, "none") == 0
+                   && cf->args->nelts == 2)
+        {
+            /* no TSB_CURVE_* bit, but not 0 (which means all three) */
+            mask = 0x100;
+
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid curve \"%V\": use P-256, P-384, "
+                               "P-521 or none", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    tlcf->ec_curves = mask;
+
+    return NGX_CONF_OK;
+}
+
+
+/* odd, at least 3; 65537 is what every current key generator uses */
+
+char *
+ngx_http_tsb_rsa_exponents(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_tsb_loc_conf_t *tlcf = conf;
+
+    ngx_int_t       n;
+    ngx_str_t      *value;
+    ngx_uint_t      i;
+    unsigned long  *e;
+
+    if (tlcf->rsa_exponents != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    tlcf->rsa_exponents = ngx_array_create(cf->pool, cf->args->nelts,
+                                           sizeof(unsigned long));
+    if (tlcf->rsa_exponents == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        n = ngx_atoi(value[i].data, value[i].len);
+
+        if (n == NGX_ERROR || n < 3 || n % 2 == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid RSA public exponent \"%V\": an odd "
+                               "number of at least 3", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        e = ngx_array_push(tlcf->rsa_exponents);
+        if (e == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *e = (unsigned long) n;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* the plain C view of the above, at merge time */
+
+ngx_int_t
+ngx_http_tsb_policy_limits(ngx_conf_t *cf, ngx_http_tsb_loc_conf_t *conf)
+{
+    const char    **list;
+    ngx_uint_t      i;
+    tsb_policy_t   *p;
+
+    p = &conf->policy;
+
+    p->max_validity = (long) conf->max_validity;
+    p->allowed_ec_curves = (unsigned) conf->ec_curves;
+    p->max_rsa_bits = (int) conf->max_rsa_bits;
+
+    if (conf->rsa_exponents) {
+        p->rsa_exponents = conf->rsa_exponents->elts;
+        p->n_rsa_exponents = conf->rsa_exponents->nelts;
+    }
+
+    if (conf->extensions == NULL) {
+        return NGX_OK;
+    }
+
+    list = ngx_pcalloc(cf->pool,
+                       (conf->extensions->nelts + 1) * sizeof(char *));
+    if (list == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < conf->extensions->nelts; i++) {
+        list[i] = ((char **) conf->extensions->elts)[i];
+    }
+
+    p->allowed_extensions = list;
+
+    return NGX_OK;
+}

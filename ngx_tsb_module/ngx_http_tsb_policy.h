@@ -65,6 +65,16 @@ char *ngx_http_tsb_max_path_len(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_tsb_issuer_chain(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+char *ngx_http_tsb_allow_extension(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_tsb_max_validity(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_tsb_ec_curves(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_tsb_rsa_exponents(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_tsb_policy_limits(ngx_conf_t *cf,
+    ngx_http_tsb_loc_conf_t *conf);
 ngx_int_t ngx_http_tsb_policy_names(ngx_conf_t *cf,
     ngx_http_tsb_loc_conf_t *conf);
 ngx_int_t ngx_http_tsb_policy_algorithms(ngx_conf_t *cf,

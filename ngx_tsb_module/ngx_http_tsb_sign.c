@@ -216,7 +216,11 @@ ngx_http_tsb_sign_process(ngx_http_request_t *r)
      * written down now, while the CSR and the completed request are here.
      */
 
-    if (tsb_expect_build(ctx->csr, &ctx->req, &ctx->expect) != 0) {
+    if (tsb_expect_build_ex(ctx->csr, &ctx->req,
+                            tsb_policy_max_validity(policy),
+                            (int64_t) ngx_time(), &ctx->expect)
+        != 0)
+    {
         return ngx_http_tsb_sign_internal(r, ctx, 1);
     }
 

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/err.h>
 #include <openssl/objects.h>
 
 #include "tsb_policy.h"
@@ -35,6 +36,14 @@
 static int tsb_policy_check_key(const tsb_policy_t *policy,
     const tsb_csr_t *csr, tsb_error_t *err);
 static int tsb_policy_check_sig(const tsb_csr_t *csr, tsb_error_t *err);
+static int tsb_policy_check_rsa(const tsb_policy_t *policy,
+    const tsb_csr_t *csr, tsb_error_t *err);
+static int tsb_policy_check_curve(const tsb_policy_t *policy,
+    const tsb_csr_t *csr, tsb_error_t *err);
+static int tsb_policy_check_exts(const tsb_policy_t *policy,
+    const tsb_csr_t *csr, tsb_error_t *err);
+static int tsb_policy_check_validity(const tsb_policy_t *policy,
+    const tsb_sign_req_t *req, tsb_error_t *err);
 static int tsb_policy_check_cn(const tsb_policy_t *policy,
     const tsb_csr_t *csr, const tsb_sign_req_t *req, const char **cn,
     tsb_error_t *err);
@@ -73,6 +82,14 @@ tsb_policy_check(const tsb_policy_t *policy, const tsb_csr_t *csr,
         || tsb_policy_check_cn(policy, csr, req, &cn, err) != 0
         || tsb_policy_check_subject(policy, csr, err) != 0
         || tsb_policy_check_sans(policy, csr, err) != 0)
+    {
+        return -1;
+    }
+
+    /* what else the CSR asks for, and for how long */
+
+    if (tsb_policy_check_exts(policy, csr, err) != 0
+        || tsb_policy_check_validity(policy, req, err) != 0)
     {
         return -1;
     }
@@ -255,23 +272,10 @@ tsb_policy_check_key(const tsb_policy_t *policy, const tsb_csr_t *csr,
             return -1;
         }
 
-        return 0;
+        return tsb_policy_check_rsa(policy, csr, err);
 
     case TSB_KEY_EC:
-        if (csr->key_curve != NULL
-            && (strcmp(csr->key_curve, "P-256") == 0
-                || strcmp(csr->key_curve, "P-384") == 0
-                || strcmp(csr->key_curve, "P-521") == 0))
-        {
-            return 0;
-        }
-
-        /* key_curve is OpenSSL's static short name, safe to show */
-        tsb_error_set(err, 403, "policy.key_type",
-                      "EC curve %s is not allowed here; use P-256, P-384 "
-                      "or P-521",
-                      csr->key_curve ? csr->key_curve : "(explicit)");
-        return -1;
+        return tsb_policy_check_curve(policy, csr, err);
 
     case TSB_KEY_ED25519:
         if (policy->allow_ed25519) {
@@ -297,6 +301,264 @@ tsb_policy_check_key(const tsb_policy_t *policy, const tsb_csr_t *csr,
                       "the CSR's key type is not allowed here");
         return -1;
     }
+}
+
+
+/*
+ * The upper bound keeps every use of the key affordable (a 16384-bit
+ * modulus costs 64 times a 2048-bit one to verify with, and far more to
+ * sign with); the exponent is 65537 unless the location lists others:
+ * e = 3 is the classic of broken padding checks (Bleichenbacher 2006).
+ */
+
+static int
+tsb_policy_check_rsa(const tsb_policy_t *policy, const tsb_csr_t *csr,
+    tsb_error_t *err)
+{
+    int      max;
+    size_t   i;
+
+    max = policy->max_rsa_bits > 0 ? policy->max_rsa_bits
+                                   : TSB_POLICY_MAX_RSA;
+
+    if (csr->key_bits > max) {
+        tsb_error_set(err, 403, "policy.key_size",
+                      "an RSA key of %d bits is above the maximum of %d",
+                      csr->key_bits, max);
+        return -1;
+    }
+
+    if (policy->rsa_exponents == NULL) {
+        if (csr->key_rsa_exponent == TSB_POLICY_RSA_E) {
+            return 0;
+        }
+
+    } else {
+        for (i = 0; i < policy->n_rsa_exponents; i++) {
+            if (csr->key_rsa_exponent != 0
+                && csr->key_rsa_exponent == policy->rsa_exponents[i])
+            {
+                return 0;
+            }
+        }
+    }
+
+    if (csr->key_rsa_exponent == 0) {
+        tsb_error_set(err, 403, "policy.key_type",
+                      "the RSA key's public exponent is not allowed here");
+
+    } else {
+        tsb_error_set(err, 403, "policy.key_type",
+                      "an RSA public exponent of %lu is not allowed here%s",
+                      csr->key_rsa_exponent,
+                      policy->rsa_exponents ? "" : "; use 65537");
+    }
+
+    return -1;
+}
+
+
+static int
+tsb_policy_check_curve(const tsb_policy_t *policy, const tsb_csr_t *csr,
+    tsb_error_t *err)
+{
+    char         list[32], *p;
+    unsigned     allowed, bit;
+    const char  *c;
+
+    allowed = policy->allowed_ec_curves
+              ? policy->allowed_ec_curves
+              : TSB_CURVE_P256 | TSB_CURVE_P384 | TSB_CURVE_P521;
+
+    c = csr->key_curve;
+    bit = 0;
+
+    if (c != NULL) {
+        if (strcmp(c, "P-256") == 0) {
+            bit = TSB_CURVE_P256;
+
+        } else if (strcmp(c, "P-384") == 0) {
+            bit = TSB_CURVE_P384;
+
+        } else if (strcmp(c, "P-521") == 0) {
+            bit = TSB_CURVE_P521;
+        }
+    }
+
+    if (bit & allowed) {
+        return 0;
+    }
+
+    p = list;
+    *p = '\0';
+
+    if (allowed & TSB_CURVE_P256) {
+        p += snprintf(p, list + sizeof(list) - p, "%sP-256",
+                      p == list ? "" : " ");
+    }
+
+    if (allowed & TSB_CURVE_P384) {
+        p += snprintf(p, list + sizeof(list) - p, "%sP-384",
+                      p == list ? "" : " ");
+    }
+
+    if (allowed & TSB_CURVE_P521) {
+        (void) snprintf(p, list + sizeof(list) - p, "%sP-521",
+                        p == list ? "" : " ");
+    }
+
+    if (list[0] == '\0') {
+        tsb_error_set(err, 403, "policy.key_type",
+                      "EC keys are not allowed here");
+        return -1;
+    }
+
+    /* key_curve is OpenSSL's static short name, safe to show */
+    tsb_error_set(err, 403, "policy.key_type",
+                  "EC curve %s is not allowed here; allowed: %s",
+                  c ? c : "(explicit)", list);
+    return -1;
+}
+
+
+/*
+ * Extensions beyond the four judged above are an allow-list: anything
+ * a CA might copy into the certificate (nameConstraints, OCSP no-check,
+ * certificatePolicies, a private critical one) was judged by no one
+ * unless the location names it.  subjectKeyIdentifier is the exception:
+ * the TSB's own CSRs carry it, and a CA sets its own.
+ */
+
+static int
+tsb_policy_check_exts(const tsb_policy_t *policy, const tsb_csr_t *csr,
+    tsb_error_t *err)
+{
+    size_t                i;
+    const char           *sn;
+    const char *const    *a;
+    const tsb_csr_ext_t  *e;
+
+    for (i = 0; i < csr->n_exts; i++) {
+        e = &csr->exts[i];
+
+        if (e->nid == NID_subject_key_identifier && e->readable) {
+            continue;
+        }
+
+        sn = (e->nid != NID_undef) ? OBJ_nid2ln(e->nid) : NULL;
+
+        if (e->critical && !e->readable) {
+            tsb_error_set(err, 403, "policy.extension",
+                          "the CSR requests extension %s as critical, and "
+                          "the gateway cannot read it", e->oid);
+            return -1;
+        }
+
+        for (a = policy->allowed_extensions; a != NULL && *a != NULL; a++) {
+            if (strcmp(*a, e->oid) == 0) {
+                break;
+            }
+        }
+
+        if (a == NULL || *a == NULL) {
+            tsb_error_set(err, 403, "policy.extension",
+                          "the CSR requests extension %s%s%s%s, which is "
+                          "not allowed here", sn ? sn : e->oid,
+                          sn ? " (" : "", sn ? e->oid : "", sn ? ")" : "");
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
+long
+tsb_policy_max_validity(const tsb_policy_t *policy)
+{
+    return policy->max_validity > 0 ? policy->max_validity
+                                    : TSB_POLICY_MAX_VALIDITY;
+}
+
+
+/* the envelope's validity is days; the limit is seconds */
+
+static int
+tsb_policy_check_validity(const tsb_policy_t *policy,
+    const tsb_sign_req_t *req, tsb_error_t *err)
+{
+    long  max;
+
+    if (req->validity < 0) {
+        return 0;
+    }
+
+    max = tsb_policy_max_validity(policy);
+
+    if (req->validity == 0 || req->validity > max / 86400) {
+        tsb_error_set(err, 403, "policy.validity",
+                      "a validity of %ld days is not allowed here; at most "
+                      "%ld", req->validity, max / 86400);
+        return -1;
+    }
+
+    return 0;
+}
+
+
+int
+tsb_policy_extension_check(const char *name, char *oid, size_t oidlen,
+    char *errbuf, size_t errlen)
+{
+    int           n, nid;
+    ASN1_OBJECT  *obj;
+
+    if (errlen > 0) {
+        errbuf[0] = '\0';
+    }
+
+    obj = (name != NULL && name[0] != '\0') ? OBJ_txt2obj(name, 0) : NULL;
+
+    if (obj == NULL) {
+        ERR_clear_error();
+        snprintf(errbuf, errlen, "not an extension name or OID");
+        return -1;
+    }
+
+    nid = OBJ_obj2nid(obj);
+    n = OBJ_obj2txt(oid, (int) oidlen, obj, 1);
+    ASN1_OBJECT_free(obj);
+
+    if (n <= 0 || (size_t) n >= oidlen) {
+        ERR_clear_error();
+        snprintf(errbuf, errlen, "the OID is too long");
+        return -1;
+    }
+
+    switch (nid) {
+
+    case NID_subject_alt_name:
+        snprintf(errbuf, errlen, "subjectAltName is judged by "
+                 "tsb_allow_common_name and tsb_allow_san_types");
+        return -1;
+
+    case NID_key_usage:
+        snprintf(errbuf, errlen, "keyUsage is judged by "
+                 "tsb_allow_key_usage");
+        return -1;
+
+    case NID_ext_key_usage:
+        snprintf(errbuf, errlen, "extendedKeyUsage is judged by "
+                 "tsb_allow_extended_key_usage");
+        return -1;
+
+    case NID_basic_constraints:
+        snprintf(errbuf, errlen, "basicConstraints is judged by "
+                 "tsb_allow_ca and tsb_max_path_len");
+        return -1;
+    }
+
+    return 0;
 }
 
 

@@ -21,6 +21,16 @@
 /* more SANs than this in one CSR are refused (403 "policy.san") */
 #define TSB_POLICY_MAX_SANS  100
 
+/* defaults of the lifetime and key limits (a 0 in tsb_policy_t) */
+#define TSB_POLICY_MAX_VALIDITY  (397L * 86400)    /* seconds */
+#define TSB_POLICY_MAX_RSA       8192
+#define TSB_POLICY_RSA_E         65537UL
+
+/* EC curves, for allowed_ec_curves */
+#define TSB_CURVE_P256           0x01
+#define TSB_CURVE_P384           0x02
+#define TSB_CURVE_P521           0x04
+
 
 /*
  * One commonName / SAN pattern, already expanded (nginx variables are
@@ -119,6 +129,26 @@ typedef struct {
      * accepted, whatever the mask says.
      */
     unsigned     allowed_san_types;
+
+    /*
+     * Requested extensions other than subjectAltName, keyUsage,
+     * extendedKeyUsage and basicConstraints: dotted OIDs, NULL-terminated;
+     * NULL allows none.  subjectKeyIdentifier is always allowed (the
+     * TSB's own CSRs carry one; the CA sets its own anyway).  An
+     * extension OpenSSL cannot read is accepted only when listed and not
+     * critical.
+     */
+    const char *const  *allowed_extensions;
+
+    /* lifetime: a requested validity (days) above it is refused; 0 is
+       TSB_POLICY_MAX_VALIDITY (seconds) */
+    long         max_validity;
+
+    unsigned     allowed_ec_curves;        /* TSB_CURVE_*; 0: all three */
+    int          max_rsa_bits;             /* 0: TSB_POLICY_MAX_RSA */
+    const unsigned long  *rsa_exponents;   /* allowed public exponents;
+                                              NULL: 65537 only */
+    size_t       n_rsa_exponents;
 } tsb_policy_t;
 
 
@@ -131,6 +161,17 @@ typedef struct {
  */
 int tsb_policy_check(const tsb_policy_t *policy, const tsb_csr_t *csr,
     tsb_sign_req_t *req, tsb_error_t *err);
+
+/* the lifetime limit in seconds: max_validity, or its default */
+long tsb_policy_max_validity(const tsb_policy_t *policy);
+
+/*
+ * Whether an extension may be named in tsb_allow_extension: 0, or -1 with
+ * a message (one of the four judged by their own directives, or an OID
+ * that does not parse).  On 0 the dotted form is in oid.
+ */
+int tsb_policy_extension_check(const char *name, char *oid, size_t oidlen,
+    char *errbuf, size_t errlen);
 
 /*
  * One pattern against one name: 1 match, 0 no match.  An empty name, or a

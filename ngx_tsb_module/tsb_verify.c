@@ -9,7 +9,7 @@
  * cache in shared memory (so: no pointers, nothing but bytes):
  *
  *     0   2  "TX"
- *     2   1  version (1)
+ *     2   1  version (1 or 2)
  *     3   1  flags: 0x01 a CA was accepted, 0x02 with a pathLenConstraint
  *     4   2  keyUsage (TSB_KU_* bits)
  *     6   2  extendedKeyUsage (TSB_EKU_* bits)
@@ -21,12 +21,23 @@
  *     .  17m SAN type (TSB_SAN_*), then the first 16 bytes of the SHA-256
  *            of the type byte and the normalised value
  *
- * then sections, each a tag byte, a 2-byte length L and L bytes; a parser
- * skips the tags it does not know, and a blob without a section is one
- * written before the section existed:
+ * and, from version 2 on, records to the end of the blob, each a tag
+ * byte, a 2-byte length and that many bytes (a record of an unknown tag
+ * makes the blob unreadable, never skipped):
  *
- *    'S'     the subject besides the commonName: 2 count k, then k times
- *            1 OID length, the dotted OID, 2 value length, the UTF-8 value
+ *     'S'  n  the subject besides the commonName: 2 count k, then k
+ *             times 1 OID length, the dotted OID, 2 value length, the
+ *             UTF-8 value
+ *     'L' 14  lifetime: 4 seconds accepted (the requested validity, or
+ *             tsb_max_validity), 2 days requested (0: none), 8 Unix time
+ *             of the acceptance
+ *     'E'  n  one accepted extension beyond the four above: dotted OID
+ *
+ * in that order, 'S' and 'L' exactly once.
+ *
+ * A version 1 blob (written before these existed, kept by tsb_store)
+ * reads as no lifetime to check, no extension accepted and the commonName
+ * as the only subject attribute known (the rest is not checked).
  *
  * SANs are hashed rather than copied: the check only needs "is this one of
  * them", and a hash keeps every entry at 17 bytes.  The detail of a
@@ -40,6 +51,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/asn1.h>
 #include <openssl/bio.h>
@@ -51,9 +63,16 @@
 #include <openssl/x509v3.h>
 
 #include "tsb_verify.h"
+#include "tsb_policy.h"
 
 
-#define TSB_EXPECT_VERSION    1
+#define TSB_EXPECT_VERSION    2
+#define TSB_EXPECT_V1         1
+
+#define TSB_EXPECT_REC_LIFE   'L'
+#define TSB_EXPECT_REC_EXT    'E'
+#define TSB_EXPECT_REC_SUBJECT 'S'
+#define TSB_EXPECT_LIFE_SIZE  14
 
 #define TSB_EXPECT_CA         0x01
 #define TSB_EXPECT_PATHLEN    0x02
@@ -81,6 +100,14 @@ typedef struct {
     const unsigned char  *subject;     /* section 'S' after its count, */
     size_t                subject_len; /* or NULL in an older blob */
     size_t                n_subject;
+
+    /* version 2 records */
+    int                   has_life;
+    long                  life;            /* seconds */
+    long                  life_days;       /* requested; 0: none */
+    int64_t               accepted_at;
+    const unsigned char  *exts;            /* the 'E' records */
+    size_t                exts_len;
 } tsb_expect_t;
 
 
@@ -95,8 +122,8 @@ static int tsb_verify_cn(const tsb_expect_t *e, X509 *x, tsb_error_t *err);
 static size_t tsb_expect_subject_size(const tsb_csr_t *csr);
 static unsigned char *tsb_expect_subject_write(const tsb_csr_t *csr,
     unsigned char *p);
-static int tsb_expect_sections(const unsigned char *p,
-    const unsigned char *end, tsb_expect_t *e);
+static int tsb_expect_parse_subject(const unsigned char *body, size_t len,
+    tsb_expect_t *e);
 static int tsb_verify_subject(const tsb_expect_t *e, X509 *x,
     tsb_error_t *err);
 static int tsb_verify_sans(const tsb_expect_t *e, X509 *x,
@@ -117,6 +144,16 @@ static const char *tsb_verify_quote(const unsigned char *s, size_t len,
 static const char *tsb_verify_name(const X509_NAME *name, char *buf,
     size_t size);
 static unsigned tsb_verify_lowest_bit(unsigned mask);
+static int tsb_expect_parse_records(const unsigned char *p,
+    const unsigned char *end, tsb_expect_t *e);
+static size_t tsb_expect_records_size(const tsb_csr_t *csr);
+static unsigned char *tsb_expect_put_records(const tsb_csr_t *csr,
+    const tsb_sign_req_t *req, long max_validity, int64_t accepted_at,
+    unsigned char *p);
+static int tsb_verify_extensions(const tsb_expect_t *e, X509 *x,
+    tsb_error_t *err);
+static int tsb_verify_lifetime(const tsb_expect_t *e, X509 *x,
+    tsb_error_t *err);
 
 
 /* X.509 KeyUsage bit positions, in order, as TSB_KU_* bits */
@@ -170,6 +207,15 @@ int
 tsb_expect_build(const tsb_csr_t *csr, const tsb_sign_req_t *req,
     tsb_buf_t *blob)
 {
+    return tsb_expect_build_ex(csr, req, TSB_POLICY_MAX_VALIDITY,
+                               (int64_t) time(NULL), blob);
+}
+
+
+int
+tsb_expect_build_ex(const tsb_csr_t *csr, const tsb_sign_req_t *req,
+    long max_validity, int64_t accepted_at, tsb_buf_t *blob)
+{
     size_t          i, n, cn_len, size;
     unsigned        flags;
     const char     *cn;
@@ -200,8 +246,8 @@ tsb_expect_build(const tsb_csr_t *csr, const tsb_sign_req_t *req,
         n++;
     }
 
-    size = TSB_EXPECT_HEAD + cn_len + 2 + n * TSB_EXPECT_SAN_SIZE;
-    size += tsb_expect_subject_size(csr);
+    size = TSB_EXPECT_HEAD + cn_len + 2 + n * TSB_EXPECT_SAN_SIZE
+           + tsb_expect_records_size(csr) + tsb_expect_subject_size(csr);
 
     if (cn_len > 0xffff || n > 0xffff || size > TSB_EXPECT_MAX) {
         return -1;
@@ -281,6 +327,8 @@ tsb_expect_build(const tsb_csr_t *csr, const tsb_sign_req_t *req,
         return -1;
     }
 
+    (void) tsb_expect_put_records(csr, req, max_validity, accepted_at, p);
+
     blob->data = b;
     blob->len = size;
 
@@ -298,7 +346,7 @@ tsb_expect_parse(const unsigned char *blob, size_t len, tsb_expect_t *e)
 
     if (blob == NULL || len < TSB_EXPECT_HEAD + 2
         || blob[0] != 'T' || blob[1] != 'X'
-        || blob[2] != TSB_EXPECT_VERSION
+        || (blob[2] != TSB_EXPECT_VERSION && blob[2] != TSB_EXPECT_V1)
         || (blob[3] & ~(TSB_EXPECT_CA | TSB_EXPECT_PATHLEN)) != 0)
     {
         return -1;
@@ -326,14 +374,27 @@ tsb_expect_parse(const unsigned char *blob, size_t len, tsb_expect_t *e)
     n = tsb_get16(p);
     p += 2;
 
-    if ((size_t) (end - p) < n * TSB_EXPECT_SAN_SIZE) {
+    if ((size_t) (end - p) < n * TSB_EXPECT_SAN_SIZE
+        || (blob[2] == TSB_EXPECT_V1
+            && (size_t) (end - p) != n * TSB_EXPECT_SAN_SIZE))
+    {
         return -1;
     }
 
     e->sans = p;
     e->n_sans = n;
 
-    return tsb_expect_sections(p + n * TSB_EXPECT_SAN_SIZE, end, e);
+    if (tsb_expect_parse_records(p + n * TSB_EXPECT_SAN_SIZE, end, e) != 0) {
+        return -1;
+    }
+
+    /* a version 2 blob without its subject or lifetime was cut short */
+    if (blob[2] == TSB_EXPECT_VERSION && (e->subject == NULL || !e->has_life))
+    {
+        return -1;
+    }
+
+    return 0;
 }
 
 
@@ -373,7 +434,7 @@ tsb_expect_subject_write(const tsb_csr_t *csr, unsigned char *p)
         return NULL;
     }
 
-    *p++ = 'S';
+    *p++ = TSB_EXPECT_REC_SUBJECT;
     start = p;
     p += 2;
 
@@ -403,71 +464,183 @@ tsb_expect_subject_write(const tsb_csr_t *csr, unsigned char *p)
 }
 
 
+/* the 'S' record: every entry whole and within the record */
+
 static int
-tsb_expect_sections(const unsigned char *p, const unsigned char *end,
+tsb_expect_parse_subject(const unsigned char *body, size_t len,
     tsb_expect_t *e)
 {
-    size_t                i, len, olen, vlen;
-    unsigned              tag;
-    const unsigned char  *q, *body;
+    size_t                i, olen, vlen;
+    const unsigned char  *q, *end;
 
-    while (p < end) {
-        if (end - p < 3) {
+    if (len < 2) {
+        return -1;
+    }
+
+    end = body + len;
+
+    e->n_subject = tsb_get16(body);
+    e->subject = body + 2;
+    e->subject_len = len - 2;
+
+    q = e->subject;
+
+    for (i = 0; i < e->n_subject; i++) {
+        if ((size_t) (end - q) < 1) {
             return -1;
         }
 
-        tag = p[0];
-        len = tsb_get16(p + 1);
-        body = p + 3;
+        olen = q[0];
 
-        if ((size_t) (end - body) < len) {
+        if (olen == 0 || (size_t) (end - q) < 1 + olen + 2) {
             return -1;
         }
 
-        p = body + len;
+        vlen = tsb_get16(q + 1 + olen);
 
-        if (tag != 'S') {
-            continue;
-        }
-
-        /* one subject, every entry within the section */
-
-        if (e->subject != NULL || len < 2) {
+        if ((size_t) (end - q) < 1 + olen + 2 + vlen) {
             return -1;
         }
 
-        e->n_subject = tsb_get16(body);
-        e->subject = body + 2;
-        e->subject_len = len - 2;
+        q += 1 + olen + 2 + vlen;
+    }
 
-        q = e->subject;
+    return q == end ? 0 : -1;
+}
 
-        for (i = 0; i < e->n_subject; i++) {
-            if ((size_t) (p - q) < 1) {
-                return -1;
-            }
 
-            olen = q[0];
+/*
+ * Version 2 records: the subject, the lifetime, then the extensions, each
+ * record whole; the 'E' records stay in place (one run) for
+ * tsb_verify_extensions().
+ */
 
-            if (olen == 0 || (size_t) (p - q) < 1 + olen + 2) {
-                return -1;
-            }
+static int
+tsb_expect_parse_records(const unsigned char *p, const unsigned char *end,
+    tsb_expect_t *e)
+{
+    size_t                 len;
+    const unsigned char   *q;
 
-            vlen = tsb_get16(q + 1 + olen);
-
-            if ((size_t) (p - q) < 1 + olen + 2 + vlen) {
-                return -1;
-            }
-
-            q += 1 + olen + 2 + vlen;
+    for (q = p; q < end; q += 3 + len) {
+        if (end - q < 3) {
+            return -1;
         }
 
-        if (q != p) {
+        len = tsb_get16(q + 1);
+
+        if ((size_t) (end - q - 3) < len) {
+            return -1;
+        }
+
+        switch (q[0]) {
+
+        case TSB_EXPECT_REC_SUBJECT:
+            if (e->subject != NULL
+                || tsb_expect_parse_subject(q + 3, len, e) != 0)
+            {
+                return -1;
+            }
+
+            break;
+
+        case TSB_EXPECT_REC_LIFE:
+            if (e->subject == NULL || e->has_life
+                || len != TSB_EXPECT_LIFE_SIZE)
+            {
+                return -1;
+            }
+
+            e->has_life = 1;
+            e->life = (long) tsb_get32(q + 3);
+            e->life_days = (long) tsb_get16(q + 7);
+            e->accepted_at = (int64_t) (((uint64_t) tsb_get32(q + 9) << 32)
+                                        | tsb_get32(q + 13));
+            break;
+
+        case TSB_EXPECT_REC_EXT:
+            if (len == 0 || len >= TSB_OID_MAX || !e->has_life) {
+                return -1;
+            }
+
+            if (e->exts == NULL) {
+                e->exts = q;
+            }
+
+            e->exts_len = (size_t) (q + 3 + len - e->exts);
+            break;
+
+        default:
             return -1;
         }
     }
 
     return 0;
+}
+
+
+/* the accepted extensions: what the policy let through, SKI aside */
+
+static int
+tsb_expect_ext_kept(const tsb_csr_ext_t *x)
+{
+    return !(x->nid == NID_subject_key_identifier && x->readable);
+}
+
+
+static size_t
+tsb_expect_records_size(const tsb_csr_t *csr)
+{
+    size_t  i, size;
+
+    size = 3 + TSB_EXPECT_LIFE_SIZE;
+
+    for (i = 0; i < csr->n_exts; i++) {
+        if (tsb_expect_ext_kept(&csr->exts[i])) {
+            size += 3 + strlen(csr->exts[i].oid);
+        }
+    }
+
+    return size;
+}
+
+
+static unsigned char *
+tsb_expect_put_records(const tsb_csr_t *csr, const tsb_sign_req_t *req,
+    long max_validity, int64_t accepted_at, unsigned char *p)
+{
+    long      life, days;
+    size_t    i, n;
+    uint64_t  t;
+
+    days = (req->validity > 0 && req->validity <= 0xffff) ? req->validity
+                                                         : 0;
+    life = days ? days * 86400
+                : (max_validity > 0 ? max_validity : TSB_POLICY_MAX_VALIDITY);
+    t = (uint64_t) accepted_at;
+
+    p[0] = TSB_EXPECT_REC_LIFE;
+    tsb_put16(p + 1, TSB_EXPECT_LIFE_SIZE);
+    tsb_put32(p + 3, (unsigned long) life);
+    tsb_put16(p + 7, (unsigned) days);
+    tsb_put32(p + 9, (unsigned long) (t >> 32));
+    tsb_put32(p + 13, (unsigned long) (t & 0xffffffff));
+    p += 3 + TSB_EXPECT_LIFE_SIZE;
+
+    for (i = 0; i < csr->n_exts; i++) {
+        if (!tsb_expect_ext_kept(&csr->exts[i])) {
+            continue;
+        }
+
+        n = strlen(csr->exts[i].oid);
+
+        p[0] = TSB_EXPECT_REC_EXT;
+        tsb_put16(p + 1, (unsigned) n);
+        memcpy(p + 3, csr->exts[i].oid, n);
+        p += 3 + n;
+    }
+
+    return p;
 }
 
 
@@ -624,7 +797,9 @@ tsb_expect_verify(const unsigned char *blob, size_t len,
         || tsb_verify_key_usage(&e, x, err) != 0
         || tsb_verify_ext_key_usage(&e, x, err) != 0
         || tsb_verify_ca(&e, x, err) != 0
-        || tsb_verify_issuer(x, issuers, err) != 0)
+        || tsb_verify_issuer(x, issuers, err) != 0
+        || tsb_verify_extensions(&e, x, err) != 0
+        || tsb_verify_lifetime(&e, x, err) != 0)
     {
         goto done;
     }
@@ -637,6 +812,185 @@ done:
     ERR_clear_error();
 
     return rc;
+}
+
+
+/*
+ * Extensions a CA sets of its own accord, whatever was asked for: they
+ * say who issued the certificate and where to check it, not what its key
+ * may do.
+ */
+
+static const char *const  tsb_verify_ca_exts[] = {
+    "2.5.29.14",                    /* subjectKeyIdentifier */
+    "2.5.29.35",                    /* authorityKeyIdentifier */
+    "1.3.6.1.5.5.7.1.1",            /* authorityInfoAccess */
+    "2.5.29.31",                    /* cRLDistributionPoints */
+    "2.5.29.32",                    /* certificatePolicies */
+    "1.3.6.1.4.1.11129.2.4.2",      /* signed certificate timestamps */
+    NULL
+};
+
+
+static int
+tsb_verify_extensions(const tsb_expect_t *e, X509 *x, tsb_error_t *err)
+{
+    int                    i, j, n, nid;
+    char                   oid[TSB_OID_MAX];
+    size_t                 len;
+    const char            *sn;
+    const char *const     *c;
+    ASN1_OBJECT           *obj;
+    const unsigned char   *q, *end;
+
+    n = X509_get_ext_count(x);
+
+    for (i = 0; i < n; i++) {
+        obj = X509_EXTENSION_get_object(X509_get_ext(x, i));
+
+        for (j = 0; j < i; j++) {
+            if (OBJ_cmp(obj, X509_EXTENSION_get_object(X509_get_ext(x, j)))
+                == 0)
+            {
+                tsb_error_set(err, 502, TSB_VERIFY_MISMATCH,
+                              "the issued certificate carries an extension "
+                              "twice");
+                return -1;
+            }
+        }
+
+        nid = OBJ_obj2nid(obj);
+
+        /* judged by the checks above */
+
+        if (nid == NID_subject_alt_name || nid == NID_key_usage
+            || nid == NID_ext_key_usage || nid == NID_basic_constraints)
+        {
+            continue;
+        }
+
+        len = (size_t) OBJ_obj2txt(oid, sizeof(oid), obj, 1);
+
+        if (len == 0 || len >= sizeof(oid)) {
+            tsb_error_set(err, 502, TSB_VERIFY_MISMATCH,
+                          "the issued certificate carries an extension "
+                          "with an unreadable OID");
+            return -1;
+        }
+
+        for (c = tsb_verify_ca_exts; *c; c++) {
+            if (strcmp(*c, oid) == 0) {
+                break;
+            }
+        }
+
+        if (*c != NULL) {
+            continue;
+        }
+
+        end = e->exts ? e->exts + e->exts_len : NULL;
+
+        for (q = e->exts; q != NULL && q < end; q += 3 + tsb_get16(q + 1)) {
+            if (q[0] == TSB_EXPECT_REC_EXT && tsb_get16(q + 1) == len
+                && memcmp(q + 3, oid, len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (q != NULL && q < end) {
+            continue;
+        }
+
+        sn = (nid != NID_undef) ? OBJ_nid2ln(nid) : NULL;
+
+        tsb_error_set(err, 502, TSB_VERIFY_MISMATCH,
+                      "the issued certificate carries extension %s%s%s%s, "
+                      "which was not accepted", sn ? sn : oid,
+                      sn ? " (" : "", sn ? oid : "", sn ? ")" : "");
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/*
+ * notAfter - notBefore within the accepted lifetime, and a notBefore
+ * that neither predates the acceptance (beyond the TSB's midnight
+ * dating) nor lies in the future: a certificate valid before anyone
+ * asked for it, or only later, is not what was approved.
+ */
+
+static int
+tsb_verify_lifetime(const tsb_expect_t *e, X509 *x, tsb_error_t *err)
+{
+    int64_t          nb, na, now;
+    struct tm        tm;
+    const ASN1_TIME  *t;
+
+    if (!e->has_life) {
+        return 0;
+    }
+
+    t = X509_get0_notBefore(x);
+
+    if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1) {
+        goto unreadable;
+    }
+
+    nb = (int64_t) timegm(&tm);
+
+    t = X509_get0_notAfter(x);
+
+    if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1) {
+        goto unreadable;
+    }
+
+    na = (int64_t) timegm(&tm);
+    now = (int64_t) time(NULL);
+
+    if (na - nb > (int64_t) e->life + TSB_VERIFY_SKEW) {
+        if (e->life_days) {
+            tsb_error_set(err, 502, TSB_VERIFY_MISMATCH,
+                          "the issued certificate is valid for %lld "
+                          "seconds; %ld days were accepted",
+                          (long long) (na - nb), e->life_days);
+
+        } else {
+            tsb_error_set(err, 502, TSB_VERIFY_MISMATCH,
+                          "the issued certificate is valid for %lld "
+                          "seconds; tsb_max_validity was %ld",
+                          (long long) (na - nb), e->life);
+        }
+
+        return -1;
+    }
+
+    if (nb < e->accepted_at - TSB_VERIFY_BACKDATE - TSB_VERIFY_SKEW) {
+        tsb_error_set(err, 502, TSB_VERIFY_MISMATCH,
+                      "the issued certificate's notBefore lies %lld "
+                      "seconds before the request was accepted",
+                      (long long) (e->accepted_at - nb));
+        return -1;
+    }
+
+    if (nb > now + TSB_VERIFY_SKEW) {
+        tsb_error_set(err, 502, TSB_VERIFY_MISMATCH,
+                      "the issued certificate's notBefore lies %lld "
+                      "seconds in the future",
+                      (long long) (nb - now));
+        return -1;
+    }
+
+    return 0;
+
+unreadable:
+
+    ERR_clear_error();
+    tsb_error_set(err, 502, TSB_VERIFY_MISMATCH,
+                  "the issued certificate's validity cannot be read");
+    return -1;
 }
 
 

@@ -22,8 +22,18 @@
 
 
 /* the largest expectation tsb_expect_build() makes (100 SANs, long CN,
- * 16 subject attributes of up to 256 bytes) */
-#define TSB_EXPECT_MAX  8192
+ * 16 subject attributes of up to 256 bytes, 32 extensions) */
+#define TSB_EXPECT_MAX  12288
+
+/*
+ * Margins of the lifetime check, in seconds: the lifetime may exceed the
+ * accepted one by TSB_VERIFY_SKEW (a CA rounding its times); notBefore
+ * may precede the acceptance by TSB_VERIFY_BACKDATE (the TSB dates
+ * certificates from midnight UTC of the day it signs them) plus the skew,
+ * and follow the check by the skew (the TSB's clock against ours).
+ */
+#define TSB_VERIFY_SKEW      3600
+#define TSB_VERIFY_BACKDATE  86400
 
 
 /* issuer certificates, from a PEM file */
@@ -70,6 +80,17 @@ int tsb_expect_build(const tsb_csr_t *csr, const tsb_sign_req_t *req,
     tsb_buf_t *blob);
 
 /*
+ * The same, with what issue 10 added: the lifetime accepted (the
+ * request's validity in days, or max_validity seconds when it gave
+ * none), when it was accepted (Unix time), and the extensions beyond
+ * SAN, keyUsage, extendedKeyUsage and basicConstraints that the CSR
+ * requested and the policy allowed.  tsb_expect_build() is this with
+ * TSB_POLICY_MAX_VALIDITY and the current time.
+ */
+int tsb_expect_build_ex(const tsb_csr_t *csr, const tsb_sign_req_t *req,
+    long max_validity, int64_t accepted_at, tsb_buf_t *blob);
+
+/*
  * Checks an issued certificate (cert, as tsb_cert_load() made it, may be
  * NULL; der is the certificate itself) against an expectation:
  *   - the same public key as the CSR;
@@ -85,7 +106,13 @@ int tsb_expect_build(const tsb_csr_t *csr, const tsb_sign_req_t *req,
  *   - a CA only if a CA was accepted, and then with a pathLenConstraint
  *     no larger than the accepted one;
  *   - when issuers is not NULL: signed by one of them (issuer name and
- *     signature).
+ *     signature);
+ *   - no extension but the four above, the accepted ones, and those a CA
+ *     adds itself (subject and authority key identifiers, authority
+ *     information access, CRL distribution points, certificate policies,
+ *     SCTs), none twice;
+ *   - a lifetime within the accepted one and a notBefore within the
+ *     TSB_VERIFY_* margins of the acceptance and of now.
  * Returns 0, or -1 with err set: 502 "issued.mismatch" naming the first
  * difference, 502 "upstream.certificate" for a certificate OpenSSL cannot
  * parse, 500 "internal.expect" for a blob that is not one of ours.

@@ -136,6 +136,11 @@ MALFORMED_BODY = b'{"signRequestId": '
 FAULT_KEYS = ("route", "delay_ms", "status", "body", "malformed", "truncate",
               "reset", "mismatch", "times")
 
+# What a "mismatch" makes the CA do wrong: sign another key, another CN,
+# add an extension nobody asked for, or a longer lifetime than requested.
+MISMATCHES = ("key", "cn", "subject", "name_constraints", "ocsp_nocheck",
+              "validity")
+
 
 def log(message):
     sys.stderr.write("tsb_sim: %s\n" % message)
@@ -456,9 +461,6 @@ def parse_import_request(body):
 # What a "mismatch" can make the signing do: another key, another CN, or
 # an attribute added to the subject (a CA that makes every client a
 # Kubernetes cluster administrator).
-MISMATCHES = (None, "key", "cn", "subject")
-
-
 def issued_subject(csr, common_name, mismatch):
     """The CSR's subject, in order, with its CN set to commonName (as a CA
     that honours the request's subject does); with the "subject" mismatch
@@ -574,6 +576,9 @@ class CertificateAuthority:
             common_name = "mismatch.invalid"
 
         now = datetime.datetime.now(datetime.timezone.utc)
+        validity_days = params.validity_days
+        if mismatch == "validity":
+            validity_days += 30
         builder = (
             x509.CertificateBuilder()
             .subject_name(issued_subject(params.csr, common_name, mismatch))
@@ -581,8 +586,7 @@ class CertificateAuthority:
             .public_key(public_key)
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=1))
-            .not_valid_after(now + datetime.timedelta(
-                days=params.validity_days))
+            .not_valid_after(now + datetime.timedelta(days=validity_days))
             .add_extension(x509.BasicConstraints(ca=params.is_ca,
                                                  path_length=None),
                            critical=True)
@@ -599,6 +603,13 @@ class CertificateAuthority:
             builder = builder.add_extension(san.value, critical=san.critical)
         except x509.ExtensionNotFound:
             pass
+        if mismatch == "name_constraints":
+            builder = builder.add_extension(x509.NameConstraints(
+                permitted_subtrees=[x509.DNSName("example")],
+                excluded_subtrees=None), critical=True)
+        elif mismatch == "ocsp_nocheck":
+            builder = builder.add_extension(x509.OCSPNoCheck(),
+                                            critical=False)
 
         # An RSA CA signs with PKCS#1 v1.5, an EC CA with ECDSA; EdDSA keys
         # take no separate digest.
@@ -686,9 +697,9 @@ class Fault:
         self.truncate = self._bool(spec, "truncate")
         self.reset = self._bool(spec, "reset")
         self.mismatch = spec.get("mismatch")
-        if self.mismatch not in MISMATCHES:
-            raise bad_request("fault mismatch must be \"key\", \"cn\" or"
-                              " \"subject\"")
+        if self.mismatch is not None and self.mismatch not in MISMATCHES:
+            raise bad_request("fault mismatch must be one of %s"
+                              % ", ".join(MISMATCHES))
         self.times = self._int(spec, "times", 1, None)
 
     @staticmethod
@@ -1015,9 +1026,9 @@ class Simulator:
             raise bad_request("approver must be a string")
         if not isinstance(execute, bool):
             raise bad_request("execute must be a boolean")
-        if mismatch not in MISMATCHES:
-            raise bad_request("mismatch must be \"key\", \"cn\" or"
-                              " \"subject\"")
+        if mismatch is not None and mismatch not in MISMATCHES:
+            raise bad_request("mismatch must be one of %s"
+                              % ", ".join(MISMATCHES))
         with self.lock:
             req = self._lookup(params["id"])
             if mismatch is not None:

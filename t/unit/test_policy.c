@@ -13,7 +13,9 @@
 #include <string.h>
 
 #include <openssl/err.h>
+#include <openssl/bn.h>
 #include <openssl/evp.h>
+#include <openssl/rsa.h>
 
 #include "tap.h"
 #include "tsb_test_csr.h"
@@ -958,6 +960,7 @@ test_fake_facts(void)
 
     csr.key_type = TSB_KEY_RSA;
     csr.key_bits = 2048;
+    csr.key_rsa_exponent = 65537;
     csr.sig_md_nid = NID_undef;
     tsb_policy_check(&policy, &csr, &req, &err);
     is_str(err.reason, "policy.signature_algorithm",
@@ -1408,6 +1411,319 @@ test_issue_refusals(void)
 }
 
 
+/*
+ * Issue 10, parts 4 and 5: the extensions a CSR requests are an
+ * allow-list, and the lifetime, RSA modulus and exponent, and EC curve
+ * have limits of their own.
+ */
+
+static X509_EXTENSION *ext_make_der(const char *name,
+    const unsigned char *der, int len, int critical);
+
+
+/* certificatePolicies { policyIdentifier 1.3.6.1.4.1.99.1 } */
+static const unsigned char  cert_policies_der[] = {
+    0x30, 0x0b, 0x30, 0x09, 0x06, 0x07,
+    0x2b, 0x06, 0x01, 0x04, 0x01, 0x63, 0x01
+};
+
+
+static X509_EXTENSION *
+ext_make(const char *name, const char *value, int critical)
+{
+    X509V3_CTX          ctx;
+    X509_EXTENSION     *ext;
+
+    if (value != NULL) {
+        X509V3_set_ctx(&ctx, NULL, NULL, NULL, NULL, 0);
+        X509V3_set_ctx_nodb(&ctx);
+        ext = X509V3_EXT_conf(NULL, &ctx, name, value);
+        if (ext == NULL) {
+            tt_die(name);
+        }
+
+        return ext;
+    }
+
+    /* an OID OpenSSL has no method for, holding a DER NULL */
+
+    return ext_make_der(name, (const unsigned char *) "\x05\x00", 2,
+                        critical);
+}
+
+
+static X509_EXTENSION *
+ext_make_der(const char *name, const unsigned char *der, int len,
+    int critical)
+{
+    X509_EXTENSION     *ext;
+    ASN1_OBJECT        *obj;
+    ASN1_OCTET_STRING  *os;
+
+    obj = OBJ_txt2obj(name, 0);
+    os = ASN1_OCTET_STRING_new();
+
+    if (obj == NULL || os == NULL || ASN1_OCTET_STRING_set(os, der, len) != 1)
+    {
+        tt_die(name);
+    }
+
+    ext = X509_EXTENSION_create_by_OBJ(NULL, obj, critical, os);
+    if (ext == NULL) {
+        tt_die(name);
+    }
+
+    ASN1_OBJECT_free(obj);
+    ASN1_OCTET_STRING_free(os);
+
+    return ext;
+}
+
+
+static tsb_csr_t *
+csr_with(EVP_PKEY *key, X509_EXTENSION *e1, X509_EXTENSION *e2)
+{
+    char         *pem;
+    tt_csr_t      g;
+    tsb_csr_t    *csr;
+    tsb_error_t   err;
+
+    memset(&g, 0, sizeof(g));
+
+    g.key = key;
+    g.cn[0] = "a.svc.example";
+    g.san = "DNS:a.svc.example";
+    g.raw[0] = e1;
+    g.raw[1] = e1 ? e2 : NULL;
+
+    pem = tt_csr_pem(&g);
+
+    if (tsb_csr_load((unsigned char *) pem, strlen(pem), &csr, &err) != 0) {
+        printf("#   CSR does not load: %s %s\n", err.reason, err.detail);
+        csr = NULL;
+    }
+
+    free(pem);
+
+    return csr;
+}
+
+
+static void
+judge(const char *name, const tsb_policy_t *policy, tsb_csr_t *csr,
+    long validity, int status, const char *reason)
+{
+    int             rc;
+    tsb_error_t     err;
+    tsb_sign_req_t  req;
+
+    if (csr == NULL) {
+        ok(0, "%s: the CSR loads", name);
+        return;
+    }
+
+    req_init(&req);
+    req.validity = validity;
+    memset(&err, 0, sizeof(err));
+
+    rc = tsb_policy_check(policy, csr, &req, &err);
+
+    if (status == 0) {
+        is_int(rc, 0, "%s: accepted", name);
+        if (rc != 0) {
+            printf("#   %s %s\n", err.reason, err.detail);
+        }
+
+    } else {
+        is_int(rc, -1, "%s: refused", name);
+        is_int(err.status, status, "%s: status %d", name, status);
+        is_str(err.reason, reason, "%s: %s", name, reason);
+    }
+
+    req_clear(&req);
+}
+
+
+static void
+test_extensions(void)
+{
+    char                 oid[TSB_OID_MAX], errbuf[128];
+    tsb_csr_t           *csr;
+    tsb_policy_t         policy, open;
+    static const char   *allowed[] = { "2.5.29.32", "1.2.3.4.5", NULL };
+
+    policy_init(&policy, 0);
+    policy_init(&open, 0);
+    open.allowed_extensions = allowed;
+
+    csr = csr_with(keys[K_P256],
+                   ext_make("nameConstraints",
+                            "permitted;DNS:.svc.example", 0), NULL);
+    judge("nameConstraints", &policy, csr, -1, 403, "policy.extension");
+    judge("nameConstraints, not in the list", &open, csr, -1, 403,
+          "policy.extension");
+    ok(csr && csr->n_exts == 1 && strcmp(csr->exts[0].oid, "2.5.29.30") == 0
+       && csr->exts[0].readable && !csr->exts[0].critical,
+       "nameConstraints is a fact: OID, readable, not critical");
+    tsb_csr_free(csr);
+
+    csr = csr_with(keys[K_P256],
+                   ext_make_der("certificatePolicies", cert_policies_der,
+                                sizeof(cert_policies_der), 0),
+                   NULL);
+    judge("certificatePolicies", &policy, csr, -1, 403, "policy.extension");
+    judge("certificatePolicies, allowed", &open, csr, -1, 0, NULL);
+    tsb_csr_free(csr);
+
+    csr = csr_with(keys[K_P256], ext_make("noCheck", "ignored", 0), NULL);
+    judge("OCSP no-check", &policy, csr, -1, 403, "policy.extension");
+    tsb_csr_free(csr);
+
+    csr = csr_with(keys[K_P256], ext_make("1.2.3.4.5", NULL, 0), NULL);
+    judge("unknown extension", &policy, csr, -1, 403, "policy.extension");
+    judge("unknown extension, allowed", &open, csr, -1, 0, NULL);
+    ok(csr && csr->n_exts == 1 && !csr->exts[0].readable,
+       "an unknown extension is kept as unreadable");
+    tsb_csr_free(csr);
+
+    csr = csr_with(keys[K_P256], ext_make("1.2.3.4.5", NULL, 1), NULL);
+    judge("unknown critical extension", &policy, csr, -1, 403,
+          "policy.extension");
+    judge("unknown critical extension, even when listed", &open, csr, -1,
+          403, "policy.extension");
+    tsb_csr_free(csr);
+
+    csr = csr_with(keys[K_P256], ext_make("subjectKeyIdentifier",
+                                          "00112233445566778899", 0),
+                   ext_make("1.2.3.4.6", NULL, 0));
+    judge("subjectKeyIdentifier and an unknown one", &policy, csr, -1, 403,
+          "policy.extension");
+    tsb_csr_free(csr);
+
+    csr = csr_with(keys[K_P256], ext_make("subjectKeyIdentifier",
+                                          "00112233445566778899", 0), NULL);
+    judge("subjectKeyIdentifier alone", &policy, csr, -1, 0, NULL);
+    tsb_csr_free(csr);
+
+    /* the directive's names */
+
+    is_int(tsb_policy_extension_check("certificatePolicies", oid,
+                                      sizeof(oid), errbuf, sizeof(errbuf)),
+           0, "extension_check: a long name");
+    is_str(oid, "2.5.29.32", "extension_check: its OID");
+    is_int(tsb_policy_extension_check("1.3.6.1.4.1.99.7", oid, sizeof(oid),
+                                      errbuf, sizeof(errbuf)),
+           0, "extension_check: a dotted OID");
+    is_str(oid, "1.3.6.1.4.1.99.7", "extension_check: the same OID");
+    is_int(tsb_policy_extension_check("subjectAltName", oid, sizeof(oid),
+                                      errbuf, sizeof(errbuf)),
+           -1, "extension_check: subjectAltName has its own directives");
+    is_int(tsb_policy_extension_check("basicConstraints", oid, sizeof(oid),
+                                      errbuf, sizeof(errbuf)),
+           -1, "extension_check: basicConstraints too");
+    is_int(tsb_policy_extension_check("no such thing", oid, sizeof(oid),
+                                      errbuf, sizeof(errbuf)),
+           -1, "extension_check: an unknown name");
+}
+
+
+static void
+test_limits(void)
+{
+    BIGNUM        *e;
+    EVP_PKEY      *e3, *p521;
+    tsb_csr_t     *csr;
+    EVP_PKEY_CTX  *pctx;
+    tsb_policy_t   policy;
+    unsigned long  exps[2] = { 3, 65537 };
+
+    policy_init(&policy, 0);
+
+    /* validity */
+
+    csr = csr_with(keys[K_P256], NULL, NULL);
+    judge("no validity", &policy, csr, -1, 0, NULL);
+    judge("397 days", &policy, csr, 397, 0, NULL);
+    judge("398 days", &policy, csr, 398, 403, "policy.validity");
+    judge("36500 days", &policy, csr, 36500, 403, "policy.validity");
+    judge("0 days", &policy, csr, 0, 403, "policy.validity");
+    policy.max_validity = 30 * 86400;
+    judge("30 days of 30", &policy, csr, 30, 0, NULL);
+    judge("31 days of 30", &policy, csr, 31, 403, "policy.validity");
+    policy.max_validity = 0;
+
+    /* EC curves: all three by default, as before */
+
+    policy.allowed_ec_curves = TSB_CURVE_P256;
+    judge("P-256 where only P-256 is allowed", &policy, csr, -1, 0, NULL);
+    tsb_csr_free(csr);
+
+    csr = csr_with(keys[K_P384], NULL, NULL);
+    judge("P-384 where only P-256 is allowed", &policy, csr, -1, 403,
+          "policy.key_type");
+    tsb_csr_free(csr);
+
+    p521 = tt_key("EC-P-521");
+    csr = csr_with(p521, NULL, NULL);
+    judge("P-521 where only P-256 is allowed", &policy, csr, -1, 403,
+          "policy.key_type");
+    policy.allowed_ec_curves = 0;
+    judge("P-521 by default", &policy, csr, -1, 0, NULL);
+    policy.allowed_ec_curves = TSB_CURVE_P256 | TSB_CURVE_P384;
+    judge("P-521 where P-256 and P-384 are allowed", &policy, csr, -1, 403,
+          "policy.key_type");
+    policy.allowed_ec_curves = 0x100;      /* tsb_allow_ec_curves none */
+    judge("P-521 where no curve is allowed", &policy, csr, -1, 403,
+          "policy.key_type");
+    policy.allowed_ec_curves = 0;
+    tsb_csr_free(csr);
+    EVP_PKEY_free(p521);
+
+    /* RSA: the modulus bound, the exponent */
+
+    csr = csr_with(keys[K_RSA2048], NULL, NULL);
+    ok(csr && csr->key_rsa_exponent == 65537, "RSA exponent 65537 read");
+    judge("RSA-2048 e=65537", &policy, csr, -1, 0, NULL);
+    policy.max_rsa_bits = 2047;
+    judge("RSA-2048 above a 2047-bit maximum", &policy, csr, -1, 403,
+          "policy.key_size");
+    policy.max_rsa_bits = 0;
+    tsb_csr_free(csr);
+
+    pctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
+    e = BN_new();
+    e3 = NULL;
+
+    if (pctx == NULL || e == NULL || BN_set_word(e, 3) != 1
+        || EVP_PKEY_keygen_init(pctx) != 1
+        || EVP_PKEY_CTX_set_rsa_keygen_bits(pctx, 2048) != 1
+        || EVP_PKEY_CTX_set1_rsa_keygen_pubexp(pctx, e) != 1
+        || EVP_PKEY_keygen(pctx, &e3) != 1)
+    {
+        tt_die("RSA e=3 key");
+    }
+
+    EVP_PKEY_CTX_free(pctx);
+    BN_free(e);
+
+    csr = csr_with(e3, NULL, NULL);
+    ok(csr && csr->key_rsa_exponent == 3, "RSA exponent 3 read");
+    judge("RSA e=3", &policy, csr, -1, 403, "policy.key_type");
+    policy.rsa_exponents = exps;
+    policy.n_rsa_exponents = 2;
+    judge("RSA e=3 where 3 is listed", &policy, csr, -1, 0, NULL);
+    policy.n_rsa_exponents = 1;
+    judge("RSA e=3 where it is listed alone", &policy, csr, -1, 0, NULL);
+    policy.rsa_exponents = exps + 1;
+    judge("RSA e=3 where only 65537 is listed", &policy, csr, -1, 403,
+          "policy.key_type");
+    policy.rsa_exponents = NULL;
+    policy.n_rsa_exponents = 0;
+    tsb_csr_free(csr);
+    EVP_PKEY_free(e3);
+}
+
+
 int
 main(void)
 {
@@ -1427,6 +1743,8 @@ main(void)
     test_regex_compile();
     test_san_count();
     test_issue_refusals();
+    test_extensions();
+    test_limits();
 
     for (i = 0; i < K_N; i++) {
         EVP_PKEY_free(keys[i]);
