@@ -86,7 +86,7 @@ sub accepted {
     my ($name, $path, $body, $ct) = @_;
     my $r = $t->request(POST => $path, body => $body,
                         content_type => $ct // $PEM);
-    is($r->{status}, 202, "$name: 202") or $t->explain_response($r);
+    is($r->{status}, 200, "$name: 200") or $t->explain_response($r);
     return ($r->{json} // {})->{signRequestId};
 }
 
@@ -251,8 +251,9 @@ for my $m (['name_constraints', qr/nameConstraints|2\.5\.29\.30/],
            ['ocsp_nocheck', qr/OCSP No Check|1\.3\.6\.1\.5\.5\.7\.48\.1\.5/])
 {
     my ($what, $re) = @$m;
+    (my $host = $what) =~ tr/_/-/;      # a host name has no '_'
     my $id = accepted("$what: accepted", '/sign',
-                      csr_ext("$what.svc.example"));
+                      csr_ext("$host.svc.example"));
     my $r = issued($id, mismatch => $what);
     mismatch_is($r, "TSB added $what: not served", $re);
     my $pem = ($t->sim_get("/_sim/sign-requests")->{json} // []);
