@@ -28,6 +28,7 @@ CORE_SRCS    = $(SRC_DIR)/tsb_usage.c $(SRC_DIR)/tsb_csr.c \
                $(SRC_DIR)/tsb_front.c $(SRC_DIR)/tsb_tls.c \
                $(SRC_DIR)/tsb_describe.c \
                $(SRC_DIR)/tsb_owner.c
+CORE_SRCS   += $(SRC_DIR)/tsb_name.c
 UNIT_TESTS   = $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(wildcard t/unit/test_*.c))
 UNIT_CFLAGS  = -std=c99 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 \
                -fsanitize=address,undefined -fno-omit-frame-pointer \
@@ -40,6 +41,7 @@ FUZZ_TARGETS  = fuzz_csr fuzz_sign_req fuzz_upstream fuzz_cert fuzz_path \
                 fuzz_allow fuzz_front fuzz_verify fuzz_csr_diff \
                 fuzz_owner \
                 fuzz_front_path
+FUZZ_TARGETS += fuzz_name
 FUZZ_BINS     = $(patsubst %,$(BUILD)/fuzz/%,$(FUZZ_TARGETS))
 FUZZ_CFLAGS   = -std=c99 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 \
                 -fsanitize=fuzzer,address,undefined \
@@ -59,6 +61,7 @@ FUZZ_MAX_LEN_fuzz_verify   = 8192
 FUZZ_MAX_LEN_fuzz_csr_diff = 8192
 FUZZ_MAX_LEN_fuzz_owner    = 4200
 FUZZ_MAX_LEN_fuzz_front_path = 683
+FUZZ_MAX_LEN_fuzz_name     = 512
 
 # benchmarks (bench/, results in docs/benchmarks.md)
 BENCH_CFLAGS  = -std=c99 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O2 \
@@ -178,6 +181,13 @@ bench-sign: build $(BUILD)/bench/csr_decode
 	@sh .ci/deps.sh wrk
 	perl bench/sign_bench.pl --module $(abspath $(MODULE_SO)) \
 	    --decode $(abspath $(BUILD)/bench/csr_decode) --doc docs/benchmarks.md
+
+# several gateways sharing one tsb_store: TSB GETs per refresh interval
+# with 1000 waiters spread over 2 and 3 instances (about half a minute;
+# bench/ha_bench.pl prints the rows of docs/benchmarks.md)
+.PHONY: bench-ha
+bench-ha: build
+	perl bench/ha_bench.pl --module $(abspath $(MODULE_SO))
 
 bench: bench-policy bench-cache bench-sign
 

@@ -1964,6 +1964,7 @@ ngx_http_tsb_watch_step(ngx_http_tsb_watch_t *w)
 failed:
 
     ngx_http_tsb_watch_unclaim(w);
+    ngx_http_tsb_watch_forget(w, 0);
 
     tsb_error_set(&w->err, NGX_HTTP_INTERNAL_SERVER_ERROR, "internal.memory",
                   "the gateway could not start a TSB request");

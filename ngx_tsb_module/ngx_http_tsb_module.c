@@ -76,6 +76,14 @@ static ngx_conf_enum_t  ngx_http_tsb_sign_status[] = {
 };
 
 
+static ngx_conf_enum_t  ngx_http_tsb_error_format[] = {
+    { ngx_string("auto"), NGX_HTTP_TSB_ERRORS_AUTO },
+    { ngx_string("tsb"), NGX_HTTP_TSB_ERRORS_TSB },
+    { ngx_string("gateway"), NGX_HTTP_TSB_ERRORS_GATEWAY },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_conf_num_bounds_t  ngx_http_tsb_min_rsa_bounds = {
     ngx_conf_check_num_bounds, 2048, 16384
 };
@@ -274,6 +282,13 @@ static ngx_command_t  ngx_http_tsb_commands[] = {
       offsetof(ngx_http_tsb_loc_conf_t, sign_status),
       &ngx_http_tsb_sign_status },
 
+    { ngx_string("tsb_error_format"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tsb_loc_conf_t, error_format),
+      &ngx_http_tsb_error_format },
+
     { ngx_string("tsb_cache_zone"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_tsb_cache_zone,
@@ -375,6 +390,13 @@ static ngx_command_t  ngx_http_tsb_commands[] = {
     { ngx_string("tsb_allow_common_name"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_tsb_allow_name,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("tsb_allow_subject_attribute"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_2MORE,
+      ngx_http_tsb_allow_subject,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -561,6 +583,7 @@ ngx_http_tsb_create_loc_conf(ngx_conf_t *cf)
     conf->max_body_size = NGX_CONF_UNSET_SIZE;
     conf->retry_after = NGX_CONF_UNSET;
     conf->sign_status = NGX_CONF_UNSET_UINT;
+    conf->error_format = NGX_CONF_UNSET_UINT;
 
     conf->cache_zone = NGX_CONF_UNSET_PTR;
     conf->cache_use_stale = NGX_CONF_UNSET;
@@ -573,6 +596,7 @@ ngx_http_tsb_create_loc_conf(ngx_conf_t *cf)
     }
 
     conf->names = NGX_CONF_UNSET_PTR;
+    conf->subject_attrs = NGX_CONF_UNSET_PTR;
     conf->signature_algorithms = NGX_CONF_UNSET_PTR;
     conf->allowed_key_usage = NGX_CONF_UNSET_UINT;
     conf->default_key_usage = NGX_CONF_UNSET_UINT;
@@ -628,6 +652,8 @@ ngx_http_tsb_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_sec_value(conf->retry_after, prev->retry_after, 5);
     ngx_conf_merge_uint_value(conf->sign_status, prev->sign_status,
                               NGX_HTTP_OK);
+    ngx_conf_merge_uint_value(conf->error_format, prev->error_format,
+                              NGX_HTTP_TSB_ERRORS_AUTO);
     ngx_conf_merge_str_value(conf->status_uri, prev->status_uri,
                              "/tsb/request/");
 
@@ -645,6 +671,7 @@ ngx_http_tsb_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     ngx_conf_merge_ptr_value(conf->names, prev->names, NULL);
+    ngx_conf_merge_ptr_value(conf->subject_attrs, prev->subject_attrs, NULL);
     ngx_conf_merge_ptr_value(conf->signature_algorithms,
                              prev->signature_algorithms, NULL);
     ngx_conf_merge_uint_value(conf->allowed_key_usage,
@@ -759,6 +786,11 @@ ngx_http_tsb_build_policy(ngx_conf_t *cf, ngx_http_tsb_loc_conf_t *conf)
 
     /* names, their compiled regexes, and whether any holds a variable */
     if (ngx_http_tsb_policy_names(cf, conf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* the subject attributes allowed besides the CN, likewise */
+    if (ngx_http_tsb_policy_subject(cf, conf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 

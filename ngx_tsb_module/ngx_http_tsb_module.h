@@ -44,6 +44,8 @@ typedef struct {
 
     /* policy, as configured (NGX_CONF_UNSET_* until merged) */
     ngx_array_t                   *names;    /* ngx_http_tsb_name_t */
+    ngx_array_t                   *subject_attrs;
+                                   /* ngx_http_tsb_subject_conf_t */
     ngx_uint_t                     allowed_key_usage;
     ngx_uint_t                     default_key_usage;
     ngx_uint_t                     allowed_ext_key_usage;
@@ -59,10 +61,17 @@ typedef struct {
     ngx_flag_t                     sign_describe;
     ngx_str_t                      key_password;       /* never logged */
     ngx_flag_t                     names_variables;    /* set at merge */
+    ngx_flag_t                     subject_variables;  /* set at merge */
 
     /* ngx_http_tsb_policy.c, ngx_http_tsb_audit.c */
     tsb_chain_t                   *issuers;            /* tsb_issuer_chain */
-    ngx_uint_t                     verify_issued;      /* tsb_verify_issued */
+    ngx_uint_t                     verify_issued;      /* tsb_error_format */
+#define NGX_HTTP_TSB_ERRORS_AUTO     1
+#define NGX_HTTP_TSB_ERRORS_TSB      2
+#define NGX_HTTP_TSB_ERRORS_GATEWAY  3
+
+
+/* tsb_verify_issued */
     ngx_open_file_t               *audit_log;
 
     /* ngx_http_tsb_proxy.c: tsb_pass_allow, tsb_allow_rule_t */
@@ -74,6 +83,9 @@ typedef struct {
 
     /* tsb_sign_status: 200 as the TSB answers, or 202 where chosen */
     ngx_uint_t                     sign_status;
+
+    /* tsb_error_format: NGX_HTTP_TSB_ERRORS_* */
+    ngx_uint_t                     error_format;
 
     /* the plain C view of the above, built at merge time */
     tsb_policy_t                   policy;
@@ -183,6 +195,12 @@ char *ngx_http_tsb_pass_merge(ngx_conf_t *cf, void *parent, void *child);
  * forwards it unchanged, and is refused (NGX_ERROR, err set) if it would
  * have to change it.  NGX_OK otherwise, *up untouched.
  */
+/*
+ * 1 when the client is a TSB client, whose errors take the TSB's shape
+ * (tsb_error_format): through tsb_pass, or a request for a TSB path.
+ */
+ngx_uint_t ngx_http_tsb_tsb_client(ngx_http_request_t *r);
+
 ngx_int_t ngx_http_tsb_front_sign_body(ngx_http_request_t *r,
     ngx_http_tsb_ctx_t *ctx, ngx_str_t *body, ngx_str_t *up,
     tsb_error_t *err);

@@ -23,6 +23,9 @@
 #include "ngx_http_tsb_module.h"
 #include "ngx_http_tsb_policy.h"
 
+#include <openssl/err.h>
+#include <openssl/objects.h>
+
 
 #define NGX_HTTP_TSB_NAME_MAX  253
 
@@ -38,6 +41,8 @@ static ngx_int_t ngx_http_tsb_name_parse(ngx_conf_t *cf,
 static ngx_int_t ngx_http_tsb_name_expand(ngx_http_request_t *r,
     ngx_http_tsb_name_t *n, tsb_name_pattern_t *out);
 static ngx_uint_t ngx_http_tsb_name_value_ok(ngx_str_t *v);
+static ngx_int_t ngx_http_tsb_subject_expand(ngx_http_request_t *r,
+    ngx_http_tsb_loc_conf_t *tlcf, tsb_policy_t *p);
 static void ngx_http_tsb_regex_cleanup(void *data);
 static void ngx_http_tsb_chain_cleanup(void *data);
 static ngx_int_t ngx_http_tsb_variable_client_cn(ngx_http_request_t *r,
@@ -479,19 +484,33 @@ ngx_http_tsb_request_policy(ngx_http_request_t *r,
     tsb_name_pattern_t    *names;
     ngx_http_tsb_name_t   *n;
 
-    if (!tlcf->names_variables) {
+    if (!tlcf->names_variables && !tlcf->subject_variables) {
         return &tlcf->policy;
     }
 
     p = ngx_palloc(r->pool, sizeof(tsb_policy_t));
-    names = ngx_palloc(r->pool,
-                       tlcf->names->nelts * sizeof(tsb_name_pattern_t));
-
-    if (p == NULL || names == NULL) {
+    if (p == NULL) {
         return NULL;
     }
 
     *p = tlcf->policy;
+
+    if (tlcf->subject_variables
+        && ngx_http_tsb_subject_expand(r, tlcf, p) != NGX_OK)
+    {
+        return NULL;
+    }
+
+    if (!tlcf->names_variables) {
+        return p;
+    }
+
+    names = ngx_palloc(r->pool,
+                       tlcf->names->nelts * sizeof(tsb_name_pattern_t));
+    if (names == NULL) {
+        return NULL;
+    }
+
     n = tlcf->names->elts;
 
     for (i = 0; i < tlcf->names->nelts; i++) {
@@ -614,6 +633,266 @@ ngx_http_tsb_name_value_ok(ngx_str_t *v)
     }
 
     return 1;
+}
+
+
+/*
+ * tsb_allow_subject_attribute O "Example Corp" "~^Team [A-Z]+$" $team;
+ * The type is any name or dotted OID OpenSSL knows, kept as the dotted
+ * OID the CSR's attributes are compared by; commonName has its own
+ * directive.  A value is exact, a "~regex", or holds variables (an exact
+ * value per request, never a regex, whatever the variable says).
+ */
+
+char *
+ngx_http_tsb_allow_subject(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_tsb_loc_conf_t *tlcf = conf;
+
+    int                                 len;
+    char                                errbuf[NGX_MAX_CONF_ERRSTR];
+    ngx_str_t                          *value;
+    ngx_uint_t                          i;
+    ASN1_OBJECT                        *obj;
+    ngx_pool_cleanup_t                 *cln;
+    ngx_http_tsb_subject_conf_t        *a;
+    ngx_http_tsb_subject_value_t       *v;
+    ngx_http_compile_complex_value_t    ccv;
+
+    if (tlcf->subject_attrs == NGX_CONF_UNSET_PTR) {
+        tlcf->subject_attrs = ngx_array_create(cf->pool, 2,
+                                  sizeof(ngx_http_tsb_subject_conf_t));
+        if (tlcf->subject_attrs == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    value = cf->args->elts;
+
+    a = ngx_array_push(tlcf->subject_attrs);
+    if (a == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(a, sizeof(ngx_http_tsb_subject_conf_t));
+    a->name = value[1];
+
+    /* config time: OpenSSL's object table, no I/O */
+
+    obj = OBJ_txt2obj((char *) value[1].data, 0);
+
+    if (obj == NULL) {
+        ERR_clear_error();
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "unknown subject attribute type \"%V\": use a "
+                           "name such as O, OU, C, L, ST, serialNumber or a "
+                           "dotted OID", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    len = OBJ_obj2txt((char *) a->oid, sizeof(a->oid), obj, 1);
+
+    if (OBJ_obj2nid(obj) == NID_commonName) {
+        ASN1_OBJECT_free(obj);
+        return "cannot allow commonName: use tsb_allow_common_name";
+    }
+
+    ASN1_OBJECT_free(obj);
+
+    if (len <= 0 || len >= (int) sizeof(a->oid)) {
+        return "takes an attribute type with a shorter OID";
+    }
+
+    a->values = ngx_array_create(cf->pool, cf->args->nelts - 2,
+                                 sizeof(ngx_http_tsb_subject_value_t));
+    if (a->values == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (value[i].len == 0 || (value[i].len == 1
+                                  && value[i].data[0] == '~'))
+        {
+            return "takes no empty values";
+        }
+
+        v = ngx_array_push(a->values);
+        if (v == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memzero(v, sizeof(ngx_http_tsb_subject_value_t));
+        v->value = value[i];
+
+        if (value[i].data[0] == '~') {
+            v->value.data++;
+            v->value.len--;
+
+            cln = ngx_pool_cleanup_add(cf->pool, 0);
+            if (cln == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            if (tsb_policy_value_regex_compile((char *) v->value.data,
+                                               v->value.len, &v->regex,
+                                               errbuf, sizeof(errbuf))
+                != 0)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid subject attribute value "
+                                   "\"%V\": %s", &value[i], errbuf);
+                return NGX_CONF_ERROR;
+            }
+
+            cln->handler = ngx_http_tsb_regex_cleanup;
+            cln->data = v->regex;
+
+            continue;
+        }
+
+        if (ngx_http_script_variables_count(&value[i]) == 0) {
+            continue;
+        }
+
+        v->cv = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+        if (v->cv == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+        ccv.cf = cf;
+        ccv.value = &v->value;
+        ccv.complex_value = v->cv;
+
+        if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* the plain C view of the allowed subject attributes, at merge time */
+
+ngx_int_t
+ngx_http_tsb_policy_subject(ngx_conf_t *cf, ngx_http_tsb_loc_conf_t *conf)
+{
+    ngx_uint_t                     i, j;
+    tsb_policy_t                  *p;
+    tsb_subject_rule_t            *rules;
+    tsb_subject_value_t           *values;
+    ngx_http_tsb_subject_conf_t   *a;
+    ngx_http_tsb_subject_value_t  *v;
+
+    p = &conf->policy;
+    conf->subject_variables = 0;
+
+    if (conf->subject_attrs == NULL || conf->subject_attrs->nelts == 0) {
+        return NGX_OK;
+    }
+
+    a = conf->subject_attrs->elts;
+
+    rules = ngx_pcalloc(cf->pool,
+                        conf->subject_attrs->nelts
+                        * sizeof(tsb_subject_rule_t));
+    if (rules == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < conf->subject_attrs->nelts; i++) {
+        v = a[i].values->elts;
+
+        values = ngx_pcalloc(cf->pool,
+                             a[i].values->nelts * sizeof(tsb_subject_value_t));
+        if (values == NULL) {
+            return NGX_ERROR;
+        }
+
+        for (j = 0; j < a[i].values->nelts; j++) {
+            values[j].value = (const char *) v[j].value.data;
+            values[j].len = v[j].value.len;
+            values[j].is_regex = (v[j].regex != NULL);
+            values[j].regex = v[j].regex;
+
+            if (v[j].cv) {
+                conf->subject_variables = 1;
+            }
+        }
+
+        rules[i].oid = (const char *) a[i].oid;
+        rules[i].name = (const char *) a[i].name.data;
+        rules[i].values = values;
+        rules[i].n_values = a[i].values->nelts;
+    }
+
+    p->subject_rules = rules;
+    p->n_subject_rules = conf->subject_attrs->nelts;
+
+    return NGX_OK;
+}
+
+
+/*
+ * A copy of the subject rules with the values that hold variables
+ * evaluated for this request; an empty value matches nothing.
+ */
+
+static ngx_int_t
+ngx_http_tsb_subject_expand(ngx_http_request_t *r,
+    ngx_http_tsb_loc_conf_t *tlcf, tsb_policy_t *p)
+{
+    ngx_str_t                      val;
+    ngx_uint_t                     i, j;
+    tsb_subject_rule_t            *rules;
+    tsb_subject_value_t           *values;
+    ngx_http_tsb_subject_conf_t   *a;
+    ngx_http_tsb_subject_value_t  *v;
+
+    a = tlcf->subject_attrs->elts;
+
+    rules = ngx_palloc(r->pool,
+                       p->n_subject_rules * sizeof(tsb_subject_rule_t));
+    if (rules == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < p->n_subject_rules; i++) {
+        rules[i] = p->subject_rules[i];
+        v = a[i].values->elts;
+
+        values = ngx_palloc(r->pool,
+                            rules[i].n_values * sizeof(tsb_subject_value_t));
+        if (values == NULL) {
+            return NGX_ERROR;
+        }
+
+        for (j = 0; j < rules[i].n_values; j++) {
+            values[j] = p->subject_rules[i].values[j];
+
+            if (v[j].cv == NULL) {
+                continue;
+            }
+
+            if (ngx_http_complex_value(r, v[j].cv, &val) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            values[j].value = (const char *) val.data;
+            values[j].len = val.len;
+            values[j].is_regex = 0;
+            values[j].regex = NULL;
+        }
+
+        rules[i].values = values;
+    }
+
+    p->subject_rules = rules;
+
+    return NGX_OK;
 }
 
 

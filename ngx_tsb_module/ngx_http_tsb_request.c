@@ -79,8 +79,14 @@ ngx_http_tsb_request_handler(ngx_http_request_t *r, ngx_uint_t certificate)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    /* the TSB answers 404 for an id that cannot be one: so do we, to its
+     * clients */
+
     if (ngx_http_tsb_parse_id(r, ctx, certificate) != NGX_OK) {
-        return ngx_http_tsb_send_error(r, NGX_HTTP_BAD_REQUEST, "request.id",
+        return ngx_http_tsb_send_error(r,
+                   ngx_http_tsb_tsb_client(r) ? NGX_HTTP_NOT_FOUND
+                                              : NGX_HTTP_BAD_REQUEST,
+                   "request.id",
                    "the URI does not end in a TSB request id (letters, "
                    "digits and '-', optionally .pem, .der, .crt, .cer or "
                    "/chain) or ?format= is not pem, der, chain or json");

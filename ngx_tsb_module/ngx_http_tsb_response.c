@@ -594,8 +594,11 @@ ngx_http_tsb_send_error_retry(ngx_http_request_t *r, ngx_uint_t status,
         r->keepalive = 0;
     }
 
-    if (tsb_error_build(ngx_http_tsb_error_name(status), reason, detail,
-                        &out)
+    /* a TSB client reads errorCode: the gateway's is the HTTP status */
+
+    if (tsb_error_build_tsb(ngx_http_tsb_error_name(status), reason, detail,
+                            ngx_http_tsb_tsb_client(r) ? (int) status : 0,
+                            &out)
         != 0)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -606,6 +609,38 @@ ngx_http_tsb_send_error_retry(ngx_http_request_t *r, ngx_uint_t status,
     tsb_buf_free(&out);
 
     return rc;
+}
+
+
+/*
+ * tsb_error_format auto: a client of the TSB's own API is one that came
+ * through tsb_pass or asked for a TSB path (/v1/...) as it wrote it in
+ * the request line, which an error_page redirect to tsb_error keeps.
+ */
+
+ngx_uint_t
+ngx_http_tsb_tsb_client(ngx_http_request_t *r)
+{
+    ngx_str_t                *uri;
+    ngx_http_tsb_ctx_t       *ctx;
+    ngx_http_tsb_loc_conf_t  *tlcf;
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tsb_module);
+
+    if (tlcf->error_format != NGX_HTTP_TSB_ERRORS_AUTO) {
+        return tlcf->error_format == NGX_HTTP_TSB_ERRORS_TSB;
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_tsb_module);
+
+    if (ctx && ctx->front) {
+        return 1;
+    }
+
+    uri = &r->main->unparsed_uri;
+
+    return uri->len >= sizeof("/v1/") - 1
+           && ngx_strncmp(uri->data, "/v1/", sizeof("/v1/") - 1) == 0;
 }
 
 
@@ -647,6 +682,12 @@ ngx_http_tsb_error_handler(ngx_http_request_t *r)
                  "line, header or body framing, a header too long, or a "
                  "client certificate missing or not valid (error.log says "
                  "which)";
+        break;
+
+    case NGX_HTTP_UNAUTHORIZED:
+        /* auth_basic, auth_request: the header they set stays */
+        reason = "request.unauthorized";
+        detail = "this location requires authentication";
         break;
 
     case NGX_HTTP_FORBIDDEN:

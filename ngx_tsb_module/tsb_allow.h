@@ -76,7 +76,11 @@ int tsb_allow_path_check(const unsigned char *path, size_t len,
 int tsb_allow_normalise(const unsigned char *path, size_t len,
     unsigned char *out, size_t *out_len, const char **why);
 
-/* the raw query string (without '?'): 0, or -1 with *why set */
+/*
+ * The raw query string (without '?'): 0, or -1 with *why set.  A
+ * "_method" parameter, however encoded or cased, is refused: Spring takes
+ * it for the method of a POST.
+ */
 int tsb_allow_query_check(const unsigned char *query, size_t len,
     const char **why);
 

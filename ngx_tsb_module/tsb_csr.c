@@ -64,6 +64,8 @@ static void tsb_csr_quiet_init(void);
 static EVP_PKEY *tsb_csr_fast_key(X509_REQ *req);
 static int tsb_csr_facts_name(tsb_csr_t *csr, X509_REQ *req,
     tsb_error_t *err);
+static int tsb_csr_facts_subject(tsb_csr_t *csr, X509_REQ *req,
+    tsb_error_t *err);
 static int tsb_csr_facts_key(tsb_csr_t *csr, X509_REQ *req, EVP_PKEY *pkey,
     tsb_error_t *err);
 static int tsb_csr_facts_sig(tsb_csr_t *csr, X509_REQ *req);
@@ -612,6 +614,7 @@ tsb_csr_parse_fast(const unsigned char *der, size_t len, tsb_csr_t **out,
     if (tsb_csr_facts_key(csr, req, pkey, &ferr) != 0
         || tsb_csr_facts_sig(csr, req) != 0
         || tsb_csr_facts_name(csr, req, &ferr) != 0
+        || tsb_csr_facts_subject(csr, req, &ferr) != 0
         || tsb_csr_facts_ext(csr, req, &ferr) != 0)
     {
         goto fallback;
@@ -889,6 +892,7 @@ tsb_csr_parse_reference(const unsigned char *der, size_t len,
     if (tsb_csr_facts_key(csr, req, pkey, err) != 0
         || tsb_csr_facts_sig(csr, req) != 0
         || tsb_csr_facts_name(csr, req, err) != 0
+        || tsb_csr_facts_subject(csr, req, err) != 0
         || tsb_csr_facts_ext(csr, req, err) != 0)
     {
         goto failed;
@@ -946,6 +950,12 @@ tsb_csr_free(tsb_csr_t *csr)
 
     free(csr->common_names);
     free(csr->common_name_lens);
+
+    for (i = 0; i < csr->n_subject_attrs; i++) {
+        free(csr->subject_attrs[i].value);
+    }
+
+    free(csr->subject_attrs);
 
     for (i = 0; i < csr->n_sans; i++) {
         free(csr->sans[i].value);
@@ -1090,6 +1100,102 @@ tsb_csr_facts_name(tsb_csr_t *csr, X509_REQ *req, tsb_error_t *err)
         csr->common_names[i] = cn;
         csr->common_name_lens[i] = (size_t) n;
         csr->n_common_names++;
+    }
+
+    return 0;
+}
+
+
+/*
+ * Every subject attribute other than commonName, as the policy judges
+ * them: its OID, its value in UTF-8.  A value that is no string is kept
+ * as NULL for the policy to refuse, not a parse error: a CSR is
+ * well-formed with it, only not acceptable.
+ */
+
+static int
+tsb_csr_facts_subject(tsb_csr_t *csr, X509_REQ *req, tsb_error_t *err)
+{
+    int                  i, n, count, set, last_set, len;
+    size_t               k;
+    unsigned char       *utf8;
+    const X509_NAME     *name;
+    X509_NAME_ENTRY     *ne;
+    const ASN1_OBJECT   *obj;
+    tsb_subject_attr_t  *a;
+
+    name = X509_REQ_get_subject_name(req);
+    if (name == NULL) {
+        return 0;
+    }
+
+    count = X509_NAME_entry_count(name);
+    last_set = -1;
+    k = 0;
+
+    for (i = 0; i < count; i++) {
+        ne = X509_NAME_get_entry(name, i);
+        set = X509_NAME_ENTRY_set(ne);
+
+        if (set == last_set) {
+            csr->subject_multi_rdn = 1;
+        }
+
+        last_set = set;
+
+        if (OBJ_obj2nid(X509_NAME_ENTRY_get_object(ne)) != NID_commonName) {
+            k++;
+        }
+    }
+
+    if (k == 0) {
+        return 0;
+    }
+
+    csr->subject_attrs = calloc(k, sizeof(tsb_subject_attr_t));
+    if (csr->subject_attrs == NULL) {
+        tsb_error_set(err, 500, "internal.memory", "out of memory");
+        return -1;
+    }
+
+    for (i = 0; i < count; i++) {
+        ne = X509_NAME_get_entry(name, i);
+        obj = X509_NAME_ENTRY_get_object(ne);
+
+        if (OBJ_obj2nid(obj) == NID_commonName) {
+            continue;
+        }
+
+        a = &csr->subject_attrs[csr->n_subject_attrs++];
+
+        len = OBJ_obj2txt(a->oid, sizeof(a->oid), obj, 1);
+
+        if (len <= 0 || len >= (int) sizeof(a->oid)) {
+            a->oid[0] = '\0';
+        }
+
+        a->name = (OBJ_obj2nid(obj) != NID_undef)
+                  ? OBJ_nid2sn(OBJ_obj2nid(obj)) : NULL;
+
+        utf8 = NULL;
+        n = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(ne));
+
+        if (n < 0) {
+            ERR_clear_error();
+            continue;
+        }
+
+        a->value = malloc((size_t) n + 1);
+        if (a->value == NULL) {
+            OPENSSL_free(utf8);
+            tsb_error_set(err, 500, "internal.memory", "out of memory");
+            return -1;
+        }
+
+        memcpy(a->value, utf8, (size_t) n);
+        a->value[n] = '\0';
+        a->value_len = (size_t) n;
+        OPENSSL_free(utf8);
     }
 
     return 0;

@@ -39,6 +39,20 @@ typedef struct {
 } tsb_san_t;
 
 
+/* a subject attribute other than commonName */
+#define TSB_SUBJECT_OID_MAX  64
+
+typedef struct {
+    char         oid[TSB_SUBJECT_OID_MAX];  /* dotted, "2.5.4.10"; "" when
+                                               longer than fits */
+    const char  *name;         /* OpenSSL's short name ("O"), or NULL;
+                                  static */
+    char        *value;        /* UTF-8, NUL-terminated; NULL when the value
+                                  is no string OpenSSL converts */
+    size_t       value_len;    /* raw length (a NUL inside stays visible) */
+} tsb_subject_attr_t;
+
+
 typedef struct {
     void        *req;          /* X509_REQ *, owned; a request taken by
                                   the fast path has its public key left
@@ -52,6 +66,12 @@ typedef struct {
     size_t      *common_name_lens;      /* raw UTF-8 lengths: a NUL inside
                                            a CN makes strlen() shorter */
     int          cn_has_nul;            /* some CN holds a NUL byte */
+
+    /* the rest of the subject, in order: every attribute but the CNs */
+    tsb_subject_attr_t  *subject_attrs;
+    size_t               n_subject_attrs;
+    int                  subject_multi_rdn;  /* an RDN of several
+                                                attributes (CN+O, ...) */
 
     tsb_san_t   *sans;
     size_t       n_sans;

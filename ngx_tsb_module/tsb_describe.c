@@ -192,6 +192,50 @@ tsb_desc_san_types(tsb_desc_t *d, unsigned mask)
 }
 
 
+/* "subject": [{"attribute", "values": [{"value", "kind"}]}] */
+static void
+tsb_desc_subject(tsb_desc_t *d, const tsb_policy_t *policy)
+{
+    size_t                      i, j;
+    const tsb_subject_rule_t   *rule;
+    const tsb_subject_value_t  *v;
+
+    tsb_desc_key(d, "subject");
+    tsb_desc_open(d, 1);
+
+    for (i = 0; i < policy->n_subject_rules; i++) {
+        rule = &policy->subject_rules[i];
+
+        tsb_desc_open(d, 0);
+        tsb_desc_key(d, "attribute");
+        tsb_desc_key(d, rule->name ? rule->name : rule->oid);
+        tsb_desc_key(d, "values");
+        tsb_desc_open(d, 1);
+
+        for (j = 0; j < rule->n_values; j++) {
+            v = &rule->values[j];
+
+            /* an exact value whose variables had no value matches nothing */
+            if (v->len == 0) {
+                continue;
+            }
+
+            tsb_desc_open(d, 0);
+            tsb_desc_key(d, "value");
+            tsb_desc_str(d, v->value, v->len);
+            tsb_desc_key(d, "kind");
+            tsb_desc_key(d, v->is_regex ? "regex" : "exact");
+            tsb_desc_close(d, 0);
+        }
+
+        tsb_desc_close(d, 1);
+        tsb_desc_close(d, 0);
+    }
+
+    tsb_desc_close(d, 1);
+}
+
+
 static void
 tsb_desc_keys(tsb_desc_t *d, const tsb_policy_t *policy)
 {
@@ -280,6 +324,7 @@ tsb_policy_describe(const tsb_policy_t *policy, tsb_buf_t *out)
     tsb_desc_names(&d, policy);
     tsb_desc_san_types(&d, policy->allowed_san_types);
     tsb_desc_int(&d, "maxSans", TSB_POLICY_MAX_SANS);
+    tsb_desc_subject(&d, policy);
 
     tsb_desc_key(&d, "keyUsage");
     tsb_desc_open(&d, 0);

@@ -16,6 +16,7 @@
 
 /*
  * {"signKeyName", "names": [{"pattern", "kind"}], "sanTypes", "maxSans",
+ *  "subject": [{"attribute", "values": [{"value", "kind"}]}],
  *  "keyUsage": {"allowed", "default"}, "extendedKeyUsage": {...},
  *  "certificateAuthority": {"allowed", "maxPathLen"?}, "keys": {...},
  *  "signatureAlgorithm", "signatureAlgorithms", "keyPassword"}

@@ -2589,6 +2589,19 @@ int
 tsb_error_build(const char *error, const char *reason, const char *detail,
     tsb_buf_t *out)
 {
+    return tsb_error_build_tsb(error, reason, detail, 0, out);
+}
+
+
+/*
+ * The TSB's own error shape first (errorCode, reason, message: its clients
+ * read a numeric errorCode), then the gateway's error and detail beside
+ * it; "reason" serves both.  code 0: the gateway's shape alone.
+ */
+int
+tsb_error_build_tsb(const char *error, const char *reason,
+    const char *detail, int code, tsb_buf_t *out)
+{
     int       rc;
     yajl_gen  g;
 
@@ -2602,17 +2615,34 @@ tsb_error_build(const char *error, const char *reason, const char *detail,
 
     rc = -1;
 
-    if (yajl_gen_map_open(g) == yajl_gen_status_ok
-        && tsb_gen_cstr(g, "error") == 0
+    if (yajl_gen_map_open(g) != yajl_gen_status_ok) {
+        goto done;
+    }
+
+    if (code
+        && (tsb_gen_cstr(g, "errorCode") != 0
+            || yajl_gen_integer(g, code) != yajl_gen_status_ok
+            || tsb_gen_cstr(g, "reason") != 0
+            || tsb_gen_str_lossy(g, reason) != 0
+            || tsb_gen_cstr(g, "message") != 0
+            || tsb_gen_str_lossy(g, detail) != 0))
+    {
+        goto done;
+    }
+
+    if (tsb_gen_cstr(g, "error") == 0
         && tsb_gen_str_lossy(g, error) == 0
-        && tsb_gen_cstr(g, "reason") == 0
-        && tsb_gen_str_lossy(g, reason) == 0
+        && (code
+            || (tsb_gen_cstr(g, "reason") == 0
+                && tsb_gen_str_lossy(g, reason) == 0))
         && tsb_gen_cstr(g, "detail") == 0
         && tsb_gen_str_lossy(g, detail) == 0
         && yajl_gen_map_close(g) == yajl_gen_status_ok)
     {
         rc = tsb_gen_finish(g, out);
     }
+
+done:
 
     yajl_gen_free(g);
 

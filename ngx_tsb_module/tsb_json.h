@@ -148,5 +148,13 @@ int tsb_upstream_error_parse(const unsigned char *buf, size_t len,
 int tsb_error_build(const char *error, const char *reason,
     const char *detail, tsb_buf_t *out);
 
+/*
+ * The same in the TSB's shape for its clients: {"errorCode": code,
+ * "reason": ..., "message": detail, "error": ..., "detail": ...}.  code 0
+ * is tsb_error_build().
+ */
+int tsb_error_build_tsb(const char *error, const char *reason,
+    const char *detail, int code, tsb_buf_t *out);
+
 
 #endif /* _TSB_JSON_H_INCLUDED_ */

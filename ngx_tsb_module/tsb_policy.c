@@ -17,6 +17,7 @@
 #include <openssl/objects.h>
 
 #include "tsb_policy.h"
+#include "tsb_name.h"
 
 
 #define TSB_POLICY_QUOTE_MAX   64
@@ -39,13 +40,15 @@ static int tsb_policy_check_cn(const tsb_policy_t *policy,
     tsb_error_t *err);
 static int tsb_policy_check_sans(const tsb_policy_t *policy,
     const tsb_csr_t *csr, tsb_error_t *err);
+static int tsb_policy_check_subject(const tsb_policy_t *policy,
+    const tsb_csr_t *csr, tsb_error_t *err);
 static int tsb_policy_check_ca(const tsb_policy_t *policy,
     const tsb_csr_t *csr, const tsb_sign_req_t *req, unsigned ku,
     int *is_ca, tsb_error_t *err);
 static int tsb_policy_check_sig_alg(const tsb_policy_t *policy,
     const tsb_sign_req_t *req, const char **alg, tsb_error_t *err);
 static int tsb_policy_names_match(const tsb_policy_t *policy,
-    const char *name, size_t len);
+    const char *name, size_t len, int regex_only);
 static int tsb_policy_regex_match(const char *pattern, size_t plen,
     const regex_t *re, const char *name, size_t nlen);
 static int tsb_policy_text(const unsigned char *s, size_t len);
@@ -68,6 +71,7 @@ tsb_policy_check(const tsb_policy_t *policy, const tsb_csr_t *csr,
     if (tsb_policy_check_key(policy, csr, err) != 0
         || tsb_policy_check_sig(csr, err) != 0
         || tsb_policy_check_cn(policy, csr, req, &cn, err) != 0
+        || tsb_policy_check_subject(policy, csr, err) != 0
         || tsb_policy_check_sans(policy, csr, err) != 0)
     {
         return -1;
@@ -346,9 +350,10 @@ static int
 tsb_policy_check_cn(const tsb_policy_t *policy, const tsb_csr_t *csr,
     const tsb_sign_req_t *req, const char **cn, tsb_error_t *err)
 {
+    int          host;
     char         q1[TSB_POLICY_QUOTE_MAX + 8], q2[TSB_POLICY_QUOTE_MAX + 8];
     size_t       len;
-    const char  *name;
+    const char  *name, *why;
 
     *cn = NULL;
 
@@ -398,7 +403,35 @@ tsb_policy_check_cn(const tsb_policy_t *policy, const tsb_csr_t *csr,
         return -1;
     }
 
-    if (!tsb_policy_names_match(policy, name, len)) {
+    /*
+     * What is forwarded is what was judged: a trailing dot is refused, not
+     * dropped, since the CSR itself, with its subject, goes to the TSB.
+     */
+
+    if (name[len - 1] == '.') {
+        tsb_error_set(err, 400, "csr.common_name",
+                      "commonName %s ends in a dot; leave the dot out",
+                      tsb_policy_quote(name, len, q1, sizeof(q1)));
+        return -1;
+    }
+
+    /*
+     * Only a host name may be judged by a literal or wildcard pattern;
+     * anything else ("Example Issuing CA 1") needs a "~regex" that says
+     * so.
+     */
+
+    host = (tsb_name_host_check(name, len, 1, &why) == 0);
+
+    if (!tsb_policy_names_match(policy, name, len, !host)) {
+
+        if (!host) {
+            tsb_error_set(err, 400, "csr.common_name",
+                          "commonName %s is not a host name: %s",
+                          tsb_policy_quote(name, len, q1, sizeof(q1)), why);
+            return -1;
+        }
+
         tsb_error_set(err, 403, "policy.common_name",
                       "commonName %s is not allowed here",
                       tsb_policy_quote(name, len, q1, sizeof(q1)));
@@ -418,6 +451,7 @@ tsb_policy_check_sans(const tsb_policy_t *policy, const tsb_csr_t *csr,
     char              q[TSB_POLICY_QUOTE_MAX + 8];
     size_t            i;
     unsigned          types;
+    const char       *why;
     const tsb_san_t  *san;
 
     types = policy->allowed_san_types ? policy->allowed_san_types
@@ -445,10 +479,23 @@ tsb_policy_check_sans(const tsb_policy_t *policy, const tsb_csr_t *csr,
             return -1;
         }
 
+        /* a DNS name is a host name, whatever pattern may match it */
+
+        if (san->type == TSB_SAN_DNS
+            && tsb_name_host_check(san->value, strlen(san->value), 1, &why)
+               != 0)
+        {
+            tsb_error_set(err, 400, "csr.san",
+                          "subjectAltName DNS:%s is not a host name: %s",
+                          tsb_policy_quote(san->value, strlen(san->value),
+                                           q, sizeof(q)), why);
+            return -1;
+        }
+
         /* every SAN, not just one of them, must be within the names */
 
         if (!tsb_policy_names_match(policy, san->value,
-                                    strlen(san->value)))
+                                    strlen(san->value), 0))
         {
             tsb_error_set(err, 403, "policy.san",
                           "subjectAltName %s:%s is not allowed here",
@@ -458,6 +505,196 @@ tsb_policy_check_sans(const tsb_policy_t *policy, const tsb_csr_t *csr,
             return -1;
         }
     }
+
+    return 0;
+}
+
+
+/*
+ * The subject beyond the commonName.  A TSB may copy it into the
+ * certificate, and to a relying party it can mean more than any name: an
+ * O of "system:masters" makes a Kubernetes client certificate a cluster
+ * administrator.  So every other attribute is refused unless the location
+ * allows its type and value, and so is any RDN of several attributes
+ * (the subject would not read as the policy read it).
+ */
+
+static int
+tsb_policy_check_subject(const tsb_policy_t *policy, const tsb_csr_t *csr,
+    tsb_error_t *err)
+{
+    char                       q[TSB_POLICY_QUOTE_MAX + 8];
+    size_t                     i, j, k;
+    const char                *type;
+    const tsb_subject_attr_t  *a;
+    const tsb_subject_rule_t  *rule;
+
+    if (csr->subject_multi_rdn) {
+        tsb_error_set(err, 403, "policy.subject",
+                      "the CSR's subject has an RDN of several attributes; "
+                      "give each attribute its own RDN");
+        return -1;
+    }
+
+    if (csr->n_subject_attrs > TSB_POLICY_MAX_SUBJECT) {
+        tsb_error_set(err, 403, "policy.subject",
+                      "the CSR's subject has %zu attributes besides the "
+                      "commonName; at most %d are issued",
+                      csr->n_subject_attrs, TSB_POLICY_MAX_SUBJECT);
+        return -1;
+    }
+
+    for (i = 0; i < csr->n_subject_attrs; i++) {
+        a = &csr->subject_attrs[i];
+
+        /* OpenSSL's static short name, or the OID's digits: safe to show */
+        type = a->name ? a->name : (a->oid[0] ? a->oid : "(a long OID)");
+
+        if (a->value == NULL
+            || tsb_policy_text((const unsigned char *) a->value,
+                               a->value_len)
+               != TSB_TEXT_OK)
+        {
+            tsb_error_set(err, 403, "policy.subject",
+                          "subject attribute %s is not clean text", type);
+            return -1;
+        }
+
+        if (a->value_len > TSB_POLICY_MAX_SUBJECT_VALUE) {
+            tsb_error_set(err, 403, "policy.subject",
+                          "subject attribute %s is longer than %d bytes",
+                          type, TSB_POLICY_MAX_SUBJECT_VALUE);
+            return -1;
+        }
+
+        rule = NULL;
+
+        for (j = 0; j < policy->n_subject_rules && a->oid[0]; j++) {
+            if (strcmp(policy->subject_rules[j].oid, a->oid) != 0) {
+                continue;
+            }
+
+            rule = &policy->subject_rules[j];
+
+            for (k = 0; k < rule->n_values; k++) {
+                if (tsb_policy_value_match(&rule->values[k], a->value,
+                                           a->value_len))
+                {
+                    goto next;
+                }
+            }
+        }
+
+        if (rule == NULL) {
+            tsb_error_set(err, 403, "policy.subject",
+                          "subject attribute %s is not allowed here; only "
+                          "the commonName is, unless "
+                          "tsb_allow_subject_attribute allows more", type);
+            return -1;
+        }
+
+        tsb_error_set(err, 403, "policy.subject",
+                      "subject attribute %s=%s is not allowed here", type,
+                      tsb_policy_quote(a->value, a->value_len, q,
+                                       sizeof(q)));
+        return -1;
+
+    next:
+
+        continue;
+    }
+
+    return 0;
+}
+
+
+int
+tsb_policy_value_match(const tsb_subject_value_t *v, const char *value,
+    size_t len)
+{
+    int       rc;
+    char     *p;
+    regex_t   tmp;
+
+    if (v == NULL || value == NULL || memchr(value, '\0', len) != NULL) {
+        return 0;
+    }
+
+    if (!v->is_regex) {
+        return v->len > 0 && v->len == len
+               && memcmp(v->value, value, len) == 0;
+    }
+
+    /* value is NUL-terminated (tsb_subject_attr_t) and holds no NUL */
+
+    if (v->regex != NULL) {
+        return regexec(v->regex, value, 0, NULL, 0) == 0;
+    }
+
+    if (v->len == 0 || memchr(v->value, '\0', v->len) != NULL) {
+        return 0;
+    }
+
+    p = malloc(v->len + 1);
+    if (p == NULL) {
+        return 0;
+    }
+
+    memcpy(p, v->value, v->len);
+    p[v->len] = '\0';
+
+    rc = regcomp(&tmp, p, REG_EXTENDED | REG_NOSUB);
+    free(p);
+
+    if (rc != 0) {
+        return 0;
+    }
+
+    rc = regexec(&tmp, value, 0, NULL, 0);
+    regfree(&tmp);
+
+    return rc == 0;
+}
+
+
+int
+tsb_policy_value_regex_compile(const char *src, size_t len, void **re,
+    char *errbuf, size_t errlen)
+{
+    int       rc;
+    char     *p;
+    regex_t  *r;
+
+    *re = NULL;
+
+    if (len == 0 || memchr(src, '\0', len) != NULL) {
+        snprintf(errbuf, errlen, "empty regex");
+        return -1;
+    }
+
+    p = malloc(len + 1);
+    r = malloc(sizeof(regex_t));
+
+    if (p == NULL || r == NULL) {
+        free(p);
+        free(r);
+        snprintf(errbuf, errlen, "out of memory");
+        return -1;
+    }
+
+    memcpy(p, src, len);
+    p[len] = '\0';
+
+    rc = regcomp(r, p, REG_EXTENDED | REG_NOSUB);
+    free(p);
+
+    if (rc != 0) {
+        regerror(rc, r, errbuf, errlen);
+        free(r);
+        return -1;
+    }
+
+    *re = r;
 
     return 0;
 }
@@ -574,11 +811,17 @@ tsb_policy_check_sig_alg(const tsb_policy_t *policy,
 
 static int
 tsb_policy_names_match(const tsb_policy_t *policy, const char *name,
-    size_t len)
+    size_t len, int regex_only)
 {
     size_t  i;
 
     for (i = 0; i < policy->n_names; i++) {
+        if (regex_only && (policy->names[i].len == 0
+                           || policy->names[i].pattern[0] != '~'))
+        {
+            continue;
+        }
+
         if (tsb_policy_name_match_re(policy->names[i].pattern,
                                      policy->names[i].len,
                                      policy->name_regex
@@ -613,13 +856,7 @@ tsb_policy_name_match_re(const char *pattern, size_t plen, const void *re,
         return 0;
     }
 
-    if (name[nlen - 1] == '.') {
-        nlen--;
-    }
-
-    if (nlen == 0) {
-        return 0;
-    }
+    /* a name's trailing dot is no longer dropped: "a.example." is refused */
 
     if (pattern[0] == '~') {
         return tsb_policy_regex_match(pattern + 1, plen - 1, re, name, nlen);
@@ -667,9 +904,10 @@ int
 tsb_policy_pattern_check(const char *pattern, size_t plen, char *errbuf,
     size_t errlen)
 {
-    int      rc;
-    char    *p;
-    regex_t  re;
+    int          rc;
+    char        *p;
+    regex_t      re;
+    const char  *why;
 
     if (errlen > 0) {
         errbuf[0] = '\0';
@@ -721,6 +959,23 @@ tsb_policy_pattern_check(const char *pattern, size_t plen, char *errbuf,
     if (memchr(pattern + 1, '*', plen - 1) != NULL) {
         snprintf(errbuf, errlen,
                  "\"*\" is allowed only as the whole leftmost label");
+        return -1;
+    }
+
+    /*
+     * An exact or wildcard pattern only ever matches a host name (or,
+     * with '@' or ':', an email address, an IPv6 address, a URI): one
+     * that is none of them would silently match nothing.
+     */
+
+    if (memchr(pattern, '@', plen) == NULL
+        && memchr(pattern, ':', plen) == NULL
+        && tsb_name_host_check(pattern, plen, 1, &why) != 0)
+    {
+        snprintf(errbuf, errlen,
+                 "an exact or \"*.\" pattern must be a host name, and "
+                 "%s; a commonName that is no host name needs a \"~regex\" "
+                 "pattern", why);
         return -1;
     }
 
@@ -786,7 +1041,7 @@ tsb_policy_regex_free(void *re)
 
 /*
  * With a compiled regex only the name is copied (regexec() wants it
- * NUL-terminated, and without its trailing dot); without one, as the
+ * NUL-terminated); without one, as the
  * fuzzers and tools call it, the pattern is compiled for this call.
  */
 

@@ -21,6 +21,13 @@
  *     .  17m SAN type (TSB_SAN_*), then the first 16 bytes of the SHA-256
  *            of the type byte and the normalised value
  *
+ * then sections, each a tag byte, a 2-byte length L and L bytes; a parser
+ * skips the tags it does not know, and a blob without a section is one
+ * written before the section existed:
+ *
+ *    'S'     the subject besides the commonName: 2 count k, then k times
+ *            1 OID length, the dotted OID, 2 value length, the UTF-8 value
+ *
  * SANs are hashed rather than copied: the check only needs "is this one of
  * them", and a hash keeps every entry at 17 bytes.  The detail of a
  * mismatch names the value from the issued certificate.
@@ -56,6 +63,7 @@
 #define TSB_EXPECT_SAN_SIZE   (1 + TSB_EXPECT_HASH)
 
 #define TSB_VERIFY_QUOTE_MAX  64
+#define TSB_EXPECT_SUBJECT_MAX  64    /* attributes in an 'S' section */
 #define TSB_VERIFY_MISMATCH   "issued.mismatch"
 #define TSB_CHAIN_REASON      "config.issuer_chain"
 
@@ -70,6 +78,9 @@ typedef struct {
     size_t                cn_len;
     const unsigned char  *sans;
     size_t                n_sans;
+    const unsigned char  *subject;     /* section 'S' after its count, */
+    size_t                subject_len; /* or NULL in an older blob */
+    size_t                n_subject;
 } tsb_expect_t;
 
 
@@ -81,6 +92,13 @@ static int tsb_expect_dns_like(const char *s, size_t len);
 static int tsb_verify_key(const tsb_expect_t *e, X509 *x,
     const tsb_cert_t *cert, tsb_error_t *err);
 static int tsb_verify_cn(const tsb_expect_t *e, X509 *x, tsb_error_t *err);
+static size_t tsb_expect_subject_size(const tsb_csr_t *csr);
+static unsigned char *tsb_expect_subject_write(const tsb_csr_t *csr,
+    unsigned char *p);
+static int tsb_expect_sections(const unsigned char *p,
+    const unsigned char *end, tsb_expect_t *e);
+static int tsb_verify_subject(const tsb_expect_t *e, X509 *x,
+    tsb_error_t *err);
 static int tsb_verify_sans(const tsb_expect_t *e, X509 *x,
     tsb_error_t *err);
 static X509 *tsb_verify_d2i(const unsigned char *der, size_t der_len,
@@ -183,6 +201,7 @@ tsb_expect_build(const tsb_csr_t *csr, const tsb_sign_req_t *req,
     }
 
     size = TSB_EXPECT_HEAD + cn_len + 2 + n * TSB_EXPECT_SAN_SIZE;
+    size += tsb_expect_subject_size(csr);
 
     if (cn_len > 0xffff || n > 0xffff || size > TSB_EXPECT_MAX) {
         return -1;
@@ -251,6 +270,15 @@ tsb_expect_build(const tsb_csr_t *csr, const tsb_sign_req_t *req,
             free(b);
             return -1;
         }
+
+        p += TSB_EXPECT_SAN_SIZE;
+    }
+
+    p = tsb_expect_subject_write(csr, p);
+
+    if (p == NULL) {
+        free(b);
+        return -1;
     }
 
     blob->data = b;
@@ -298,12 +326,146 @@ tsb_expect_parse(const unsigned char *blob, size_t len, tsb_expect_t *e)
     n = tsb_get16(p);
     p += 2;
 
-    if ((size_t) (end - p) != n * TSB_EXPECT_SAN_SIZE) {
+    if ((size_t) (end - p) < n * TSB_EXPECT_SAN_SIZE) {
         return -1;
     }
 
     e->sans = p;
     e->n_sans = n;
+
+    return tsb_expect_sections(p + n * TSB_EXPECT_SAN_SIZE, end, e);
+}
+
+
+/*
+ * The 'S' section: what tsb_verify_subject() compares the issued
+ * certificate's subject with.  Only a CSR attribute with an OID and a
+ * text value is written; the policy refused any other.
+ */
+
+static size_t
+tsb_expect_subject_size(const tsb_csr_t *csr)
+{
+    size_t                     i, size;
+    const tsb_subject_attr_t  *a;
+
+    size = 1 + 2 + 2;
+
+    for (i = 0; i < csr->n_subject_attrs; i++) {
+        a = &csr->subject_attrs[i];
+        size += 1 + strlen(a->oid) + 2 + a->value_len;
+    }
+
+    return size;
+}
+
+
+static unsigned char *
+tsb_expect_subject_write(const tsb_csr_t *csr, unsigned char *p)
+{
+    size_t                     i, olen;
+    unsigned char             *start;
+    const tsb_subject_attr_t  *a;
+
+    if (csr->n_subject_attrs > 0xffff
+        || tsb_expect_subject_size(csr) - 3 > 0xffff)
+    {
+        return NULL;
+    }
+
+    *p++ = 'S';
+    start = p;
+    p += 2;
+
+    tsb_put16(p, (unsigned) csr->n_subject_attrs);
+    p += 2;
+
+    for (i = 0; i < csr->n_subject_attrs; i++) {
+        a = &csr->subject_attrs[i];
+        olen = strlen(a->oid);
+
+        if (olen == 0 || a->value == NULL || a->value_len > 0xffff) {
+            return NULL;
+        }
+
+        *p++ = (unsigned char) olen;
+        memcpy(p, a->oid, olen);
+        p += olen;
+        tsb_put16(p, (unsigned) a->value_len);
+        p += 2;
+        memcpy(p, a->value, a->value_len);
+        p += a->value_len;
+    }
+
+    tsb_put16(start, (unsigned) (p - start - 2));
+
+    return p;
+}
+
+
+static int
+tsb_expect_sections(const unsigned char *p, const unsigned char *end,
+    tsb_expect_t *e)
+{
+    size_t                i, len, olen, vlen;
+    unsigned              tag;
+    const unsigned char  *q, *body;
+
+    while (p < end) {
+        if (end - p < 3) {
+            return -1;
+        }
+
+        tag = p[0];
+        len = tsb_get16(p + 1);
+        body = p + 3;
+
+        if ((size_t) (end - body) < len) {
+            return -1;
+        }
+
+        p = body + len;
+
+        if (tag != 'S') {
+            continue;
+        }
+
+        /* one subject, every entry within the section */
+
+        if (e->subject != NULL || len < 2) {
+            return -1;
+        }
+
+        e->n_subject = tsb_get16(body);
+        e->subject = body + 2;
+        e->subject_len = len - 2;
+
+        q = e->subject;
+
+        for (i = 0; i < e->n_subject; i++) {
+            if ((size_t) (p - q) < 1) {
+                return -1;
+            }
+
+            olen = q[0];
+
+            if (olen == 0 || (size_t) (p - q) < 1 + olen + 2) {
+                return -1;
+            }
+
+            vlen = tsb_get16(q + 1 + olen);
+
+            if ((size_t) (p - q) < 1 + olen + 2 + vlen) {
+                return -1;
+            }
+
+            q += 1 + olen + 2 + vlen;
+        }
+
+        if (q != p) {
+            return -1;
+        }
+    }
 
     return 0;
 }
@@ -457,6 +619,7 @@ tsb_expect_verify(const unsigned char *blob, size_t len,
 
     if (tsb_verify_key(&e, x, cert, err) != 0
         || tsb_verify_cn(&e, x, err) != 0
+        || tsb_verify_subject(&e, x, err) != 0
         || tsb_verify_sans(&e, x, err) != 0
         || tsb_verify_key_usage(&e, x, err) != 0
         || tsb_verify_ext_key_usage(&e, x, err) != 0
@@ -587,6 +750,145 @@ tsb_verify_cn(const tsb_expect_t *e, X509 *x, tsb_error_t *err)
     }
 
     OPENSSL_free(utf8);
+
+    return 0;
+}
+
+
+/*
+ * The subject besides the commonName: the same attributes with the same
+ * values as accepted, in any order (a CA may order the RDNs its own way),
+ * each in an RDN of its own.  A CA that adds one (O=system:masters), drops
+ * one or changes a value is refused.  Values are compared as UTF-8, so a
+ * PrintableString and a UTF8String of the same text are equal.
+ */
+
+static int
+tsb_verify_subject(const tsb_expect_t *e, X509 *x, tsb_error_t *err)
+{
+    int                   i, count, set, last_set, olen, vlen, nid;
+    char                  oid[TSB_SUBJECT_OID_MAX];
+    char                  q[TSB_VERIFY_QUOTE_MAX + 8];
+    size_t                j, ol, vl;
+    X509_NAME            *subject;
+    const char           *type;
+    unsigned char        *utf8, used[TSB_EXPECT_SUBJECT_MAX];
+    X509_NAME_ENTRY      *entry;
+    const ASN1_OBJECT    *obj;
+    const unsigned char  *p;
+
+    if (e->subject == NULL) {
+        /* written before subjects were recorded: only the CN is known */
+        return 0;
+    }
+
+    if (e->n_subject > TSB_EXPECT_SUBJECT_MAX) {
+        tsb_error_set(err, 500, "internal.expect",
+                      "what the gateway accepted for this request is not "
+                      "readable");
+        return -1;
+    }
+
+    memset(used, 0, sizeof(used));
+
+    subject = X509_get_subject_name(x);
+    count = X509_NAME_entry_count(subject);
+    last_set = -1;
+
+    for (i = 0; i < count; i++) {
+        entry = X509_NAME_get_entry(subject, i);
+        set = X509_NAME_ENTRY_set(entry);
+
+        if (set == last_set) {
+            tsb_error_set(err, 502, TSB_VERIFY_MISMATCH,
+                          "the issued certificate's subject has an RDN of "
+                          "several attributes");
+            return -1;
+        }
+
+        last_set = set;
+        obj = X509_NAME_ENTRY_get_object(entry);
+        nid = OBJ_obj2nid(obj);
+
+        if (nid == NID_commonName) {
+            continue;
+        }
+
+        olen = OBJ_obj2txt(oid, sizeof(oid), obj, 1);
+
+        if (olen <= 0 || olen >= (int) sizeof(oid)) {
+            oid[0] = '\0';
+            olen = 0;
+        }
+
+        type = (nid != NID_undef) ? OBJ_nid2sn(nid)
+                                  : (olen ? oid : "(a long OID)");
+
+        utf8 = NULL;
+        vlen = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(entry));
+
+        if (vlen < 0) {
+            ERR_clear_error();
+            tsb_error_set(err, 502, TSB_VERIFY_MISMATCH,
+                          "the issued certificate's subject attribute %s "
+                          "is not text", type);
+            return -1;
+        }
+
+        /* the first accepted entry not yet matched with the same value */
+
+        p = e->subject;
+
+        for (j = 0; j < e->n_subject; j++) {
+            ol = p[0];
+            vl = tsb_get16(p + 1 + ol);
+
+            if (!used[j] && olen > 0 && ol == (size_t) olen
+                && memcmp(p + 1, oid, ol) == 0 && vl == (size_t) vlen
+                && memcmp(p + 1 + ol + 2, utf8, vl) == 0)
+            {
+                used[j] = 1;
+                break;
+            }
+
+            p += 1 + ol + 2 + vl;
+        }
+
+        if (j == e->n_subject) {
+            tsb_error_set(err, 502, TSB_VERIFY_MISMATCH,
+                          "the issued certificate's subject has %s=%s, "
+                          "which was not accepted", type,
+                          tsb_verify_quote(utf8, (size_t) vlen, q,
+                                           sizeof(q)));
+            OPENSSL_free(utf8);
+            return -1;
+        }
+
+        OPENSSL_free(utf8);
+    }
+
+    p = e->subject;
+
+    for (j = 0; j < e->n_subject; j++) {
+        ol = p[0];
+        vl = tsb_get16(p + 1 + ol);
+
+        if (!used[j]) {
+            memcpy(oid, p + 1, ol < sizeof(oid) ? ol : sizeof(oid) - 1);
+            oid[ol < sizeof(oid) ? ol : sizeof(oid) - 1] = '\0';
+            nid = OBJ_txt2nid(oid);
+
+            tsb_error_set(err, 502, TSB_VERIFY_MISMATCH,
+                          "the issued certificate's subject lacks the "
+                          "accepted %s=%s",
+                          nid != NID_undef ? OBJ_nid2sn(nid) : oid,
+                          tsb_verify_quote(p + 1 + ol + 2, vl, q,
+                                           sizeof(q)));
+            return -1;
+        }
+
+        p += 1 + ol + 2 + vl;
+    }
 
     return 0;
 }

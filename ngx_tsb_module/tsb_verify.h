@@ -21,8 +21,9 @@
 #include "tsb_cert.h"
 
 
-/* the largest expectation tsb_expect_build() makes (100 SANs, long CN) */
-#define TSB_EXPECT_MAX  4096
+/* the largest expectation tsb_expect_build() makes (100 SANs, long CN,
+ * 16 subject attributes of up to 256 bytes) */
+#define TSB_EXPECT_MAX  8192
 
 
 /* issuer certificates, from a PEM file */
@@ -60,8 +61,9 @@ int tsb_chain_fits_algorithm(const tsb_chain_t *chain, const char *alg);
  * tsb_policy_check() completed it: the SHA-256 of the CSR's public key,
  * the commonName, the SANs (the CSR's, and the CN as a DNS name, as a TSB
  * may copy it there), keyUsage, extendedKeyUsage, whether a CA was asked
- * for and its pathLenConstraint.  SANs are kept as 128-bit hashes, so the
- * blob stays small (about 50 bytes, the CN, and 17 bytes per SAN).
+ * for and its pathLenConstraint, the subject's other attributes.  SANs are
+ * kept as 128-bit hashes, so the blob stays small (about 55 bytes, the
+ * CN, 17 bytes per SAN, and the other subject attributes as text).
  * Returns 0, or -1 when out of memory or beyond TSB_EXPECT_MAX.
  */
 int tsb_expect_build(const tsb_csr_t *csr, const tsb_sign_req_t *req,
@@ -72,6 +74,9 @@ int tsb_expect_build(const tsb_csr_t *csr, const tsb_sign_req_t *req,
  * NULL; der is the certificate itself) against an expectation:
  *   - the same public key as the CSR;
  *   - exactly one commonName, equal to the accepted one;
+ *   - the other subject attributes those accepted, in any order, each in
+ *     an RDN of its own (not checked for an expectation written before
+ *     subjects were recorded);
  *   - every SAN among the accepted ones (DNS names compared
  *     case-insensitively, one trailing dot ignored); no other SAN types;
  *   - keyUsage and extendedKeyUsage within the accepted sets (a

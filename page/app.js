@@ -120,6 +120,11 @@ async function loadPolicy() {
                                          + "to you");
     listItem(dl, "Name types", policy.sanTypes.length
              ? policy.sanTypes.join(", ") : "common name only");
+    const subject = (policy.subject || []).map((r) => r.attribute + " = "
+        + r.values.map((v) => v.kind === "regex" ? "/" + v.value + "/"
+                                                 : v.value).join(" or "));
+    listItem(dl, "Other subject attributes",
+             subject.length ? subject.join("; ") : "none: the name only");
     const keys = [];
     keys.push("RSA " + policy.keys.rsaMinBits + " bits or more");
     keys.push("EC " + policy.keys.ecCurves.join(", "));

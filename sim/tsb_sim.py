@@ -453,6 +453,38 @@ def parse_import_request(body):
 
 # --- the CA ------------------------------------------------------------------
 
+# What a "mismatch" can make the signing do: another key, another CN, or
+# an attribute added to the subject (a CA that makes every client a
+# Kubernetes cluster administrator).
+MISMATCHES = (None, "key", "cn", "subject")
+
+
+def issued_subject(csr, common_name, mismatch):
+    """The CSR's subject, in order, with its CN set to commonName (as a CA
+    that honours the request's subject does); with the "subject" mismatch
+    O=system:masters is added."""
+    rdns = []
+    has_cn = False
+    for rdn in csr.subject.rdns:
+        attrs = []
+        for a in rdn:
+            if a.oid == NameOID.COMMON_NAME:
+                has_cn = True
+                attrs.append(x509.NameAttribute(NameOID.COMMON_NAME,
+                                                common_name))
+            else:
+                attrs.append(a)
+        rdns.append(x509.RelativeDistinguishedName(attrs))
+    if not has_cn:
+        rdns.append(x509.RelativeDistinguishedName(
+            [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+    if mismatch == "subject":
+        rdns.append(x509.RelativeDistinguishedName(
+            [x509.NameAttribute(NameOID.ORGANIZATION_NAME,
+                                "system:masters")]))
+    return x509.Name(rdns)
+
+
 def fresh_key_like(public_key):
     """A new private key of the same kind, for the "mismatch": "key" fault."""
     if isinstance(public_key, rsa.RSAPublicKey):
@@ -532,7 +564,8 @@ class CertificateAuthority:
             serialization.NoEncryption())
 
     def issue(self, params, mismatch=None):
-        """Sign params.csr's key as CN=commonName; returns PEM text."""
+        """Sign params.csr's key with its subject, CN=commonName; returns
+        PEM text."""
         public_key = params.csr.public_key()
         common_name = params.common_name
         if mismatch == "key":
@@ -543,8 +576,7 @@ class CertificateAuthority:
         now = datetime.datetime.now(datetime.timezone.utc)
         builder = (
             x509.CertificateBuilder()
-            .subject_name(x509.Name([
-                x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+            .subject_name(issued_subject(params.csr, common_name, mismatch))
             .issuer_name(self.cert.subject)
             .public_key(public_key)
             .serial_number(x509.random_serial_number())
@@ -654,8 +686,9 @@ class Fault:
         self.truncate = self._bool(spec, "truncate")
         self.reset = self._bool(spec, "reset")
         self.mismatch = spec.get("mismatch")
-        if self.mismatch not in (None, "key", "cn"):
-            raise bad_request("fault mismatch must be \"key\" or \"cn\"")
+        if self.mismatch not in MISMATCHES:
+            raise bad_request("fault mismatch must be \"key\", \"cn\" or"
+                              " \"subject\"")
         self.times = self._int(spec, "times", 1, None)
 
     @staticmethod
@@ -982,8 +1015,9 @@ class Simulator:
             raise bad_request("approver must be a string")
         if not isinstance(execute, bool):
             raise bad_request("execute must be a boolean")
-        if mismatch not in (None, "key", "cn"):
-            raise bad_request("mismatch must be \"key\" or \"cn\"")
+        if mismatch not in MISMATCHES:
+            raise bad_request("mismatch must be \"key\", \"cn\" or"
+                              " \"subject\"")
         with self.lock:
             req = self._lookup(params["id"])
             if mismatch is not None:

@@ -205,6 +205,8 @@ for my $case (
     [ '/v1/certificate/sign%20', 400, 'request.path' ],
     [ '/v1/certificate/sign%09', 400, 'request.path' ],
     [ '/v1/certificate/%C5%BFign', 400, 'request.path' ],
+    [ '/v1/certificate/sign?_method=PUT', 400, 'request.path' ],
+    [ '/v1/certificate/sign?a=1&%5Fmethod=PUT', 400, 'request.path' ],
     [ '/v1/certificate/Sign', 403, 'policy.front' ],
     [ '/v1/certificate/SIGN', 403, 'policy.front' ],
     [ '/v1/certificate/sign.json', 403, 'policy.front' ],

@@ -99,6 +99,10 @@ main(void)
     const char          *k_pw[] = { "keyPassword", NULL };
     const char          *k_pat[] = { "pattern", NULL };
     const char          *k_kind[] = { "kind", NULL };
+    const char          *k_subj[] = { "subject", NULL };
+    const char          *k_attr[] = { "attribute", NULL };
+    tsb_subject_value_t  org[2];
+    tsb_subject_rule_t   rules[1];
 
     memset(&p, 0, sizeof(p));
     pats[0].pattern = "*.svc.example";
@@ -118,6 +122,17 @@ main(void)
     p.sign_key_name = "CA-Key";
     p.allowed_san_types = (1u << TSB_SAN_DNS) | (1u << TSB_SAN_IP);
 
+    memset(org, 0, sizeof(org));
+    org[0].value = "Example Corp";
+    org[0].len = strlen(org[0].value);
+    org[1].value = "";                      /* a variable with no value */
+    rules[0].oid = "2.5.4.10";
+    rules[0].name = "O";
+    rules[0].values = org;
+    rules[0].n_values = 2;
+    p.subject_rules = rules;
+    p.n_subject_rules = 1;
+
     v = describe(&p);
     ok(v != NULL, "a policy is described as valid JSON");
 
@@ -136,6 +151,17 @@ main(void)
     }
 
     is_str(list_at(v, k_san), "DNS,IP", "sanTypes from the mask");
+
+    t = yajl_tree_get(v, k_subj, yajl_t_array);
+    ok(t != NULL && YAJL_GET_ARRAY(t)->len == 1, "one subject rule");
+    if (t != NULL && YAJL_GET_ARRAY(t)->len == 1) {
+        e = YAJL_GET_ARRAY(t)->values[0];
+        is_str(str_at(e, k_attr), "O", "subject[0].attribute");
+        names = yajl_tree_get(e, (const char *[]) { "values", NULL },
+                              yajl_t_array);
+        ok(names != NULL && YAJL_GET_ARRAY(names)->len == 1,
+           "subject[0].values: the empty value is left out");
+    }
     is_str(list_at(v, k_ku), "DIGITAL_SIGNATURE,KEY_ENCIPHERMENT",
            "keyUsage.allowed");
     is_str(list_at(v, k_kud), "DIGITAL_SIGNATURE", "keyUsage.default");
@@ -176,6 +202,7 @@ main(void)
     is_str(list_at(v, k_algs), "SHA256_WITH_ECDSA,SHA384_WITH_ECDSA",
            "signatureAlgorithms from the list");
     is_str(list_at(v, k_names), "", "no names: nothing is allowed");
+    is_str(list_at(v, k_subj), "", "no subject rules: only the CN");
     ok(YAJL_IS_TRUE(yajl_tree_get(v, k_pw, yajl_t_any)), "keyPassword");
     yajl_tree_free(v);
 

@@ -266,6 +266,36 @@ main(void)
     is_int(tsb_allow_route(TSB_METHOD_POST, out, len, &why), TSB_ROUTE_SIGN,
            "an encoded letter of sign goes through the policy");
 
+    /* a method override in the query (Spring's HiddenHttpMethodFilter) */
+
+    {
+        static const struct {
+            const char  *q;
+            int          ok;
+        } qs[] = {
+            { "wait=5&format=pem", 1 },
+            { "method=DELETE", 1 },
+            { "x_method=DELETE", 1 },
+            { "_methods=DELETE", 1 },
+            { "a=_method", 1 },
+            { "_method=DELETE", 0 },
+            { "_method", 0 },
+            { "a=1&_method=PUT", 0 },
+            { "a=1&_METHOD=PUT", 0 },
+            { "%5Fmethod=DELETE", 0 },
+            { "_%6Dethod=DELETE", 0 },
+            { "_method&a=1", 0 },
+            { NULL, 0 }
+        };
+
+        for (i = 0; qs[i].q; i++) {
+            is_int(tsb_allow_query_check((const unsigned char *) qs[i].q,
+                                         strlen(qs[i].q), &why) == 0,
+                   qs[i].ok, "query %s %s", qs[i].q,
+                   qs[i].ok ? "accepted" : "refused");
+        }
+    }
+
     for (i = 0; rules[i].pattern; i++) {
         errbuf[0] = '\0';
         r = tsb_allow_pattern_check(rules[i].pattern,

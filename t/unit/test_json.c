@@ -1144,6 +1144,38 @@ test_error_build(void)
 }
 
 
+static void
+test_error_build_tsb(void)
+{
+    tsb_buf_t  out;
+
+    ok(tsb_error_build_tsb("not_found", "request.id", "no such id", 404,
+                           &out) == 0, "TSB-shaped error build");
+    is_str((char *) out.data,
+           "{\"errorCode\":404,\"reason\":\"request.id\","
+           "\"message\":\"no such id\",\"error\":\"not_found\","
+           "\"detail\":\"no such id\"}",
+           "errorCode, reason, message, then error and detail");
+    ok(out.data && strict_json((char *) out.data), "body is valid JSON");
+    tsb_buf_free(&out);
+
+    ok(tsb_error_build_tsb("unauthorized", "request.unauthorized",
+                           "bad \xff", 401, &out) == 0
+       && strcmp((char *) out.data,
+                 "{\"errorCode\":401,\"reason\":\"request.unauthorized\","
+                 "\"message\":\"bad ?\",\"error\":\"unauthorized\","
+                 "\"detail\":\"bad ?\"}") == 0,
+       "invalid UTF-8 in both message and detail becomes '?'");
+    tsb_buf_free(&out);
+
+    ok(tsb_error_build_tsb("x", "y", "z", 0, &out) == 0
+       && strcmp((char *) out.data,
+                 "{\"error\":\"x\",\"reason\":\"y\",\"detail\":\"z\"}")
+          == 0, "code 0: the gateway's shape");
+    tsb_buf_free(&out);
+}
+
+
 /* yajl turns a lone surrogate escape into '?': refused before it can */
 static void
 test_surrogate_escapes(void)
@@ -1284,6 +1316,27 @@ test_vendor_shapes(void)
 
     /* keyUsage joined by commas, "" for none (point 5) */
 
+    {
+        size_t       bad_len;
+        const char  *bad;
+
+        is_int(tsb_key_usage_element("", 0, NULL, NULL), 0,
+               "element \"\": no usage");
+        is_int(tsb_key_usage_element("DIGITAL_SIGNATURE,KEY_AGREEMENT", 31,
+                                     NULL, NULL),
+               TSB_KU_DIGITAL_SIGNATURE | TSB_KU_KEY_AGREEMENT,
+               "element with two names");
+        bad = NULL;
+        ok(tsb_key_usage_element("DIGITAL_SIGNATURE,,CRL_SIGN", 27, &bad,
+                                 &bad_len) == -1
+           && bad_len == 0, "an empty piece is refused");
+        ok(tsb_ext_key_usage_element("SERVER_AUTH,NOPE", 16, &bad, &bad_len)
+           == -1 && bad_len == 4 && strncmp(bad, "NOPE", 4) == 0,
+           "the unknown piece is pointed at");
+        is_int(tsb_ext_key_usage_element("CLIENT_AUTH", 11, NULL, NULL),
+               TSB_EKU_CLIENT_AUTH, "one name is one name");
+    }
+
     ok(parse_ok(SR(", \"keyUsage\": "
                    "[\"DIGITAL_SIGNATURE,KEY_ENCIPHERMENT\"]", ""), &req)
        && req.key_usage_present
@@ -1354,6 +1407,7 @@ main(void)
     test_upstream_error();
     test_error_build();
     test_vendor_shapes();
+    test_error_build_tsb();
 
     test_surrogate_escapes();
 

@@ -52,6 +52,7 @@ static EVP_PKEY  *keys[K_N];
 #define P_SAN_IP        0x0080
 #define P_MIN_RSA_3072  0x0100
 #define P_NO_NAMES      0x0200
+#define P_SUBJECT       0x0400
 
 /* certificateAuthority in the request */
 #define CA_ABSENT  0
@@ -72,6 +73,7 @@ typedef struct {
     const char  *ku;
     const char  *eku;
     const char  *bc;
+    const char  *subj;
 
     const char  *req_cn;
     const char  *req_key;
@@ -146,8 +148,44 @@ static const row_t  rows[] = {
       .cn = "svc.example", .status = 403, .reason = "policy.common_name" },
     { .name = "CN asks for a wildcard", .key = K_P256, .cn = "*.svc.example",
       .status = 403, .reason = "policy.common_name" },
-    { .name = "CN upper case with trailing dot", .key = K_P256,
-      .cn = "A.SVC.Example." },
+    { .name = "CN upper case", .key = K_P256, .cn = "A.SVC.Example" },
+    { .name = "CN with trailing dot", .key = K_P256,
+      .cn = "a.svc.example.", .status = 400, .reason = "csr.common_name" },
+    { .name = "CN exact name with trailing dot", .key = K_P256,
+      .cn = "host.example.", .status = 400, .reason = "csr.common_name" },
+    { .name = "CN with a space under the wildcard", .key = K_P256,
+      .cn = "a b.svc.example", .status = 400, .reason = "csr.common_name" },
+    { .name = "CN with a slash under the wildcard", .key = K_P256,
+      .cn = "x/y.svc.example", .status = 400, .reason = "csr.common_name" },
+    { .name = "CN with an at sign under the wildcard", .key = K_P256,
+      .cn = "x@y.svc.example", .status = 400, .reason = "csr.common_name" },
+    { .name = "CN with an underscore under the wildcard", .key = K_P256,
+      .cn = "_x.svc.example", .status = 400, .reason = "csr.common_name" },
+    { .name = "CN with a Cyrillic look-alike", .key = K_P256,
+      .cn = "\xd0\xb0.svc.example", .status = 400,
+      .reason = "csr.common_name" },
+    { .name = "CN with a full-width letter", .key = K_P256,
+      .cn = "\xef\xbd\x81.svc.example", .status = 400,
+      .reason = "csr.common_name" },
+    { .name = "CN with a leading hyphen", .key = K_P256,
+      .cn = "-a.svc.example", .status = 400, .reason = "csr.common_name" },
+    { .name = "CN with a 64-octet label", .key = K_P256,
+      .cn = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+            ".svc.example", .cn_type = V_ASN1_UTF8STRING,
+      .status = 400, .reason = "csr.common_name" },
+    { .name = "CN a valid A-label", .key = K_P256,
+      .cn = "xn--bcher-kva.svc.example" },
+    { .name = "CN a bogus A-label", .key = K_P256,
+      .cn = "xn--zz.svc.example", .status = 400,
+      .reason = "csr.common_name" },
+    { .name = "CN an A-label of a mixed-script look-alike", .key = K_P256,
+      .cn = "xn--pple-43d.svc.example", .status = 400,
+      .reason = "csr.common_name" },
+    { .name = "CN not a host name, matched by a regex", .key = K_P256,
+      .cn = "Example Issuing CA 7" },
+    { .name = "CN not a host name, not matched by the regex", .key = K_P256,
+      .cn = "Example Issuing CA x", .status = 400,
+      .reason = "csr.common_name" },
     { .name = "CN exact name", .key = K_P256, .cn = "host.example" },
     { .name = "CN by regex", .key = K_P256, .cn = "api-12.example" },
     { .name = "CN not matching the regex", .key = K_P256,
@@ -164,6 +202,51 @@ static const row_t  rows[] = {
       .cn = "a.svc.example", .req_cn = "A.svc.example",
       .status = 400, .reason = "request.common_name" },
 
+    /* the rest of the subject */
+
+    { .name = "O refused by default", .key = K_P256, .cn = "a.svc.example",
+      .subj = "O=system:masters", .status = 403, .reason = "policy.subject" },
+    { .name = "OU refused by default", .key = K_P256, .cn = "a.svc.example",
+      .subj = "OU=x", .status = 403, .reason = "policy.subject" },
+    { .name = "emailAddress refused by default", .key = K_P256,
+      .cn = "a.svc.example", .subj = "emailAddress=a@svc.example",
+      .status = 403, .reason = "policy.subject" },
+    { .name = "serialNumber refused by default", .key = K_P256,
+      .cn = "a.svc.example", .subj = "serialNumber=1",
+      .status = 403, .reason = "policy.subject" },
+    { .name = "an unnamed OID refused by default", .key = K_P256,
+      .cn = "a.svc.example", .subj = "1.2.3.4=x",
+      .status = 403, .reason = "policy.subject" },
+    { .name = "multi-valued RDN CN+O", .key = K_P256, .cn = "a.svc.example",
+      .subj = "+O=Example Corp", .pol = P_SUBJECT,
+      .status = 403, .reason = "policy.subject" },
+    { .name = "allowed O and C", .key = K_P256, .cn = "a.svc.example",
+      .subj = "O=Example Corp/C=CH", .pol = P_SUBJECT },
+    { .name = "allowed O twice", .key = K_P256, .cn = "a.svc.example",
+      .subj = "O=Example Corp/O=Team 7", .pol = P_SUBJECT },
+    { .name = "O by the regex", .key = K_P256, .cn = "a.svc.example",
+      .subj = "O=Team 12", .pol = P_SUBJECT },
+    { .name = "O the regex leaves out", .key = K_P256, .cn = "a.svc.example",
+      .subj = "O=Team 12 and admins", .pol = P_SUBJECT,
+      .status = 403, .reason = "policy.subject" },
+    { .name = "O in another case", .key = K_P256, .cn = "a.svc.example",
+      .subj = "O=example corp", .pol = P_SUBJECT,
+      .status = 403, .reason = "policy.subject" },
+    { .name = "O=system:masters besides an allowed O", .key = K_P256,
+      .cn = "a.svc.example", .subj = "O=Example Corp/O=system:masters",
+      .pol = P_SUBJECT, .status = 403, .reason = "policy.subject" },
+    { .name = "an exact \".*\" is no regex", .key = K_P256,
+      .cn = "a.svc.example", .subj = "O=anything", .pol = P_SUBJECT,
+      .status = 403, .reason = "policy.subject" },
+    { .name = "an exact \".*\" matches itself", .key = K_P256,
+      .cn = "a.svc.example", .subj = "O=.*", .pol = P_SUBJECT },
+    { .name = "C not allowed with this value", .key = K_P256,
+      .cn = "a.svc.example", .subj = "C=DE", .pol = P_SUBJECT,
+      .status = 403, .reason = "policy.subject" },
+    { .name = "a type no rule names", .key = K_P256, .cn = "a.svc.example",
+      .subj = "OU=Example Corp", .pol = P_SUBJECT,
+      .status = 403, .reason = "policy.subject" },
+
     /* subjectAltName */
 
     { .name = "SANs all inside", .key = K_P256, .cn = "a.svc.example",
@@ -173,6 +256,23 @@ static const row_t  rows[] = {
       .status = 403, .reason = "policy.san" },
     { .name = "SAN two labels deep", .key = K_P256, .cn = "a.svc.example",
       .san = "DNS:x.a.svc.example", .status = 403, .reason = "policy.san" },
+    { .name = "DNS SAN with an underscore", .key = K_P256,
+      .cn = "a.svc.example", .san = "DNS:_a.svc.example",
+      .status = 400, .reason = "csr.san" },
+    { .name = "DNS SAN with a space", .key = K_P256,
+      .cn = "a.svc.example", .san = "DNS:a b.svc.example",
+      .status = 400, .reason = "csr.san" },
+    { .name = "DNS SAN with a leading hyphen", .key = K_P256,
+      .cn = "a.svc.example", .san = "DNS:-a.svc.example",
+      .status = 400, .reason = "csr.san" },
+    { .name = "DNS SAN with a trailing dot", .key = K_P256,
+      .cn = "a.svc.example", .san = "DNS:a.svc.example.",
+      .status = 400, .reason = "csr.san" },
+    { .name = "DNS SAN with a misplaced wildcard", .key = K_P256,
+      .cn = "a.svc.example", .san = "DNS:a*.svc.example",
+      .status = 400, .reason = "csr.san" },
+    { .name = "DNS SAN upper case", .key = K_P256,
+      .cn = "a.svc.example", .san = "DNS:B.SVC.EXAMPLE" },
     { .name = "IP SAN", .key = K_P256, .cn = "a.svc.example",
       .san = "IP:10.0.0.1", .status = 403, .reason = "policy.san_type" },
     { .name = "IP SAN allowed by type and name", .key = K_P256,
@@ -302,7 +402,28 @@ static const tsb_name_pattern_t  names[] = {
     { "*.svc.example", sizeof("*.svc.example") - 1 },
     { "host.example", sizeof("host.example") - 1 },
     { "~^api-[0-9]+\\.example$", sizeof("~^api-[0-9]+\\.example$") - 1 },
-    { "10.0.0.1", sizeof("10.0.0.1") - 1 }
+    { "10.0.0.1", sizeof("10.0.0.1") - 1 },
+    { "~^Example Issuing CA [0-9]+$",
+      sizeof("~^Example Issuing CA [0-9]+$") - 1 }
+};
+
+/* tsb_allow_subject_attribute O "Example Corp" "~^Team [0-9]+$"; C CH */
+static const tsb_subject_value_t  subject_o[] = {
+    { "Example Corp", sizeof("Example Corp") - 1, 0, NULL },
+    { "^Team [0-9]+$", sizeof("^Team [0-9]+$") - 1, 1, NULL },
+    /* as a variable could expand: an exact value, not a regex */
+    { ".*", 2, 0, NULL },
+    /* an empty value (a variable with none) matches nothing */
+    { "", 0, 0, NULL }
+};
+
+static const tsb_subject_value_t  subject_c[] = {
+    { "CH", 2, 0, NULL }
+};
+
+static const tsb_subject_rule_t  subject_rules[] = {
+    { "2.5.4.10", "O", subject_o, sizeof(subject_o) / sizeof(subject_o[0]) },
+    { "2.5.4.6", "C", subject_c, 1 }
 };
 
 static const char *const  sig_algs[] = {
@@ -317,6 +438,11 @@ policy_init(tsb_policy_t *p, unsigned flags)
 
     p->names = names;
     p->n_names = (flags & P_NO_NAMES) ? 0 : sizeof(names) / sizeof(names[0]);
+
+    if (flags & P_SUBJECT) {
+        p->subject_rules = subject_rules;
+        p->n_subject_rules = 2;
+    }
 
     p->allowed_key_usage = TSB_KU_DIGITAL_SIGNATURE
                            | TSB_KU_KEY_ENCIPHERMENT | TSB_KU_KEY_AGREEMENT;
@@ -406,6 +532,7 @@ make_csr(const row_t *r)
     g.cn_type[0] = r->cn_type;
     g.cn[1] = r->cn ? r->cn2 : NULL;
     g.san = r->san;
+    g.subj = r->subj;
     g.ku = r->ku;
     g.eku = r->eku;
     g.bc = r->bc;
@@ -689,9 +816,9 @@ test_details(void)
     r.cn_type = V_ASN1_UTF8STRING;      /* past OpenSSL's 64 limit */
     csr = make_csr(&r);
     tsb_policy_check(&policy, csr, &req, &err);
-    is_str(err.reason, "policy.common_name", "long CN refused");
+    is_str(err.reason, "csr.common_name", "long non-ASCII CN refused");
     n = strlen(err.detail);
-    ok(n < 120 && strstr(err.detail, "...\"") == NULL
+    ok(n < 200 && strstr(err.detail, "...\"") == NULL
        && strstr(err.detail, "\"...") != NULL,
        "long CN truncated: %s", err.detail);
     ok(strstr(err.detail, "\xc3\xa9\"") != NULL,
@@ -764,6 +891,7 @@ test_fake_facts(void)
         { S("a.svc.example\xe2\x82"), "the commonName is not valid UTF-8" },
         { S("a\0.svc.example"), "NUL in commonName" },
         { S("a\t.svc.example"), "control character in commonName" },
+        /* good UTF-8, but no host name */
         { S("\xe2\x82\xac.svc.example"), NULL },
         { S("\xf0\x9f\x94\x91.svc.example"), NULL },
     };
@@ -793,8 +921,11 @@ test_fake_facts(void)
             is_str(err.detail, bad[i].detail, "fake CN %zu detail", i);
 
         } else {
-            is_int(tsb_policy_check(&policy, &csr, &req, &err), 0,
-                   "fake CN %zu with good UTF-8 accepted", i);
+            is_int(tsb_policy_check(&policy, &csr, &req, &err), -1,
+                   "fake CN %zu with good UTF-8 refused", i);
+            is_str(err.reason, "csr.common_name", "fake CN %zu reason", i);
+            ok(strstr(err.detail, "is not a host name") != NULL,
+               "fake CN %zu: %s", i, err.detail);
         }
 
         req_clear(&req);
@@ -856,9 +987,9 @@ test_name_match(void)
         { "host.example", "host.example", 0, 1 },
         { "host.example", "HOST.Example", 0, 1 },
         { "HOST.EXAMPLE", "host.example", 0, 1 },
-        { "host.example", "host.example.", 0, 1 },
+        { "host.example", "host.example.", 0, 0 },
         { "host.example.", "host.example", 0, 1 },
-        { "host.example.", "host.example.", 0, 1 },
+        { "host.example.", "host.example.", 0, 0 },
         { "host.example", "host.example..", 0, 0 },
         { "host.example", "ahost.example", 0, 0 },
         { "host.example", "host.exampl", 0, 0 },
@@ -871,7 +1002,8 @@ test_name_match(void)
         { "h\xc3\xa9.example", "h\xc3\x89.example", 0, 0 },
 
         { "*.svc.example", "a.svc.example", 0, 1 },
-        { "*.svc.example", "A-1.SVC.Example.", 0, 1 },
+        { "*.svc.example", "A-1.SVC.Example", 0, 1 },
+        { "*.svc.example", "a.svc.example.", 0, 0 },
         { "*.svc.example.", "a.svc.example", 0, 1 },
         { "*.svc.example", "a.b.svc.example", 0, 0 },
         { "*.svc.example", "svc.example", 0, 0 },
@@ -890,7 +1022,7 @@ test_name_match(void)
 
         { "~^api-[0-9]+\\.example$", "api-1.example", 0, 1 },
         { "~^api-[0-9]+\\.example$", "API-12.Example", 0, 1 },
-        { "~^api-[0-9]+\\.example$", "api-12.example.", 0, 1 },
+        { "~^api-[0-9]+\\.example$", "api-12.example.", 0, 0 },
         { "~^api-[0-9]+\\.example$", "api-x.example", 0, 0 },
         { "~^api-[0-9]+\\.example$", "xapi-1.example", 0, 0 },
         { "~^api-[0-9]+\\.example$", "api-1.example.evil", 0, 0 },
@@ -917,6 +1049,53 @@ test_name_match(void)
 
 
 static void
+test_value_match(void)
+{
+    void                 *re;
+    char                  buf[128];
+    tsb_subject_value_t   v;
+
+    v.value = "";
+    v.len = 0;
+    v.is_regex = 0;
+    v.regex = NULL;
+    is_int(tsb_policy_value_match(&v, "", 0), 0,
+           "an empty exact value matches not even an empty one");
+
+    v.value = "Example Corp";
+    v.len = 12;
+    is_int(tsb_policy_value_match(&v, "Example Corp", 12), 1, "exact");
+    is_int(tsb_policy_value_match(&v, "Example Corp\0x", 14), 0,
+           "a NUL in the value never matches");
+    is_int(tsb_policy_value_match(&v, "Example Cor", 11), 0, "a prefix");
+
+    v.value = "^a|b$";
+    v.len = 5;
+    is_int(tsb_policy_value_match(&v, "^a|b$", 5), 1,
+           "a regex-looking exact value is exact");
+    is_int(tsb_policy_value_match(&v, "a", 1), 0, "and no regex");
+
+    v.is_regex = 1;
+    is_int(tsb_policy_value_match(&v, "a", 1), 1,
+           "the same as a regex, compiled per call");
+
+    ok(tsb_policy_value_regex_compile("^Team [0-9]+$", 13, &re, buf,
+                                      sizeof(buf)) == 0 && re != NULL,
+       "value regex compiles");
+    v.value = "^Team [0-9]+$";
+    v.len = 13;
+    v.regex = re;
+    is_int(tsb_policy_value_match(&v, "Team 7", 6), 1, "compiled regex");
+    is_int(tsb_policy_value_match(&v, "team 7", 6), 0,
+           "a value regex is case-sensitive");
+    tsb_policy_regex_free(re);
+
+    ok(tsb_policy_value_regex_compile("(", 1, &re, buf, sizeof(buf)) == -1
+       && re == NULL && buf[0] != '\0', "a bad value regex: %s", buf);
+}
+
+
+static void
 test_pattern_check(void)
 {
     size_t  i;
@@ -939,6 +1118,16 @@ test_pattern_check(void)
         { "*.*.example", -1 },
         { "~(", -1 },
         { "~a[", -1 },
+        { "John Doe", -1 },
+        { "a_b.example", -1 },
+        { "-a.example", -1 },
+        { "a..example", -1 },
+        { "xn--zz.example", -1 },
+        { "xn--bcher-kva.example", 0 },
+        { "10.0.0.1", 0 },
+        { "ops@svc.example", 0 },
+        { "2001:db8::1", 0 },
+        { "https://a.example/x", 0 },
     };
 
     for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
@@ -961,7 +1150,7 @@ test_regex_compile(void)
 {
     int              rc, a, b;
     char             buf[128];
-    void            *re, *res[4];
+    void            *re, *res[5];
     row_t            r;
     size_t           i, j;
     tsb_csr_t       *csr;
@@ -1025,7 +1214,7 @@ test_regex_compile(void)
 
     policy_init(&policy, 0);
 
-    for (i = 0; i < 4; i++) {
+    for (i = 0; i < 5; i++) {
         res[i] = NULL;
 
         if (tsb_policy_regex_compile(names[i].pattern, names[i].len, &res[i],
@@ -1058,7 +1247,7 @@ test_regex_compile(void)
     req_clear(&req);
     tsb_csr_free(csr);
 
-    for (i = 0; i < 4; i++) {
+    for (i = 0; i < 5; i++) {
         tsb_policy_regex_free(res[i]);
     }
 
@@ -1229,6 +1418,7 @@ main(void)
     }
 
     test_name_match();
+    test_value_match();
     test_pattern_check();
     test_rows();
     test_fill();

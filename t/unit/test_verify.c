@@ -42,6 +42,8 @@ typedef struct {
     const char  *eku;
     const char  *bc;
     int          v1;            /* no extensions at all, version 1 */
+    const char  *subj;          /* after the CN: "O=x/C=CH"; "+" joins the
+                                   RDN before */
 } issue_t;
 
 
@@ -165,6 +167,41 @@ issue(const ca_t *c, const issue_t *i)
                   != 1)
     {
         tt_die("CN 2");
+    }
+
+    if (i->subj) {
+        char  buf[256], *p, *eq, *next;
+        int   set;
+
+        snprintf(buf, sizeof(buf), "%s", i->subj);
+
+        for (p = buf; p != NULL && *p; p = next) {
+            next = strchr(p, '/');
+            if (next) {
+                *next++ = '\0';
+            }
+
+            set = 0;
+            if (*p == '+') {
+                set = -1;
+                p++;
+            }
+
+            eq = strchr(p, '=');
+            if (eq == NULL) {
+                tt_die("subj");
+            }
+
+            *eq++ = '\0';
+
+            if (X509_NAME_add_entry_by_txt(name, p, MBSTRING_UTF8,
+                                           (const unsigned char *) eq, -1,
+                                           -1, set)
+                != 1)
+            {
+                tt_die("subj entry");
+            }
+        }
     }
 
     if (!i->v1) {
@@ -859,6 +896,159 @@ test_size(void)
 }
 
 
+/* the subject beyond the CN: exactly the accepted attributes */
+static void
+test_subject(const tsb_chain_t *chain)
+{
+    char            *pem;
+    size_t           n;
+    tt_csr_t         g;
+    issue_t          good, i;
+    tsb_buf_t        blob, old, der;
+    tsb_csr_t       *csr;
+    tsb_error_t      err;
+    tsb_policy_t     policy;
+    unsigned char   *b;
+    tsb_sign_req_t   req;
+
+    static const tsb_subject_value_t  o[] = {
+        { "Example Corp", 12, 0, NULL }, { "Team 7", 6, 0, NULL }
+    };
+    static const tsb_subject_value_t  c[] = { { "CH", 2, 0, NULL } };
+    static const tsb_subject_rule_t   rules[] = {
+        { "2.5.4.10", "O", o, 2 }, { "2.5.4.6", "C", c, 1 }
+    };
+
+    memset(&g, 0, sizeof(g));
+    g.key = key_a;
+    g.cn[0] = "a.svc.example";
+    g.subj = "O=Example Corp/C=CH/O=Team 7";
+
+    pem = tt_csr_pem(&g);
+
+    if (tsb_csr_load((unsigned char *) pem, strlen(pem), &csr, &err) != 0) {
+        tt_die("tsb_csr_load subject");
+    }
+
+    free(pem);
+
+    is_int(csr->n_subject_attrs, 3, "the CSR's other attributes: 3");
+    is_str(csr->subject_attrs[0].oid, "2.5.4.10", "the first is an O");
+    is_str(csr->subject_attrs[0].name, "O", "named O");
+    is_str(csr->subject_attrs[1].value, "CH", "then C=CH");
+    is_int(csr->subject_multi_rdn, 0, "no multi-valued RDN");
+
+    policy_init(&policy, 0);
+    policy.subject_rules = rules;
+    policy.n_subject_rules = 2;
+    req_init(&req);
+
+    if (tsb_policy_check(&policy, csr, &req, &err) != 0) {
+        printf("# %s %s\n", err.reason, err.detail);
+        tt_die("tsb_policy_check subject");
+    }
+
+    if (tsb_expect_build(csr, &req, &blob) != 0) {
+        tt_die("tsb_expect_build subject");
+    }
+
+    tsb_sign_req_free(&req);
+    tsb_csr_free(csr);
+
+    memset(&good, 0, sizeof(good));
+    good.key = key_a;
+    good.cn = "a.svc.example";
+    good.subj = "O=Example Corp/C=CH/O=Team 7";
+    good.ku = "critical,digitalSignature";
+    good.eku = "serverAuth";
+
+    check("subject: the same", &blob, &ca, &good, chain, NULL, NULL);
+
+    i = good;
+    i.subj = "C=CH/O=Team 7/O=Example Corp";
+    check("subject: another order", &blob, &ca, &i, chain, NULL, NULL);
+
+    i = good;
+    i.subj = "O=Example Corp/C=CH/O=Team 7/O=system:masters";
+    check("subject: O=system:masters added", &blob, &ca, &i, chain,
+          "issued.mismatch", "O=\"system:masters\", which was not accepted");
+
+    i = good;
+    i.subj = "O=Example Corp/C=CH";
+    check("subject: an accepted O dropped", &blob, &ca, &i, chain,
+          "issued.mismatch", "lacks the accepted O=\"Team 7\"");
+
+    i = good;
+    i.subj = "O=Example Corp/C=DE/O=Team 7";
+    check("subject: a value changed", &blob, &ca, &i, chain,
+          "issued.mismatch", "C=\"DE\"");
+
+    i = good;
+    i.subj = "O=Example Corp/C=CH/O=Example Corp";
+    check("subject: one accepted O twice, the other dropped", &blob, &ca,
+          &i, chain, "issued.mismatch", "O=\"Example Corp\"");
+
+    i = good;
+    i.subj = "O=Example Corp/+C=CH/O=Team 7";
+    check("subject: a multi-valued RDN", &blob, &ca, &i, chain,
+          "issued.mismatch", "several attributes");
+
+    i = good;
+    i.subj = "O=example corp/C=CH/O=Team 7";
+    check("subject: a value in another case", &blob, &ca, &i, chain,
+          "issued.mismatch", "O=\"example corp\"");
+
+    /* an unknown section after the subject is skipped */
+
+    b = malloc(blob.len + 4);
+    if (b == NULL) {
+        tt_die("malloc");
+    }
+
+    memcpy(b, blob.data, blob.len);
+    memcpy(b + blob.len, "Z\x00\x01\x07", 4);
+    old.data = b;
+    old.len = blob.len + 4;
+    check("subject: an unknown section is skipped", &old, &ca, &good, chain,
+          NULL, NULL);
+
+    /* cut short, a section is no expectation */
+
+    old.len = blob.len + 3;
+    der = issue(&ca, &good);
+    ok(tsb_expect_verify(old.data, old.len, NULL, der.data, der.len, chain,
+                         &err) == -1
+       && strcmp(err.reason, "internal.expect") == 0,
+       "subject: a section cut short is refused as internal.expect");
+    free(der.data);
+    free(b);
+    free(blob.data);
+
+    /*
+     * A blob written before the subject was recorded (no 'S' section)
+     * is checked as before: the CN only.  Its last 5 bytes are the empty
+     * section ('S', length 2, count 0).
+     */
+
+    blob = expect_for(key_a, "a.svc.example", NULL, NULL, NULL, 0);
+    n = blob.len;
+    ok(n > 5 && blob.data[n - 5] == 'S' && blob.data[n - 3] == 2
+       && blob.data[n - 1] == 0, "a CN-only blob ends in an empty 'S'");
+
+    i = good;
+    i.subj = "O=system:masters";
+    check("CN-only blob: O=system:masters added", &blob, &ca, &i, chain,
+          "issued.mismatch", "system:masters");
+
+    old.data = blob.data;
+    old.len = n - 5;
+    check("an old blob without 'S': the CN only is checked", &old, &ca, &i,
+          chain, NULL, NULL);
+
+    free(blob.data);
+}
+
+
 int
 main(void)
 {
@@ -880,6 +1070,7 @@ main(void)
     test_chain(&chain);
     test_leaf(&chain);
     test_ca(&chain);
+    test_subject(&chain);
     test_algorithms(&chain);
     test_size();
 
