@@ -127,4 +127,44 @@ my @bad = grep { /\[(alert|emerg|crit)\]|exited on signal/ }
 ok(!@bad, 'no crash, no alert') or diag(join "\n", @bad);
 like($t->error_log, qr/worker exiting/, 'the exit is logged');
 
+# ------------------ worker_shutdown_timeout: a TSB call that takes too long
+{
+    my $u = TsbTest->new;
+    $u->start_sim('--api-key', $KEY);
+    $u->start_nginx(<<"EOF2", workers => 1,
+tsb_upstream %%SIM%%;
+tsb_api_key $KEY;
+server {
+    listen 127.0.0.1:%%PORT%%;
+    location = /sign {
+        tsb_sign;
+        tsb_sign_key_name CA-Key;
+        tsb_allow_common_name *.svc.example;
+    }
+}
+EOF2
+                    main => 'worker_shutdown_timeout 1s;');
+    my ($old) = $u->worker_pids;
+    $u->sim_fault(route => $SIGN, delay_ms => 8000, times => 1);
+    my ($c) = $u->make_csr(cn => 'late.svc.example', key => 'ec:P-256');
+    my $s = $u->raw_send(POST => '/sign', content_type => $PEM, body => $c);
+    ok($u->wait_for(sub { ($u->sim_counts->{$SIGN} // 0) >= 1 }, 3),
+       'worker_shutdown_timeout: a sign is at the TSB for 8 s');
+    my $t1 = time;
+    $u->reload;
+    my $r = $u->raw_read($s, 10);
+    my $took = time - $t1;
+    ok($r->{status} == 504 && ($r->{json}{reason} // '') eq 'upstream.timeout',
+       sprintf('... its client gets a JSON 504 upstream.timeout %.2f s '
+               . 'after the reload', $took))
+        or $u->explain_response($r);
+    ok($took < 2.5 * $F, '... at worker_shutdown_timeout, not after 8 s');
+    ok($u->wait_for(sub { !grep { $_ == $old } $u->worker_pids }, 2, 0.02)
+       && !kill(0, $old),
+       sprintf('... and the old worker is gone %.2f s after the reload',
+               time - $t1));
+    like($u->error_log, qr/aborted at worker_shutdown_timeout/,
+         '... logged');
+}
+
 done_testing;

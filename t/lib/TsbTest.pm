@@ -352,6 +352,7 @@ sub start_nginx {
     my $workers = $opt{workers} // 1;
     my $level = $opt{log_level} // 'info';
     my $wconns = $opt{worker_connections} // 1024;
+    my $main = $opt{main} // '';        # main-context directives
 
     # Placeholders.
     my $need = sub { $_[0] // die "%%SIM%% placeholders need the simulator\n" };
@@ -381,6 +382,7 @@ master_process on;
 worker_processes $workers;
 error_log $tmp/error.log $level;
 pid $tmp/nginx.pid;
+$main
 events { worker_connections $wconns; }
 http {
     access_log $tmp/access.log;
