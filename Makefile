@@ -25,7 +25,8 @@ CORE_SRCS    = $(SRC_DIR)/tsb_usage.c $(SRC_DIR)/tsb_csr.c \
                $(SRC_DIR)/tsb_policy.c $(SRC_DIR)/tsb_json.c \
                $(SRC_DIR)/tsb_cert.c $(SRC_DIR)/tsb_path.c \
                $(SRC_DIR)/tsb_verify.c $(SRC_DIR)/tsb_allow.c \
-               $(SRC_DIR)/tsb_front.c $(SRC_DIR)/tsb_tls.c
+               $(SRC_DIR)/tsb_front.c $(SRC_DIR)/tsb_tls.c \
+               $(SRC_DIR)/tsb_jws.c $(SRC_DIR)/tsb_acme.c
 UNIT_TESTS   = $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(wildcard t/unit/test_*.c))
 UNIT_CFLAGS  = -std=c99 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 \
                -fsanitize=address,undefined -fno-omit-frame-pointer \
@@ -35,7 +36,8 @@ UNIT_LIBS    = -lyajl -lcrypto
 # libFuzzer targets, one per parser (fuzz/, docs/fuzzing.md)
 FUZZ_CC      ?= clang
 FUZZ_TARGETS  = fuzz_csr fuzz_sign_req fuzz_upstream fuzz_cert fuzz_path \
-                fuzz_allow fuzz_front fuzz_verify fuzz_csr_diff
+                fuzz_allow fuzz_front fuzz_verify fuzz_csr_diff \
+                fuzz_acme
 FUZZ_BINS     = $(patsubst %,$(BUILD)/fuzz/%,$(FUZZ_TARGETS))
 FUZZ_CFLAGS   = -std=c99 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 \
                 -fsanitize=fuzzer,address,undefined \
@@ -53,6 +55,7 @@ FUZZ_MAX_LEN_fuzz_allow    = 4608
 FUZZ_MAX_LEN_fuzz_front    = 16384
 FUZZ_MAX_LEN_fuzz_verify   = 8192
 FUZZ_MAX_LEN_fuzz_csr_diff = 8192
+FUZZ_MAX_LEN_fuzz_acme     = 8192
 
 # benchmarks (bench/, results in docs/benchmarks.md)
 BENCH_CFLAGS  = -std=c99 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O2 \
