@@ -72,7 +72,7 @@ export TSB_FIXTURES
 DEB_PKGS     = nginx nginx-dev libcurl4-openssl-dev libyajl-dev libssl-dev \
                gcc make openssl curl python3 python3-cryptography perl \
                libjson-pp-perl libio-socket-ssl-perl libhttp-tiny-perl \
-               clang libclang-rt-14-dev
+               clang libclang-rt-14-dev certbot lego
 
 .PHONY: all build deps unit test integration demo demo-stop clean
 .PHONY: fuzz fuzz-smoke fuzz-build fuzz-coverage bench bench-policy

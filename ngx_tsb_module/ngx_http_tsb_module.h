@@ -67,6 +67,9 @@ typedef struct {
     /* ngx_http_tsb_proxy.c: tsb_pass_allow, tsb_allow_rule_t */
     ngx_array_t                   *pass_allow;
 
+    /* ngx_http_tsb_acme.c: tsb_acme and tsb_acme_* (NULL elsewhere) */
+    void                          *acme;
+
     /* the plain C view of the above, built at merge time */
     tsb_policy_t                   policy;
 } ngx_http_tsb_loc_conf_t;
@@ -104,6 +107,9 @@ typedef struct {
 
     /* ngx_http_tsb_proxy.c: set when the request came through tsb_pass */
     void                          *front;
+
+    /* ngx_http_tsb_acme.c: the ACME request, for $tsb_acme_account */
+    void                          *acme;
 } ngx_http_tsb_ctx_t;
 
 

@@ -1199,14 +1199,25 @@ tsb_jws_from_jv(const tsb_jv_t *outer, int kind, tsb_jws_t *jws,
         return 0;
     }
 
-    if (nonce == NULL || nonce->type != TSB_JV_STRING || nonce->len == 0) {
+    if (kind == TSB_JWS_INNER && nonce == NULL) {
+        /* keyChange's inner JWS may go without */
+
+    } else if (nonce == NULL || nonce->type != TSB_JV_STRING
+               || nonce->len == 0)
+    {
         tsb_error_set(err, 400, "badNonce",
                       "the protected header has no \"nonce\"");
         goto failed;
+
+    } else if (tsb_jws_dup(nonce, &jws->nonce) != 0) {
+        goto nomem;
     }
 
-    if (tsb_jws_dup(nonce, &jws->nonce) != 0) {
-        goto nomem;
+    if (kind == TSB_JWS_INNER && (jwk == NULL || kid != NULL)) {
+        tsb_error_set(err, 400, "malformed",
+                      "the inner JWS of a key change has the new key as "
+                      "\"jwk\" and no \"kid\"");
+        goto failed;
     }
 
     if ((jwk == NULL) == (kid == NULL)) {

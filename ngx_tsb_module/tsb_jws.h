@@ -128,6 +128,8 @@ typedef struct {
 
 #define TSB_JWS_ACME  0         /* an ACME request: asymmetric, nonce, url */
 #define TSB_JWS_EAB   1         /* external account binding: HS*, kid */
+#define TSB_JWS_INNER 2         /* keyChange's inner JWS: jwk, no kid,
+                                   the nonce optional (7.3.5) */
 
 
 /*
@@ -136,7 +138,8 @@ typedef struct {
  * TSB_JWS_ACME: "alg" among the asymmetric ones ("badSignatureAlgorithm"),
  * "nonce" and "url" required, exactly one of "jwk" and "kid", the jwk's
  * key fitting the alg.  For TSB_JWS_EAB: an HS* alg, "kid" and "url", no
- * "nonce" (RFC 8555 section 7.3.4).  A "crit" or "b64" member is refused.
+ * "nonce" (RFC 8555 section 7.3.4).  For TSB_JWS_INNER: as ACME with a
+ * "jwk", the "nonce" optional.  A "crit" or "b64" member is refused.
  */
 int tsb_jws_parse(const unsigned char *buf, size_t len, int kind,
     tsb_jws_t *jws, tsb_error_t *err);
