@@ -678,7 +678,7 @@ ngx_http_tsb_acme_eab_keys(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         k->kid.len = ngx_strlen(f[0]);
-        k->kid.data = ngx_pstrdup(cf->pool, &k->kid);
+        k->kid.data = ngx_pnalloc(cf->pool, k->kid.len + 1);
         k->identity.len = len;
         k->identity.data = ngx_pnalloc(cf->pool, len + 1);
         k->secret.len = secret.len;
@@ -692,7 +692,7 @@ ngx_http_tsb_acme_eab_keys(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             return NGX_CONF_ERROR;
         }
 
-        ngx_memcpy(k->kid.data, f[0], k->kid.len);
+        ngx_memcpy(k->kid.data, f[0], k->kid.len + 1);
         ngx_cpystrn(k->identity.data, (u_char *) f[2], len + 1);
         ngx_memcpy(k->secret.data, secret.data, secret.len);
 

@@ -814,10 +814,17 @@ tsb_acme_ident_gen(yajl_gen g, const tsb_acme_ident_t *id, int strip)
 }
 
 
+/*
+ * The identifier a problem is about is named in the detail only: certbot
+ * 2.1's acme library fails on a problem document with an "identifier"
+ * ("can't set attribute"), and hides the detail with it.
+ */
 static int
 tsb_acme_problem_gen(yajl_gen g, const char *type, const char *detail,
     int status, const tsb_acme_ident_t *ident)
 {
+    (void) ident;
+
     size_t  n;
     char    buf[128];
 
@@ -833,9 +840,6 @@ tsb_acme_problem_gen(yajl_gen g, const char *type, const char *detail,
             && (status == 0
                 || (tsb_acme_str(g, "status") == 0
                     && tsb_gen_ok(yajl_gen_integer(g, status))))
-            && (ident == NULL
-                || (tsb_acme_str(g, "identifier") == 0
-                    && tsb_acme_ident_gen(g, ident, 0) == 0))
             && tsb_gen_ok(yajl_gen_map_close(g)))
            ? 0 : -1;
 }
