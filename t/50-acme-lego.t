@@ -21,7 +21,7 @@ my $tmp = $t->tmp;
 
 my $pki = TsbPki::make($t);
 $t->start_sim('--auto-approve-ms', 1500);
-$t->start_nginx(<<"EOF");
+my $conf = <<"EOF";
 tsb_cache_zone tsb:1m;
 tsb_acme_zone acme:1m accounts=%%TMP%%/acme-accounts;
 tsb_upstream %%SIM%%;
@@ -39,6 +39,7 @@ server {
     }
 }
 EOF
+$t->start_nginx($conf);
 
 my $port = $t->port(1);
 my $dir = "https://127.0.0.1:$port/acme/directory";
@@ -83,6 +84,19 @@ is($last->{commonName}, 'web.svc.example', 'and the commonName');
 # the account is on disk, keyed by its key's thumbprint
 my @files = glob("$tmp/acme-accounts/*.json");
 is(scalar @files, 1, 'one account file') or diag(`ls -la $tmp/acme-accounts`);
+
+# ---------------------------------- the account outlives a restart
+
+$t->stop_nginx;
+$t->start_nginx($conf);
+like($t->error_log, qr/1 accounts loaded from/, 'the account is read back');
+
+# lego keeps its account URL: an order signed with its kid must find it
+($rc, $out) = lego("$tmp/lego", '--domains', 'web.svc.example', 'run');
+is($rc, 0, 'the same lego account orders again after a restart')
+    or diag($out . $t->error_log_tail(20));
+@files = glob("$tmp/acme-accounts/*.json");
+is(scalar @files, 1, 'still one account');
 
 # ----------------------------------------------------- policy refusal
 
