@@ -106,6 +106,7 @@ typedef struct {
     unsigned                     have_order:1;
     unsigned                     have_key:1;
     unsigned                     finalizing:1;
+    unsigned                     answered:1;  /* a problem was sent */
 } ngx_http_tsb_acme_req_t;
 
 
@@ -1277,7 +1278,7 @@ ngx_http_tsb_acme_handler(ngx_http_request_t *r)
     u_char                    *p;
     size_t                     hlen;
     ngx_int_t                  rc;
-    ngx_str_t                  host, nonce;
+    ngx_str_t                  host;
     tsb_buf_t                  out;
     ngx_pool_cleanup_t        *cln;
     ngx_http_tsb_ctx_t        *ctx;
@@ -1389,8 +1390,6 @@ ngx_http_tsb_acme_handler(ngx_http_request_t *r)
 
             return ngx_http_send_header(r);
         }
-
-        (void) nonce;
 
         return ngx_http_tsb_acme_problem(r, NGX_HTTP_NOT_ALLOWED, "malformed",
                    "ACME resources other than the directory and newNonce "
@@ -2183,7 +2182,7 @@ ngx_http_tsb_acme_save_order(ngx_http_request_t *r,
 }
 
 
-/* NGX_OK, or an answer already made (a problem) */
+/* NGX_OK; or an answer already made (ar->answered), or an error */
 static ngx_int_t
 ngx_http_tsb_acme_load_order(ngx_http_request_t *r,
     ngx_http_tsb_acme_req_t *ar, ngx_str_t *id)
@@ -2201,6 +2200,7 @@ ngx_http_tsb_acme_load_order(ngx_http_request_t *r,
     }
 
     if (rc == NGX_DECLINED) {
+        ar->answered = 1;
         return ngx_http_tsb_acme_problem(r, NGX_HTTP_NOT_FOUND, "malformed",
                    "there is no such order (orders are kept 7 days)", NULL);
     }
@@ -2208,6 +2208,7 @@ ngx_http_tsb_acme_load_order(ngx_http_request_t *r,
     ngx_memzero(&err, sizeof(tsb_error_t));
 
     if (tsb_acme_order_decode(value.data, value.len, &ar->order, &err) != 0) {
+        ar->answered = 1;
         return ngx_http_tsb_acme_problem_err(r, &err);
     }
 
@@ -2217,6 +2218,7 @@ ngx_http_tsb_acme_load_order(ngx_http_request_t *r,
         || ngx_strncmp(ar->account_id.data, ar->order.account,
                        ar->account_id.len) != 0)
     {
+        ar->answered = 1;
         return ngx_http_tsb_acme_problem(r, NGX_HTTP_FORBIDDEN,
                    "unauthorized", "the order belongs to another account",
                    NULL);
@@ -2397,7 +2399,7 @@ ngx_http_tsb_acme_order_op(ngx_http_request_t *r,
     id.len = ar->resource.len - 6;
 
     rc = ngx_http_tsb_acme_load_order(r, ar, &id);
-    if (rc != NGX_OK) {
+    if (rc != NGX_OK || ar->answered) {
         return rc;
     }
 
@@ -2547,7 +2549,7 @@ ngx_http_tsb_acme_authz_op(ngx_http_request_t *r,
     id.len = dash - id.data;
 
     rc = ngx_http_tsb_acme_load_order(r, ar, &id);
-    if (rc != NGX_OK) {
+    if (rc != NGX_OK || ar->answered) {
         return rc;
     }
 
@@ -2651,7 +2653,7 @@ ngx_http_tsb_acme_finalize(ngx_http_request_t *r,
     id.len = ar->resource.len - 9;
 
     rc = ngx_http_tsb_acme_load_order(r, ar, &id);
-    if (rc != NGX_OK) {
+    if (rc != NGX_OK || ar->answered) {
         return rc;
     }
 
@@ -2881,7 +2883,7 @@ ngx_http_tsb_acme_cert(ngx_http_request_t *r, ngx_http_tsb_acme_req_t *ar)
     id.len = ar->resource.len - 5;
 
     rc = ngx_http_tsb_acme_load_order(r, ar, &id);
-    if (rc != NGX_OK) {
+    if (rc != NGX_OK || ar->answered) {
         return rc;
     }
 

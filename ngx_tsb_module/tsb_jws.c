@@ -1354,8 +1354,10 @@ tsb_jws_verify(const tsb_jws_t *jws, const tsb_jwk_t *key, tsb_error_t *err)
     }
 
     if (!tsb_jws_alg_fits(jws->alg, pkey)) {
-        tsb_error_set(err, 400, "badSignatureAlgorithm",
-                      "\"alg\" %s does not fit the account's key",
+        /* the header's own jwk was checked: this is another key */
+        tsb_error_set(err, 403, "unauthorized",
+                      "the JWS is not signed with the account's key "
+                      "(\"alg\" %s does not fit it)",
                       tsb_jws_alg_name(jws->alg));
         return -1;
     }
