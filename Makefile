@@ -76,7 +76,7 @@ DEB_PKGS     = nginx nginx-dev libcurl4-openssl-dev libyajl-dev libssl-dev \
 
 .PHONY: all build deps unit test integration demo demo-stop clean
 .PHONY: fuzz fuzz-smoke fuzz-build fuzz-coverage bench bench-policy
-.PHONY: bench-cache bench-sign
+.PHONY: bench-cache bench-sign bench-acme
 .PHONY: test-valgrind test-asan soak
 
 all: build
@@ -164,7 +164,12 @@ bench-sign: build $(BUILD)/bench/csr_decode
 	perl bench/sign_bench.pl --module $(abspath $(MODULE_SO)) \
 	    --decode $(abspath $(BUILD)/bench/csr_decode) --doc docs/benchmarks.md
 
-bench: bench-policy bench-cache bench-sign
+# tsb_acme: newNonce and order polling against a cached status GET, one
+# keep-alive connection, same run (bench/acme_bench.pl)
+bench-acme: build
+	perl bench/acme_bench.pl --module $(abspath $(MODULE_SO))
+
+bench: bench-policy bench-cache bench-sign bench-acme
 
 integration: build
 	prove -r t/ --ext .t

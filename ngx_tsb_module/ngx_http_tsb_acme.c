@@ -1014,7 +1014,7 @@ ngx_http_tsb_acme_kv_set(ngx_http_tsb_acme_zone_t *z, const char *prefix,
         ngx_http_tsb_acme_remove(z, ngx_queue_data(q,
                                      ngx_http_tsb_acme_node_t, queue));
 
-        if (q == &old->queue) {
+        if (old && q == &old->queue) {
             old = NULL;
         }
 
@@ -2856,6 +2856,7 @@ ngx_http_tsb_acme_sign_done(ngx_http_tsb_fetch_t *f)
 
     ar->order.status = TSB_ACME_PROCESSING;
     ar->order.request = id;     /* freed with the order */
+    ar->finalizing = 0;         /* the mark stays: finalized once */
 
     ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
                   "tsb acme: order %V processing: sign request %s "
@@ -2968,6 +2969,15 @@ static void
 ngx_http_tsb_acme_cleanup(void *data)
 {
     ngx_http_tsb_acme_req_t  *ar = data;
+
+    /*
+     * The client went away before the TSB answered the finalize: the
+     * order may be finalized again (the TSB may then see the CSR twice;
+     * its approvers decide on each).
+     */
+    if (ar->finalizing) {
+        (void) ngx_http_tsb_acme_kv_del(ar->zone, "f:", &ar->order_id);
+    }
 
     if (ar->have_jws) {
         tsb_jws_free(&ar->jws);
