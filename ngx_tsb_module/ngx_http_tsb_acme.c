@@ -1397,6 +1397,20 @@ ngx_http_tsb_acme_handler(ngx_http_request_t *r)
                    NULL);
     }
 
+    if (!(r->method & NGX_HTTP_POST)
+        || r->headers_in.content_type == NULL
+        || r->headers_in.content_type->value.len < 20
+        || ngx_strncasecmp(r->headers_in.content_type->value.data,
+                           (u_char *) "application/jose+json", 21) != 0
+        || r->headers_in.content_length_n > (off_t) tlcf->max_body_size)
+    {
+        /* a body left unread would be taken for the next request */
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
     if (!(r->method & NGX_HTTP_POST)) {
         return ngx_http_tsb_acme_problem(r, NGX_HTTP_NOT_ALLOWED, "malformed",
                                          "use GET, HEAD or POST", NULL);
