@@ -272,7 +272,9 @@ ngx_http_tsb_acme_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     size = ngx_parse_size(&s);
 
-    if (name.len == 0 || size == NGX_ERROR || size < (ssize_t) (8 * ngx_pagesize)) {
+    if (name.len == 0 || size == NGX_ERROR
+        || size < (ssize_t) (8 * ngx_pagesize))
+    {
         return "takes \"name:size\" with a size of at least 8 pages";
     }
 
