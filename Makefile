@@ -26,18 +26,24 @@ CORE_SRCS    = $(SRC_DIR)/tsb_usage.c $(SRC_DIR)/tsb_csr.c \
                $(SRC_DIR)/tsb_cert.c $(SRC_DIR)/tsb_path.c \
                $(SRC_DIR)/tsb_verify.c $(SRC_DIR)/tsb_allow.c \
                $(SRC_DIR)/tsb_front.c $(SRC_DIR)/tsb_tls.c \
-               $(SRC_DIR)/tsb_jws.c $(SRC_DIR)/tsb_acme.c
+               $(SRC_DIR)/tsb_describe.c \
+               $(SRC_DIR)/tsb_owner.c
+CORE_SRCS   += $(SRC_DIR)/tsb_name.c
+CORE_SRCS   += $(SRC_DIR)/tsb_jws.c $(SRC_DIR)/tsb_acme.c
 UNIT_TESTS   = $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(wildcard t/unit/test_*.c))
 UNIT_CFLAGS  = -std=c99 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 \
                -fsanitize=address,undefined -fno-omit-frame-pointer \
-               -I$(SRC_DIR)
+               -I$(SRC_DIR) -DTSB_FIXTURES='"$(TSB_FIXTURES)"'
 UNIT_LIBS    = -lyajl -lcrypto
 
 # libFuzzer targets, one per parser (fuzz/, docs/fuzzing.md)
 FUZZ_CC      ?= clang
 FUZZ_TARGETS  = fuzz_csr fuzz_sign_req fuzz_upstream fuzz_cert fuzz_path \
                 fuzz_allow fuzz_front fuzz_verify fuzz_csr_diff \
-                fuzz_acme
+                fuzz_owner \
+                fuzz_front_path
+FUZZ_TARGETS += fuzz_name
+FUZZ_TARGETS += fuzz_acme
 FUZZ_BINS     = $(patsubst %,$(BUILD)/fuzz/%,$(FUZZ_TARGETS))
 FUZZ_CFLAGS   = -std=c99 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 \
                 -fsanitize=fuzzer,address,undefined \
@@ -55,6 +61,9 @@ FUZZ_MAX_LEN_fuzz_allow    = 4608
 FUZZ_MAX_LEN_fuzz_front    = 16384
 FUZZ_MAX_LEN_fuzz_verify   = 8192
 FUZZ_MAX_LEN_fuzz_csr_diff = 8192
+FUZZ_MAX_LEN_fuzz_owner    = 4200
+FUZZ_MAX_LEN_fuzz_front_path = 683
+FUZZ_MAX_LEN_fuzz_name     = 512
 FUZZ_MAX_LEN_fuzz_acme     = 8192
 
 # benchmarks (bench/, results in docs/benchmarks.md)
@@ -62,22 +71,22 @@ BENCH_CFLAGS  = -std=c99 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O2 \
                 -I$(SRC_DIR)
 BENCH_SECONDS ?= 2
 
-# the TSB fixtures: beside the checkout (as CI lays them out) or the workplace
-TSB_FIXTURES ?= $(firstword $(wildcard $(abspath ../shared/fixtures) \
-                                       /work/shared/fixtures) \
-                            $(abspath ../shared/fixtures))
-export TSB_FIXTURES
+# the TSB fixtures: in the checkout (t/fixtures/README.md); nothing outside
+# it is read (make test-standalone proves it)
+TSB_FIXTURES = $(CURDIR)/t/fixtures
 
 # Debian packages the build, the tests and the demo need
 DEB_PKGS     = nginx nginx-dev libcurl4-openssl-dev libyajl-dev libssl-dev \
                gcc make openssl curl python3 python3-cryptography perl \
                libjson-pp-perl libio-socket-ssl-perl libhttp-tiny-perl \
-               clang libclang-rt-14-dev certbot lego
+               clang libclang-rt-14-dev strace certbot lego \
+               chromium chromium-driver python3-selenium
 
 .PHONY: all build deps unit test integration demo demo-stop clean
 .PHONY: fuzz fuzz-smoke fuzz-build fuzz-coverage bench bench-policy
 .PHONY: bench-cache bench-sign bench-acme
-.PHONY: test-valgrind test-asan soak
+.PHONY: test-valgrind test-asan soak page-bundle
+.PHONY: test-standalone test-build
 
 all: build
 
@@ -86,17 +95,29 @@ build: $(MODULE_SO)
 deps:
 	@sh .ci/deps.sh $(DEB_PKGS)
 
-# Configure a private copy of the nginx tree once, with the flags the
-# installed nginx was built with (Debian ships them in conf_flags), so the
-# module's signature matches the binary that loads it.
+# Configure a private copy of the nginx tree once, with the flags of the
+# nginx that loads the module, so that its signature and its features
+# (NGX_HTTP_SSL, NGX_THREADS) match that binary: NGX_CONFIGURE_ARGS when
+# given, else Debian's conf_flags when the tree has them, else the
+# arguments of $(NGINX_BIN) -V less other modules and paths
+# (.ci/nginx-flags.py).  A release tarball has ./configure, a git
+# checkout auto/configure.
+NGX_CONFIGURE_ARGS ?=
 $(NGX_TREE)/Makefile: config
 	rm -rf $(NGX_TREE)
 	mkdir -p $(BUILD)
 	cp -a $(NGINX_SRC) $(NGX_TREE)
-	cd $(NGX_TREE) && bash -c 'set -e; flags=(--with-compat); \
-	    if [ -f conf_flags ]; then . ./conf_flags; \
-	        flags=("$${NGX_CONF_FLAGS[@]}"); fi; \
-	    ./configure "$${flags[@]}" --add-dynamic-module=$(CURDIR) \
+	cd $(NGX_TREE) && bash -c 'set -e; \
+	    cfg=./configure; [ -x "$$cfg" ] || cfg=auto/configure; \
+	    if [ -n "$(NGX_CONFIGURE_ARGS)" ]; then \
+	        flags=($(NGX_CONFIGURE_ARGS)); \
+	    elif [ -f conf_flags ]; then . ./conf_flags; \
+	        flags=("$${NGX_CONF_FLAGS[@]}"); \
+	    else $(PYTHON) $(CURDIR)/.ci/nginx-flags.py $(NGINX_BIN) \
+	            >configure.args; \
+	        mapfile -d "" -t flags <configure.args; fi; \
+	    echo "configure: $${flags[*]}"; \
+	    $$cfg "$${flags[@]}" --add-dynamic-module=$(CURDIR) \
 	        --with-cc-opt="-g -O2 -Wall -Wextra -Werror $(NGX_CC_EXTRA)" \
 	        $(if $(NGX_LD_OPT),--with-ld-opt="$(NGX_LD_OPT)") >configure.log \
 	    || { tail -30 configure.log; exit 1; }'
@@ -164,6 +185,13 @@ bench-sign: build $(BUILD)/bench/csr_decode
 	perl bench/sign_bench.pl --module $(abspath $(MODULE_SO)) \
 	    --decode $(abspath $(BUILD)/bench/csr_decode) --doc docs/benchmarks.md
 
+# several gateways sharing one tsb_store: TSB GETs per refresh interval
+# with 1000 waiters spread over 2 and 3 instances (about half a minute;
+# bench/ha_bench.pl prints the rows of docs/benchmarks.md)
+.PHONY: bench-ha
+bench-ha: build
+	perl bench/ha_bench.pl --module $(abspath $(MODULE_SO))
+
 # tsb_acme: newNonce and order polling against a cached status GET, one
 # keep-alive connection, same run (bench/acme_bench.pl)
 bench-acme: build
@@ -203,11 +231,31 @@ soak: build
 	perl bench/soak --module $(abspath $(MODULE_SO)) \
 	    --seconds $(SOAK_SECONDS) --doc docs/benchmarks.md
 
+# The tracked files copied into an empty directory: no file names a path
+# outside the checkout, and the tests that read fixtures pass there and
+# open none elsewhere (t/standalone.sh; about a minute)
+test-standalone: build
+	sh t/standalone.sh $(abspath $(MODULE_SO))
+
+# A module built with --with-compat alone (no SSL, no threads) is refused
+# by Debian's nginx, which has both (t/07-build.t; about a minute)
+test-build: build
+	$(MAKE) BUILD=$(BUILD)/compat NGX_CONFIGURE_ARGS=--with-compat build
+	TSB_MODULE_COMPAT=$(abspath $(BUILD)/compat/ngx_http_tsb_module.so) \
+	    prove -v t/07-build.t
+
 test: deps
 	$(MAKE) build
 	$(MAKE) unit
 	$(MAKE) fuzz-smoke
 	$(MAKE) integration
+	$(MAKE) test-standalone
+
+# The self-service page's one library, @peculiar/x509, bundled into
+# page/x509.bundle.js (committed: nginx serves it, no build at install
+# time).  Versions are pinned in page/package.json and page/package-lock.json.
+page-bundle:
+	cd page && npm ci --no-audit --no-fund && npm run build
 
 demo: deps build
 	@sh conf/demo.sh start

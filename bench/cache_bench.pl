@@ -80,7 +80,7 @@ sub new_id {
     # and delayed ACKs (40 ms a sign)
     my $r = $t->raw_read($t->raw_send(POST => $path // '/sign', body => $csr,
                          content_type => 'application/x-pem-file'));
-    die "sign: $r->{status} $r->{content}\n" unless $r->{status} == 202;
+    die "sign: $r->{status} $r->{content}\n" unless $r->{status} == 200;
     return $r->{json}{signRequestId};
 }
 

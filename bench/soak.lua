@@ -58,13 +58,13 @@ function response(status, headers, body)
         reason = body:match('"reason"%s*:%s*"([^"]*)"') or "-"
     end
     bump(loc .. " " .. status .. " " .. reason)
-    if loc == "sign" and status == 202 then
+    if loc == "sign" and status == 200 then
         local id = body:match('"signRequestId"%s*:%s*"([%w%-]+)"')
         if id then
             table.insert(ids, id)
             table.insert(accepted, id)
         else
-            bump("sign 202 without-id")
+            bump("sign 200 without-id")
         end
     end
     if loc == "status" and status == 200 then

@@ -57,6 +57,7 @@ wait_for "http://127.0.0.1:$sim_port/_sim/health" "the TSB simulator"
 
 sed -e "s#@MODULE@#$top/build/ngx_http_tsb_module.so#" \
     -e "s#@DIR@#$dir#g" -e "s#@PORT@#$port#" -e "s#@SIM_PORT@#$sim_port#" \
+    -e "s#@TOP@#$top#g" \
     "$top/conf/demo.conf" >"$dir/nginx.conf"
 
 "$nginx" -p "$dir" -c "$dir/nginx.conf" -g 'daemon on;'
@@ -68,6 +69,7 @@ The demo gateway is running:
   gateway        http://127.0.0.1:$port   (nginx + ngx_http_tsb_module)
   TSB simulator  http://127.0.0.1:$sim_port   (signs with its own CA: $dir/sim/ca.pem)
   logs           $dir/error.log, $dir/sim.log
+  the page       http://127.0.0.1:$port/ui/   (make a key and CSR in the browser)
 
 Issue a certificate end to end (copy and paste):
 
@@ -95,6 +97,9 @@ A name outside the policy is refused before it reaches the TSB:
       -keyout evil.key -out evil.csr
   curl -s -H 'Content-Type: application/x-pem-file' --data-binary @evil.csr \\
       http://127.0.0.1:$port/tsb/sign; echo
+
+Or use the self-service page: open http://127.0.0.1:$port/ui/ , ask for
+web.svc.example.internal, then approve the request as in step 3.
 
 Stop it with: make demo-stop
 MSG

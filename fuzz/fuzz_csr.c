@@ -53,6 +53,13 @@ static const tsb_name_pattern_t  fuzz_strict_names[] = {
       sizeof("~^api-[0-9]+\\.example\\.com$") - 1 }
 };
 
+/* the permissive location allows two extensions beyond the four */
+static const char *const  fuzz_any_exts[] = {
+    "2.5.29.32", "1.2.3.4.5", NULL
+};
+
+static const unsigned long  fuzz_any_exponents[] = { 3, 65537 };
+
 static const char *const  fuzz_sig_algs[] = {
     "SHA256_WITH_RSA", "SHA384_WITH_RSA", "SHA256_WITH_ECDSA", NULL
 };
@@ -123,6 +130,11 @@ fuzz_policies(tsb_policy_t *any, tsb_policy_t *strict)
     any->allowed_signature_algorithms = fuzz_sig_algs;
     any->allow_key_password = 1;
     any->allowed_san_types = 0xffffffff;
+    any->allowed_extensions = fuzz_any_exts;
+    any->max_rsa_bits = 16384;
+    any->rsa_exponents = fuzz_any_exponents;
+    any->n_rsa_exponents = 2;
+    any->max_validity = 36500L * 86400;
 
     memset(strict, 0, sizeof(tsb_policy_t));
 
@@ -139,6 +151,8 @@ fuzz_policies(tsb_policy_t *any, tsb_policy_t *strict)
     strict->min_rsa_bits = 3072;
     strict->sign_key_name = "CA-Key";
     strict->allowed_san_types = (1u << TSB_SAN_DNS) | (1u << TSB_SAN_IP);
+    strict->allowed_ec_curves = TSB_CURVE_P256 | TSB_CURVE_P384;
+    strict->max_validity = 90L * 86400;
 }
 
 
@@ -155,8 +169,10 @@ static void
 fuzz_check(const tsb_policy_t *policy, const tsb_csr_t *csr,
     tsb_sign_req_t *req)
 {
-    int          rc;
-    tsb_error_t  err;
+    int                 rc;
+    size_t              i;
+    tsb_error_t         err;
+    const char *const  *a;
 
     memset(&err, 0, sizeof(tsb_error_t));
 
@@ -172,6 +188,36 @@ fuzz_check(const tsb_policy_t *policy, const tsb_csr_t *csr,
         fuzz_assert((req->key_usage & ~policy->allowed_key_usage) == 0);
         fuzz_assert((req->ext_key_usage & ~policy->allowed_ext_key_usage)
                     == 0);
+
+        /* every other extension was judged: SKI, or on the list */
+
+        for (i = 0; i < csr->n_exts; i++) {
+            fuzz_assert(csr->exts[i].oid[0] != '\0');
+
+            if (csr->exts[i].nid == NID_subject_key_identifier
+                && csr->exts[i].readable)
+            {
+                continue;
+            }
+
+            fuzz_assert(!(csr->exts[i].critical && !csr->exts[i].readable));
+
+            for (a = policy->allowed_extensions; a && *a; a++) {
+                if (strcmp(*a, csr->exts[i].oid) == 0) {
+                    break;
+                }
+            }
+
+            fuzz_assert(a != NULL && *a != NULL);
+        }
+
+        if (csr->key_type == TSB_KEY_RSA) {
+            fuzz_assert(policy->rsa_exponents != NULL
+                        || csr->key_rsa_exponent == 65537);
+        }
+
+        fuzz_assert(req->validity < 0
+                    || req->validity * 86400 <= policy->max_validity);
 
     } else {
         fuzz_assert(rc == -1);
@@ -226,6 +272,7 @@ fuzz_accepted(tsb_csr_t *csr)
     req.ext_key_usage = TSB_EKU_CLIENT_AUTH;
     req.ext_key_usage_present = 1;
     req.certificate_authority = 0;
+    req.validity = 91;                  /* above the strict 90 days */
 
     fuzz_check(&strict, csr, &req);
 

@@ -258,6 +258,15 @@ fuzz_same(const tsb_csr_t *a, const tsb_csr_t *b)
     fuzz_assert(a->has_basic_constraints == b->has_basic_constraints);
     fuzz_assert(a->basic_pathlen == b->basic_pathlen);
     fuzz_assert(memcmp(a->spki_sha256, b->spki_sha256, 32) == 0);
+    fuzz_assert(a->key_rsa_exponent == b->key_rsa_exponent);
+    fuzz_assert(a->n_exts == b->n_exts);
+
+    for (i = 0; i < a->n_exts; i++) {
+        fuzz_assert(strcmp(a->exts[i].oid, b->exts[i].oid) == 0);
+        fuzz_assert(a->exts[i].nid == b->exts[i].nid);
+        fuzz_assert(a->exts[i].critical == b->exts[i].critical);
+        fuzz_assert(a->exts[i].readable == b->exts[i].readable);
+    }
 
     /* what goes upstream */
 

@@ -8,7 +8,7 @@
  * signatures are deterministic, so every run makes the same bytes and the
  * committed seeds stay valid): a CA, two CSRs (a server leaf with SANs of
  * every kind we keep, and an intermediate CA with a pathLenConstraint),
- * their expectations with tsb_expect_build(), and a genuine certificate
+ * their expectations with tsb_expect_build_ex(), and a genuine certificate
  * for each, issued by the CA.  Each genuine certificate must verify
  * against its own expectation, with and without the issuer chain, and not
  * against the other's.
@@ -97,6 +97,8 @@ typedef struct {
     const char  *ku;
     const char  *eku;
     const char  *bc;
+    const char  *nc;           /* nameConstraints, which nobody accepts */
+    const char  *not_after;    /* NULL: the genuine ten years */
     EVP_PKEY    *key;          /* the subject's */
     EVP_PKEY    *signer;
     X509        *issuer;       /* NULL: self-signed */
@@ -181,7 +183,8 @@ fuzz_issue(const fuzz_issue_t *i)
         || ASN1_TIME_set_string_X509(X509_getm_notBefore(x),
                                      "20260101000000Z") != 1
         || ASN1_TIME_set_string_X509(X509_getm_notAfter(x),
-                                     "20360101000000Z") != 1
+                                     i->not_after ? i->not_after
+                                                  : "20360101000000Z") != 1
         || X509_set_pubkey(x, i->key) != 1)
     {
         fuzz_die("X509_new");
@@ -213,6 +216,7 @@ fuzz_issue(const fuzz_issue_t *i)
     fuzz_ext(x, NULL, NULL, issuer, NID_key_usage, i->ku);
     fuzz_ext(x, NULL, NULL, issuer, NID_ext_key_usage, i->eku);
     fuzz_ext(x, NULL, NULL, issuer, NID_subject_alt_name, i->san);
+    fuzz_ext(x, NULL, NULL, issuer, NID_name_constraints, i->nc);
 
     if (X509_sign(x, i->signer, NULL) <= 0) {
         fuzz_die("X509_sign");
@@ -332,8 +336,15 @@ fuzz_expect(const char *cn, const char *san, const char *ku,
     sr.ext_key_usage_present = req_eku != 0;
     sr.validity = -1;
 
-    if (tsb_expect_build(csr, &sr, &blob) != 0) {
-        fuzz_die("tsb_expect_build");
+    /*
+     * Accepted when the genuine certificates' fixed notBefore says, for
+     * as long as they last (ten years), so that their lifetime fits.
+     */
+
+    if (tsb_expect_build_ex(csr, &sr, 3653L * 86400, 1767225600, &blob)
+        != 0)
+    {
+        fuzz_die("tsb_expect_build_ex");
     }
 
     tsb_csr_free(csr);
@@ -453,6 +464,13 @@ fuzz_write_seeds(const char *dir)
     is.signer = key_ca;
     is.issuer = ca_cert;
     is.serial = 100;
+
+    is.nc = "critical,permitted;DNS:.example.com";
+    fuzz_seed_cert(dir, "cert-leaf-name-constraints", 0, &is, 0);
+    is.nc = NULL;
+    is.not_after = "20460101000000Z";
+    fuzz_seed_cert(dir, "cert-leaf-longer", 0, &is, 0);
+    is.not_after = NULL;
 
     is.san = "DNS:web-01.svc.example.com,DNS:evil.example.com";
     fuzz_seed_cert(dir, "cert-leaf-extra-san", 0, &is, 0);

@@ -8,8 +8,8 @@
 
 set -eu
 
-FIX=${1:-${TSB_FIXTURES:-../shared/fixtures}}
 HERE=$(cd "$(dirname "$0")" && pwd)
+FIX=$(cd "${1:-$HERE/../t/fixtures}" && pwd)
 C="$HERE/corpus"
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
@@ -67,9 +67,26 @@ csr pss rsa.key "/CN=host.example.com" -sigopt rsa_padding_mode:pss \
     -sigopt rsa_pss_saltlen:32 -sha256
 csr utf8 p256.key "$(printf '/CN=h\303\251te.example.com')" -utf8
 
+# issue 10: extensions nobody judged, and key limits
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 \
+    -pkeyopt rsa_keygen_pubexp:3 -out rsa-e3.key 2>/dev/null
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-521 \
+    -out p521.key
+csr ext-nc p256.key "/CN=host.example.com" \
+    -addext "nameConstraints=critical,permitted;DNS:.example.com"
+csr ext-cp p256.key "/CN=host.example.com" \
+    -addext "certificatePolicies=1.3.6.1.4.1.99.1" \
+    -addext "subjectKeyIdentifier=hash"
+csr ext-nocheck p256.key "/CN=host.example.com" -addext "noCheck=ignored"
+csr ext-crit p256.key "/CN=host.example.com" \
+    -addext "1.2.3.4.5=critical,DER:05:00" -addext "1.2.3.4.6=DER:05:00"
+csr rsa-e3 rsa-e3.key "/CN=host.example.com"
+csr p521 p521.key "/CN=host.example.com"
+
 o="$C/fuzz_csr"
 cat "$FIX/tsb-csr-new-label.pem" > "$o/tsb-new-label.pem"
-for n in rsa p256 p384ca ed25519 mixed plain sha1 pss utf8; do
+for n in rsa p256 p384ca ed25519 mixed plain sha1 pss utf8 ext-nc ext-cp \
+         ext-nocheck ext-crit rsa-e3 p521; do
     cp "$n.pem" "$o/$n.pem"
 done
 for n in rsa p256 ed25519; do

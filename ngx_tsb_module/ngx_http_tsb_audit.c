@@ -41,6 +41,8 @@ static ngx_int_t ngx_http_tsb_audit_bool(yajl_gen g, const char *key,
     int b);
 static ngx_int_t ngx_http_tsb_audit_usages(yajl_gen g, const char *key,
     unsigned mask, int eku, int unknown);
+static ngx_int_t ngx_http_tsb_audit_subject(ngx_http_request_t *r,
+    yajl_gen g, tsb_csr_t *csr);
 static ngx_int_t ngx_http_tsb_audit_sans(ngx_http_request_t *r, yajl_gen g,
     tsb_csr_t *csr);
 static const char *ngx_http_tsb_audit_key_type(int type);
@@ -219,7 +221,9 @@ ngx_http_tsb_audit_build(ngx_http_request_t *r, yajl_gen g,
         return NGX_ERROR;
     }
 
-    if (ngx_http_tsb_audit_sans(r, g, csr) != NGX_OK) {
+    if (ngx_http_tsb_audit_sans(r, g, csr) != NGX_OK
+        || ngx_http_tsb_audit_subject(r, g, csr) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -307,6 +311,17 @@ ngx_http_tsb_audit_build(ngx_http_request_t *r, yajl_gen g,
         {
             return NGX_ERROR;
         }
+    }
+
+    /* the lifetime asked for, in days; null: the TSB's default */
+
+    if (req && req->validity >= 0) {
+        if (ngx_http_tsb_audit_int(g, "validity", req->validity) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+    } else if (ngx_http_tsb_audit_cstr(g, "validity", NULL) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     if (ngx_http_tsb_audit_cstr(g, "sign_key_name",
@@ -504,6 +519,70 @@ ngx_http_tsb_audit_sans(ngx_http_request_t *r, yajl_gen g, tsb_csr_t *csr)
         ngx_memcpy(p, csr->sans[i].value, len - type.len);
 
         rc = yajl_gen_string(g, buf, len);
+
+        if (!ngx_http_tsb_gen_ok(rc)) {
+            return NGX_ERROR;
+        }
+    }
+
+    return ngx_http_tsb_gen_ok(yajl_gen_array_close(g)) ? NGX_OK : NGX_ERROR;
+}
+
+
+/*
+ * The subject's attributes besides the CN, "O=Example Corp" each, in the
+ * CSR's order: what a TSB may copy into the certificate.
+ */
+
+static ngx_int_t
+ngx_http_tsb_audit_subject(ngx_http_request_t *r, yajl_gen g,
+    tsb_csr_t *csr)
+{
+    u_char                    *buf, *p;
+    size_t                     i, len;
+    const char                *type;
+    yajl_gen_status            rc;
+    const tsb_subject_attr_t  *a;
+
+    if (ngx_http_tsb_audit_key(g, "subject") != NGX_OK
+        || !ngx_http_tsb_gen_ok(yajl_gen_array_open(g)))
+    {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; csr && i < csr->n_subject_attrs; i++) {
+        a = &csr->subject_attrs[i];
+
+        type = a->name ? a->name : (a->oid[0] ? a->oid : "?");
+
+        if (a->value == NULL) {
+            rc = yajl_gen_string(g, (const u_char *) type,
+                                 ngx_strlen(type));
+
+            if (!ngx_http_tsb_gen_ok(rc)) {
+                return NGX_ERROR;
+            }
+
+            continue;
+        }
+
+        len = ngx_strlen(type) + 1 + a->value_len;
+
+        buf = ngx_pnalloc(r->pool, len);
+        if (buf == NULL) {
+            return NGX_ERROR;
+        }
+
+        p = ngx_cpymem(buf, type, ngx_strlen(type));
+        *p++ = '=';
+        ngx_memcpy(p, a->value, a->value_len);
+
+        rc = yajl_gen_string(g, buf, len);
+
+        if (rc == yajl_gen_invalid_string) {
+            rc = yajl_gen_string(g, (const u_char *) "(invalid UTF-8)",
+                                 sizeof("(invalid UTF-8)") - 1);
+        }
 
         if (!ngx_http_tsb_gen_ok(rc)) {
             return NGX_ERROR;

@@ -37,6 +37,7 @@
 #include "ngx_http_tsb_cache.h"
 #include "ngx_http_tsb_store.h"
 #include "ngx_http_tsb_metrics.h"
+#include "tsb_owner.h"
 
 
 /* how often a watch looks at the zone while another worker refreshes */
@@ -82,6 +83,7 @@ typedef struct {
     u_char                       filename_len;
     u_char                       detail_len;
     u_char                       mismatch;
+    u_char                       pinned;        /* in sh->pinned, not LRU */
     u_char                       etag[8];       /* as hex in ETag */
     u_char                       data[1];       /* id, status head, tail,
                                                    expect, serial, name,
@@ -110,6 +112,19 @@ typedef struct {
     ngx_uint_t                   entries;
     ngx_uint_t                   evictions;
     ngx_uint_t                   nomem_logged;
+
+    /*
+     * Evidence: entries holding what was accepted for a request not ended
+     * yet (or whose certificate was refused) are never evicted.  They are
+     * kept out of the LRU queue, and the signs that would make them are
+     * refused once they (and the signs in flight) would take more than
+     * pinned_max bytes, so that the rest of the zone stays for the LRU.
+     */
+    ngx_queue_t                  pinned;
+    size_t                       pinned_size;
+    size_t                       pinned_max;
+    size_t                       reserved;      /* signs in flight */
+    ngx_uint_t                   full_logged;
 } ngx_http_tsb_cache_sh_t;
 
 
@@ -179,6 +194,9 @@ static void ngx_http_tsb_cache_text_put(ngx_http_tsb_cache_ctx_t *ctx,
     ngx_http_tsb_cache_text_t *t);
 static void ngx_http_tsb_cache_unhex(u_char *dst, u_char *hex, size_t n);
 static size_t ngx_http_tsb_cache_data_len(ngx_http_tsb_cache_node_t *cn);
+static size_t ngx_http_tsb_cache_cost(size_t size);
+static void ngx_http_tsb_cache_link(ngx_http_tsb_cache_ctx_t *ctx,
+    ngx_http_tsb_cache_node_t *cn, ngx_uint_t pin);
 static void ngx_http_tsb_cache_cursor(ngx_http_tsb_cache_cursor_t *cur,
     ngx_http_tsb_cache_node_t *cn);
 static u_char *ngx_http_tsb_cache_piece(ngx_http_tsb_cache_cursor_t *cur,
@@ -215,6 +233,8 @@ static ngx_int_t ngx_http_tsb_watch_snapshot(ngx_http_tsb_watch_t *w,
 static void ngx_http_tsb_watch_loaded(void *data, ngx_http_tsb_entry_t *e,
     ngx_str_t *accepted);
 static void ngx_http_tsb_watch_unclaim(ngx_http_tsb_watch_t *w);
+static void ngx_http_tsb_watch_forget(ngx_http_tsb_watch_t *w,
+    ngx_uint_t notfound);
 static ngx_int_t ngx_http_tsb_watch_copy(ngx_http_tsb_watch_t *w,
     ngx_http_tsb_entry_t *e);
 static void ngx_http_tsb_waiter_serve(ngx_http_tsb_waiter_t *wt,
@@ -451,6 +471,10 @@ ngx_http_tsb_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_rbtree_init(&ctx->sh->texts, &ctx->sh->texts_sentinel,
                     ngx_str_rbtree_insert_value);
     ngx_queue_init(&ctx->sh->queue);
+    ngx_queue_init(&ctx->sh->pinned);
+
+    /* half the zone for evidence, the other half for the LRU */
+    ctx->sh->pinned_max = shm_zone->shm.size / 2;
 
     len = sizeof(" in tsb_cache_zone \"\"") + shm_zone->shm.name.len;
 
@@ -598,6 +622,11 @@ ngx_http_tsb_cache_delete(ngx_http_tsb_cache_ctx_t *ctx,
     ngx_queue_remove(&cn->queue);
     ngx_rbtree_delete(&ctx->sh->rbtree, &cn->node);
 
+    if (cn->pinned) {
+        ctx->sh->pinned_size -= ngx_http_tsb_cache_cost(
+                                    ngx_http_tsb_cache_data_len(cn));
+    }
+
     for (c = cn->more; c; c = next) {
         next = c->next;
         ngx_slab_free_locked(ctx->shpool, c);
@@ -695,6 +724,41 @@ ngx_http_tsb_cache_data_len(ngx_http_tsb_cache_node_t *cn)
     return cn->id_len + cn->head_len + cn->tail_len + cn->expect_len
            + cn->serial_len + cn->filename_len + cn->detail_len
            + cn->der_len;
+}
+
+
+/* what an entry of size bytes of data takes in the zone, at most */
+
+static size_t
+ngx_http_tsb_cache_cost(size_t size)
+{
+    size_t  rest, per;
+
+    rest = size - ngx_min(size, NGX_HTTP_TSB_NODE_DATA);
+    per = NGX_HTTP_TSB_CHUNK - sizeof(void *);
+
+    return NGX_HTTP_TSB_NODE_MAX + NGX_HTTP_TSB_CHUNK * ((rest + per - 1) / per);
+}
+
+
+/* a new entry into the LRU queue, or among the evidence that stays */
+
+static void
+ngx_http_tsb_cache_link(ngx_http_tsb_cache_ctx_t *ctx,
+    ngx_http_tsb_cache_node_t *cn, ngx_uint_t pin)
+{
+    ngx_rbtree_insert(&ctx->sh->rbtree, &cn->node);
+    ctx->sh->entries++;
+
+    if (pin) {
+        cn->pinned = 1;
+        ctx->sh->pinned_size += ngx_http_tsb_cache_cost(
+                                    ngx_http_tsb_cache_data_len(cn));
+        ngx_queue_insert_head(&ctx->sh->pinned, &cn->queue);
+        return;
+    }
+
+    ngx_queue_insert_head(&ctx->sh->queue, &cn->queue);
 }
 
 
@@ -979,9 +1043,15 @@ ngx_http_tsb_cache_store(ngx_http_tsb_cache_ctx_t *ctx,
         ngx_http_tsb_cache_delete(ctx, old);
     }
 
-    ngx_rbtree_insert(&ctx->sh->rbtree, &cn->node);
-    ngx_queue_insert_head(&ctx->sh->queue, &cn->queue);
-    ctx->sh->entries++;
+    /*
+     * What was accepted stays until the request has ended and its
+     * certificate was checked; a refused certificate's entry stays too:
+     * evicted, the next fetch would find no record to refuse it with.
+     */
+    ngx_http_tsb_cache_link(ctx, cn,
+                            expect.len
+                            && (!tsb_status_is_terminal((int) e->status)
+                                || e->mismatch));
 
     cn = NULL;
     lists = NULL;
@@ -1138,6 +1208,77 @@ ngx_http_tsb_cache_remember(ngx_http_request_t *r, ngx_str_t *id,
 }
 
 
+/*
+ * Before a sign goes to the TSB: room for what will be accepted, set aside
+ * until remember() (or its failure) says how much it took.  A pending entry
+ * grows by its status JSON (the approver lists are kept once per zone).
+ */
+
+ngx_int_t
+ngx_http_tsb_cache_reserve(ngx_http_tsb_loc_conf_t *tlcf, size_t expect_len,
+    size_t *reserved, ngx_log_t *log)
+{
+    size_t                     cost;
+    ngx_int_t                  rc;
+    ngx_http_tsb_cache_ctx_t  *ctx;
+
+    *reserved = 0;
+
+    if (tlcf->cache_zone == NULL) {
+        return NGX_OK;
+    }
+
+    ctx = tlcf->cache_zone->data;
+    cost = ngx_http_tsb_cache_cost(NGX_HTTP_TSB_ID_MAX + 256 + expect_len);
+    rc = NGX_OK;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    if (ctx->sh->pinned_size + ctx->sh->reserved + cost
+        > ctx->sh->pinned_max)
+    {
+        rc = NGX_DECLINED;
+
+        if (!ctx->sh->full_logged) {
+            ctx->sh->full_logged = 1;
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "tsb: cache zone \"%V\" has no room left for what "
+                          "is accepted for pending requests (%uz bytes "
+                          "kept): sign requests are refused until some "
+                          "end; see operations-cache.md",
+                          &tlcf->cache_zone->shm.name,
+                          ctx->sh->pinned_size + ctx->sh->reserved);
+        }
+
+    } else {
+        ctx->sh->reserved += cost;
+        ctx->sh->full_logged = 0;
+        *reserved = cost;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return rc;
+}
+
+
+void
+ngx_http_tsb_cache_unreserve(ngx_http_tsb_loc_conf_t *tlcf, size_t reserved)
+{
+    ngx_http_tsb_cache_ctx_t  *ctx;
+
+    if (tlcf->cache_zone == NULL || reserved == 0) {
+        return;
+    }
+
+    ctx = tlcf->cache_zone->data;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+    ctx->sh->reserved -= ngx_min(reserved, ctx->sh->reserved);
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+}
+
+
 void
 ngx_http_tsb_cache_expire(ngx_http_tsb_loc_conf_t *tlcf, ngx_str_t *id)
 {
@@ -1174,19 +1315,22 @@ ngx_http_tsb_entry_from_upstream(ngx_pool_t *pool, ngx_log_t *log,
     ngx_http_tsb_loc_conf_t *tlcf, ngx_http_tsb_entry_t *e,
     tsb_error_t *err)
 {
-    int             mismatch;
+    int             mismatch, status_only, loaded;
     u_char         *p, ch;
-    size_t          i;
+    size_t          i, xlen;
     ngx_int_t       rc;
     tsb_buf_t       out;
     tsb_error_t     verr;
     tsb_cert_t      cert;
     tsb_status_t    st;
+    const u_char   *x, *owner;
     unsigned char   md[SHA256_DIGEST_LENGTH];
 
     ngx_memzero(e, sizeof(ngx_http_tsb_entry_t));
     ngx_memzero(&st, sizeof(tsb_status_t));
     ngx_memzero(&cert, sizeof(tsb_cert_t));
+
+    status_only = 0;
 
     if (f->status == NGX_HTTP_NOT_FOUND) {
         tsb_error_set(err, NGX_HTTP_NOT_FOUND, "request.unknown",
@@ -1233,11 +1377,32 @@ ngx_http_tsb_entry_from_upstream(ngx_pool_t *pool, ngx_log_t *log,
 
     if (st.status == TSB_STATUS_EXECUTED) {
 
-        if (st.result == NULL
-            || tsb_cert_load((u_char *) st.result, ngx_strlen(st.result),
-                             &cert, err)
-               != 0)
-        {
+        loaded = (st.result != NULL
+                  && tsb_cert_load((u_char *) st.result,
+                                   ngx_strlen(st.result), &cert, err)
+                     == 0);
+
+        if (!loaded && (expect == NULL || expect->len == 0)) {
+            /*
+             * A key operation (an asynchronous sign, decrypt, block,
+             * modify: result a signature, or null), not a request the
+             * gateway accepted as a certificate request: status only,
+             * passed and cached as the TSB answered.  It has no DER, so
+             * it is never served as a certificate.
+             */
+            ngx_log_error(NGX_LOG_INFO, log, 0,
+                          "tsb: request %V is EXECUTED and its result is no "
+                          "certificate, and the gateway accepted no "
+                          "certificate request with this id: its status is "
+                          "passed as the TSB answered", id);
+
+            ngx_memzero(err, sizeof(tsb_error_t));
+            status_only = 1;
+
+            goto status;
+        }
+
+        if (!loaded) {
             ngx_log_error(NGX_LOG_ERR, log, 0,
                           "tsb: request %V is EXECUTED but its result is "
                           "not a certificate", id);
@@ -1260,8 +1425,17 @@ ngx_http_tsb_entry_from_upstream(ngx_pool_t *pool, ngx_log_t *log,
         ngx_memzero(&verr, sizeof(tsb_error_t));
 
         if (expect && expect->len) {
-            mismatch = tsb_expect_verify(expect->data, expect->len, &cert,
-                                         NULL, 0, tlcf->issuers, &verr);
+            /* the record: the owner's tag, if any, then the expectation */
+            if (tsb_owner_split(expect->data, expect->len, &x, &xlen,
+                                &owner)
+                != 0)
+            {
+                x = expect->data;
+                xlen = expect->len;
+            }
+
+            mismatch = tsb_expect_verify(x, xlen, &cert, NULL, 0,
+                                         tlcf->issuers, &verr);
 
         } else if (tlcf->issuers) {
             mismatch = tsb_chain_verify_issued(tlcf->issuers, cert.der.data,
@@ -1348,10 +1522,15 @@ ngx_http_tsb_entry_from_upstream(ngx_pool_t *pool, ngx_log_t *log,
 
 status:
 
-    /* the status JSON is kept without the PEM: the DER is kept once */
+    /*
+     * The status JSON is kept without the PEM: the DER is kept once.  A
+     * key operation's result (a signature) is part of its status.
+     */
 
-    free(st.result);
-    st.result = NULL;
+    if (!status_only) {
+        free(st.result);
+        st.result = NULL;
+    }
 
     if (tsb_status_build_split(&st, &out, &e->lists_pos, &e->lists_len)
         != 0)
@@ -1434,8 +1613,10 @@ ngx_http_tsb_cache_handle(ngx_http_request_t *r, ngx_str_t *id,
         }
 
         if (cache_status != NGX_HTTP_TSB_CACHE_NONE) {
-            ngx_queue_remove(&cn->queue);
-            ngx_queue_insert_head(&ctx->sh->queue, &cn->queue);
+            if (!cn->pinned) {
+                ngx_queue_remove(&cn->queue);
+                ngx_queue_insert_head(&ctx->sh->queue, &cn->queue);
+            }
 
             if (ngx_http_tsb_cache_copy(cn, r->pool, &e) != NGX_OK) {
                 ngx_shmtx_unlock(&ctx->shpool->mutex);
@@ -1663,6 +1844,12 @@ ngx_http_tsb_watch_step(ngx_http_tsb_watch_t *w)
         return;
     }
 
+    if (ngx_exiting && w->snap) {
+        /* no new refresh with the old configuration: what we have */
+        ngx_http_tsb_watch_deliver(w, 1);
+        return;
+    }
+
     ctx = w->conf->cache_zone->data;
     now = ngx_http_tsb_now_ms();
 
@@ -1701,9 +1888,8 @@ ngx_http_tsb_watch_step(ngx_http_tsb_watch_t *w)
             cn->id_len = (u_char) w->id.len;
             ngx_memcpy(cn->data, w->id.data, w->id.len);
 
-            ngx_rbtree_insert(&ctx->sh->rbtree, &cn->node);
-            ngx_queue_insert_head(&ctx->sh->queue, &cn->queue);
-            ctx->sh->entries++;
+            /* a placeholder: removed again if the TSB does not know it */
+            ngx_http_tsb_cache_link(ctx, cn, 0);
         }
     }
 
@@ -1778,6 +1964,7 @@ ngx_http_tsb_watch_step(ngx_http_tsb_watch_t *w)
 failed:
 
     ngx_http_tsb_watch_unclaim(w);
+    ngx_http_tsb_watch_forget(w, 0);
 
     tsb_error_set(&w->err, NGX_HTTP_INTERNAL_SERVER_ERROR, "internal.memory",
                   "the gateway could not start a TSB request");
@@ -1790,6 +1977,7 @@ static void
 ngx_http_tsb_watch_fetch_done(ngx_http_tsb_fetch_t *f)
 {
     ngx_int_t                   rc;
+    ngx_uint_t                  notfound;
     ngx_str_t                   expect;
     ngx_pool_t                 *pool;
     tsb_error_t                 err;
@@ -1857,6 +2045,8 @@ ngx_http_tsb_watch_fetch_done(ngx_http_tsb_fetch_t *f)
                                               &expect, w->conf, e, &err);
     }
 
+    notfound = (f->result == CURLE_OK && f->status == NGX_HTTP_NOT_FOUND);
+
     w->fetch = NULL;
     ngx_destroy_pool(w->fetch_pool);
     w->fetch_pool = NULL;
@@ -1865,6 +2055,8 @@ ngx_http_tsb_watch_fetch_done(ngx_http_tsb_fetch_t *f)
         if (pool) {
             ngx_destroy_pool(pool);
         }
+
+        ngx_http_tsb_watch_forget(w, notfound);
 
         w->err = err;
         w->failed = 1;
@@ -1993,6 +2185,34 @@ ngx_http_tsb_watch_unclaim(ngx_http_tsb_watch_t *w)
 }
 
 
+/*
+ * A refresh failed.  The placeholder it claimed holds nothing: it goes, or
+ * ids that never existed would fill the zone and evict real entries.  An
+ * entry the TSB no longer knows (404) goes too, unless it is evidence.
+ */
+
+static void
+ngx_http_tsb_watch_forget(ngx_http_tsb_watch_t *w, ngx_uint_t notfound)
+{
+    ngx_http_tsb_cache_ctx_t   *ctx;
+    ngx_http_tsb_cache_node_t  *cn;
+
+    ctx = w->conf->cache_zone->data;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    cn = ngx_http_tsb_cache_lookup(ctx, &w->id, w->node.key);
+
+    if (cn && !cn->pinned && cn->expect_len == 0
+        && cn->updating == 0 && (cn->fetched == 0 || notfound))
+    {
+        ngx_http_tsb_cache_delete(ctx, cn);
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+}
+
+
 static ngx_int_t
 ngx_http_tsb_watch_copy(ngx_http_tsb_watch_t *w, ngx_http_tsb_entry_t *e)
 {
@@ -2093,7 +2313,8 @@ ngx_http_tsb_watch_deliver(ngx_http_tsb_watch_t *w, ngx_uint_t final)
         next = ngx_queue_next(q);
         wt = ngx_queue_data(q, ngx_http_tsb_waiter_t, queue);
 
-        if (wt->terminal && !terminal && !w->failed) {
+        /* a worker told to exit keeps nobody for a next refresh */
+        if (wt->terminal && !terminal && !w->failed && !ngx_exiting) {
             continue;
         }
 
@@ -2246,7 +2467,7 @@ ngx_http_tsb_waiter_serve(ngx_http_tsb_waiter_t *wt, ngx_uint_t timed_out)
         rc = wt->serve(r, NULL, NGX_HTTP_TSB_CACHE_MISS, &err);
     }
 
-    ngx_http_finalize_request(r, rc);
+    ngx_http_finalize_request(r, ngx_http_tsb_json_rc(r, rc));
     ngx_http_run_posted_requests(c);
 }
 
@@ -2336,4 +2557,66 @@ ngx_http_tsb_parse_iso_time(const char *s, time_t *t)
     *t = timegm(&tm);
 
     return (*t == (time_t) -1) ? NGX_ERROR : NGX_OK;
+}
+
+
+void
+ngx_http_tsb_cache_exiting(void)
+{
+    ngx_uint_t             n;
+    ngx_rbtree_node_t     *node, *root, *sentinel;
+    ngx_http_tsb_watch_t  *w;
+
+    if (ngx_http_tsb_watches.root == NULL) {
+        return;
+    }
+
+    n = 0;
+    sentinel = ngx_http_tsb_watches.sentinel;
+
+    /*
+     * Delivering frees watches: start over after each one.  A watch with a
+     * refresh or a read in flight answers when it lands (the step above
+     * then delivers to all); one with nothing yet keeps its waiters until
+     * another worker's answer or their own time is up.
+     */
+
+again:
+
+    root = ngx_http_tsb_watches.root;
+
+    if (root == sentinel) {
+        goto done;
+    }
+
+    for (node = ngx_rbtree_min(root, sentinel);
+         node;
+         node = ngx_rbtree_next(&ngx_http_tsb_watches, node))
+    {
+        w = (ngx_http_tsb_watch_t *) node;
+
+        if (w->snap == NULL || w->fetch || w->loading || w->delivering
+            || ngx_queue_empty(&w->waiters))
+        {
+            continue;
+        }
+
+        n++;
+
+        if (w->timer.timer_set) {
+            ngx_del_timer(&w->timer);
+        }
+
+        ngx_http_tsb_watch_deliver(w, 1);
+
+        goto again;
+    }
+
+done:
+
+    if (n) {
+        ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                      "tsb: worker exiting: the waiters of %ui request%s "
+                      "answered with what is known", n, n == 1 ? "" : "s");
+    }
 }

@@ -75,6 +75,16 @@ ngx_int_t ngx_http_tsb_cache_handle(ngx_http_request_t *r, ngx_str_t *id,
 ngx_int_t ngx_http_tsb_cache_remember(ngx_http_request_t *r, ngx_str_t *id,
     u_char *expect, size_t expect_len);
 
+/*
+ * Before a sign is forwarded: room in the zone for what is accepted, or
+ * NGX_DECLINED (the sign is refused, evidence is never evicted instead).
+ * *reserved is given back with unreserve() once the TSB has answered.
+ */
+ngx_int_t ngx_http_tsb_cache_reserve(ngx_http_tsb_loc_conf_t *tlcf,
+    size_t expect_len, size_t *reserved, ngx_log_t *log);
+void ngx_http_tsb_cache_unreserve(ngx_http_tsb_loc_conf_t *tlcf,
+    size_t reserved);
+
 /* after a cancel (tsb_pass): the entry is no longer fresh, nor stale-usable */
 void ngx_http_tsb_cache_expire(ngx_http_tsb_loc_conf_t *tlcf, ngx_str_t *id);
 
@@ -93,6 +103,12 @@ ngx_int_t ngx_http_tsb_serve(ngx_http_request_t *r, ngx_http_tsb_entry_t *e,
 
 /* ?wait=<seconds> capped by tsb_wait_max, in ms; 0 without a cache */
 ngx_msec_t ngx_http_tsb_wait_arg(ngx_http_request_t *r);
+
+/*
+ * The worker was told to exit: every waiter that has an answer gets it at
+ * once, and no waiter waits for a next refresh.
+ */
+void ngx_http_tsb_cache_exiting(void);
 
 uint64_t ngx_http_tsb_now_ms(void);
 const char *ngx_http_tsb_cache_status_name(ngx_uint_t cache_status);

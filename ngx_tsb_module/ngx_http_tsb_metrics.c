@@ -210,7 +210,51 @@ ngx_http_tsb_metrics_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         }
     }
 
-    ngx_http_tsb_metrics = ctx;
+    /*
+     * No process-wide pointer here: this cycle may still fail (a listen on
+     * a busy port), and its pool with ctx goes with it; a worker forked
+     * later finds the zone of its own cycle (init_process).
+     */
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_tsb_metrics_init_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_shm_zone_t   *zone;
+
+    ngx_http_tsb_metrics = NULL;
+
+    part = &cycle->shared_memory.part;
+    zone = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            zone = part->elts;
+            i = 0;
+        }
+
+        if (zone[i].tag == &ngx_http_tsb_module
+            && zone[i].shm.name.len == ngx_http_tsb_metrics_zone_name.len
+            && ngx_strncmp(zone[i].shm.name.data,
+                           ngx_http_tsb_metrics_zone_name.data,
+                           ngx_http_tsb_metrics_zone_name.len)
+               == 0)
+        {
+            ngx_http_tsb_metrics = zone[i].data;
+            break;
+        }
+    }
 
     return NGX_OK;
 }

@@ -29,6 +29,7 @@
 
 ngx_int_t ngx_http_tsb_metrics_preconfiguration(ngx_conf_t *cf);
 ngx_int_t ngx_http_tsb_metrics_postconfiguration(ngx_conf_t *cf);
+ngx_int_t ngx_http_tsb_metrics_init_process(ngx_cycle_t *cycle);
 char *ngx_http_tsb_metrics_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 

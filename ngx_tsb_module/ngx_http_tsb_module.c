@@ -54,6 +54,14 @@ typedef struct {
 } ngx_http_tsb_usage_post_t;
 
 
+static ngx_conf_enum_t  ngx_http_tsb_owner_check[] = {
+    { ngx_string("off"), NGX_HTTP_TSB_OWNER_OFF },
+    { ngx_string("cancel"), NGX_HTTP_TSB_OWNER_CANCEL },
+    { ngx_string("all"), NGX_HTTP_TSB_OWNER_ALL },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_conf_enum_t  ngx_http_tsb_verify_issued[] = {
     { ngx_string("on"), NGX_HTTP_TSB_VERIFY_ON },
     { ngx_string("strict"), NGX_HTTP_TSB_VERIFY_STRICT },
@@ -61,7 +69,27 @@ static ngx_conf_enum_t  ngx_http_tsb_verify_issued[] = {
 };
 
 
+/* a TSB client takes 200 (the TSB's own answer) and nothing else */
+static ngx_conf_enum_t  ngx_http_tsb_sign_status[] = {
+    { ngx_string("200"), NGX_HTTP_OK },
+    { ngx_string("202"), NGX_HTTP_ACCEPTED },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_enum_t  ngx_http_tsb_error_format[] = {
+    { ngx_string("auto"), NGX_HTTP_TSB_ERRORS_AUTO },
+    { ngx_string("tsb"), NGX_HTTP_TSB_ERRORS_TSB },
+    { ngx_string("gateway"), NGX_HTTP_TSB_ERRORS_GATEWAY },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_conf_num_bounds_t  ngx_http_tsb_min_rsa_bounds = {
+    ngx_conf_check_num_bounds, 2048, 16384
+};
+
+static ngx_conf_num_bounds_t  ngx_http_tsb_max_rsa_bounds = {
     ngx_conf_check_num_bounds, 2048, 16384
 };
 
@@ -252,6 +280,20 @@ static ngx_command_t  ngx_http_tsb_commands[] = {
       offsetof(ngx_http_tsb_loc_conf_t, status_uri),
       NULL },
 
+    { ngx_string("tsb_sign_status"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tsb_loc_conf_t, sign_status),
+      &ngx_http_tsb_sign_status },
+
+    { ngx_string("tsb_error_format"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tsb_loc_conf_t, error_format),
+      &ngx_http_tsb_error_format },
+
     { ngx_string("tsb_cache_zone"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_tsb_cache_zone,
@@ -357,6 +399,13 @@ static ngx_command_t  ngx_http_tsb_commands[] = {
       0,
       NULL },
 
+    { ngx_string("tsb_allow_subject_attribute"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_2MORE,
+      ngx_http_tsb_allow_subject,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("tsb_allow_key_usage"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_tsb_usage_list,
@@ -427,6 +476,13 @@ static ngx_command_t  ngx_http_tsb_commands[] = {
       offsetof(ngx_http_tsb_loc_conf_t, allow_key_password),
       NULL },
 
+    { ngx_string("tsb_sign_describe"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tsb_loc_conf_t, sign_describe),
+      NULL },
+
     { ngx_string("tsb_key_password"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_str_slot,
@@ -448,12 +504,61 @@ static ngx_command_t  ngx_http_tsb_commands[] = {
       offsetof(ngx_http_tsb_loc_conf_t, verify_issued),
       &ngx_http_tsb_verify_issued },
 
+    { ngx_string("tsb_allow_extension"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_tsb_allow_extension,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("tsb_max_validity"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_tsb_max_validity,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("tsb_allow_ec_curves"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_tsb_ec_curves,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("tsb_max_rsa_bits"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tsb_loc_conf_t, max_rsa_bits),
+      &ngx_http_tsb_max_rsa_bounds },
+
+    { ngx_string("tsb_allow_rsa_exponents"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_tsb_rsa_exponents,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("tsb_audit_log"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_tsb_audit_log,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
+
+    { ngx_string("tsb_owner"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_tsb_owner,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("tsb_owner_check"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tsb_loc_conf_t, owner_check),
+      &ngx_http_tsb_owner_check },
 
     { ngx_string("tsb_acme_zone"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
@@ -552,6 +657,8 @@ ngx_http_tsb_create_loc_conf(ngx_conf_t *cf)
 
     conf->max_body_size = NGX_CONF_UNSET_SIZE;
     conf->retry_after = NGX_CONF_UNSET;
+    conf->sign_status = NGX_CONF_UNSET_UINT;
+    conf->error_format = NGX_CONF_UNSET_UINT;
 
     conf->cache_zone = NGX_CONF_UNSET_PTR;
     conf->cache_use_stale = NGX_CONF_UNSET;
@@ -564,6 +671,7 @@ ngx_http_tsb_create_loc_conf(ngx_conf_t *cf)
     }
 
     conf->names = NGX_CONF_UNSET_PTR;
+    conf->subject_attrs = NGX_CONF_UNSET_PTR;
     conf->signature_algorithms = NGX_CONF_UNSET_PTR;
     conf->allowed_key_usage = NGX_CONF_UNSET_UINT;
     conf->default_key_usage = NGX_CONF_UNSET_UINT;
@@ -575,9 +683,17 @@ ngx_http_tsb_create_loc_conf(ngx_conf_t *cf)
     conf->allow_ed25519 = NGX_CONF_UNSET;
     conf->max_path_len = NGX_CONF_UNSET;
     conf->allow_key_password = NGX_CONF_UNSET;
+    conf->sign_describe = NGX_CONF_UNSET;
     conf->issuers = NGX_CONF_UNSET_PTR;
     conf->verify_issued = NGX_CONF_UNSET_UINT;
+    conf->owner = NGX_CONF_UNSET_PTR;
+    conf->owner_check = NGX_CONF_UNSET_UINT;
     conf->audit_log = NGX_CONF_UNSET_PTR;
+    conf->extensions = NGX_CONF_UNSET_PTR;
+    conf->max_validity = NGX_CONF_UNSET;
+    conf->ec_curves = NGX_CONF_UNSET_UINT;
+    conf->max_rsa_bits = NGX_CONF_UNSET;
+    conf->rsa_exponents = NGX_CONF_UNSET_PTR;
 
     return conf;
 }
@@ -614,6 +730,10 @@ ngx_http_tsb_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_size_value(conf->max_body_size, prev->max_body_size,
                               64 * 1024);
     ngx_conf_merge_sec_value(conf->retry_after, prev->retry_after, 5);
+    ngx_conf_merge_uint_value(conf->sign_status, prev->sign_status,
+                              NGX_HTTP_OK);
+    ngx_conf_merge_uint_value(conf->error_format, prev->error_format,
+                              NGX_HTTP_TSB_ERRORS_AUTO);
     ngx_conf_merge_str_value(conf->status_uri, prev->status_uri,
                              "/tsb/request/");
 
@@ -631,6 +751,7 @@ ngx_http_tsb_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     ngx_conf_merge_ptr_value(conf->names, prev->names, NULL);
+    ngx_conf_merge_ptr_value(conf->subject_attrs, prev->subject_attrs, NULL);
     ngx_conf_merge_ptr_value(conf->signature_algorithms,
                              prev->signature_algorithms, NULL);
     ngx_conf_merge_uint_value(conf->allowed_key_usage,
@@ -654,12 +775,33 @@ ngx_http_tsb_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->max_path_len, prev->max_path_len, -1);
     ngx_conf_merge_value(conf->allow_key_password,
                          prev->allow_key_password, 0);
+    ngx_conf_merge_value(conf->sign_describe, prev->sign_describe, 0);
     ngx_conf_merge_str_value(conf->key_password, prev->key_password, "");
     ngx_conf_merge_ptr_value(conf->issuers, prev->issuers, NULL);
     ngx_conf_merge_uint_value(conf->verify_issued, prev->verify_issued,
                               NGX_HTTP_TSB_VERIFY_ON);
     ngx_conf_merge_ptr_value(conf->audit_log, prev->audit_log, NULL);
+    ngx_conf_merge_ptr_value(conf->owner, prev->owner, NULL);
+    ngx_conf_merge_uint_value(conf->owner_check, prev->owner_check,
+                              NGX_HTTP_TSB_OWNER_CANCEL);
     ngx_conf_merge_str_value(conf->sign_key_name, prev->sign_key_name, "");
+
+    /* issue 10: extensions, lifetime and keys */
+    ngx_conf_merge_ptr_value(conf->extensions, prev->extensions, NULL);
+    ngx_conf_merge_sec_value(conf->max_validity, prev->max_validity,
+                             TSB_POLICY_MAX_VALIDITY);
+    ngx_conf_merge_uint_value(conf->ec_curves, prev->ec_curves,
+                              TSB_CURVE_P256|TSB_CURVE_P384|TSB_CURVE_P521);
+    ngx_conf_merge_value(conf->max_rsa_bits, prev->max_rsa_bits,
+                         TSB_POLICY_MAX_RSA);
+    ngx_conf_merge_ptr_value(conf->rsa_exponents, prev->rsa_exponents,
+                             NULL);
+
+    if (conf->max_rsa_bits < conf->min_rsa_bits) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "tsb_max_rsa_bits is below tsb_min_rsa_bits");
+        return NGX_CONF_ERROR;
+    }
 
     if (conf->default_key_usage & ~conf->allowed_key_usage) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -748,6 +890,11 @@ ngx_http_tsb_build_policy(ngx_conf_t *cf, ngx_http_tsb_loc_conf_t *conf)
         return NGX_CONF_ERROR;
     }
 
+    /* the subject attributes allowed besides the CN, likewise */
+    if (ngx_http_tsb_policy_subject(cf, conf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     p->allowed_key_usage = conf->allowed_key_usage;
     p->default_key_usage = conf->default_key_usage;
     p->allowed_ext_key_usage = conf->allowed_ext_key_usage;
@@ -758,6 +905,10 @@ ngx_http_tsb_build_policy(ngx_conf_t *cf, ngx_http_tsb_loc_conf_t *conf)
     p->allow_ed25519 = conf->allow_ed25519;
     p->allow_key_password = conf->allow_key_password;
     p->allowed_san_types = conf->allowed_san_types;
+
+    if (ngx_http_tsb_policy_limits(cf, conf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
 
     /* configuration strings are NUL-terminated by the parser */
     p->sign_key_name = conf->sign_key_name.len
@@ -811,6 +962,17 @@ ngx_http_tsb_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     default: /* NGX_HTTP_TSB_HANDLER_ERROR */
         clcf->handler = ngx_http_tsb_error_handler;
+
+        /*
+         * The body was refused already.  Over HTTP/2 discarding it does
+         * not mark the request (r->discard_body), so nginx would check the
+         * size again on the way into this location and answer its own
+         * HTML 413; unlimited here, the check cannot fire twice.
+         */
+        if (clcf->client_max_body_size == NGX_CONF_UNSET) {
+            clcf->client_max_body_size = 0;
+        }
+
         break;
     }
 
@@ -912,6 +1074,10 @@ ngx_http_tsb_usage_list(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static ngx_int_t
 ngx_http_tsb_preconfiguration(ngx_conf_t *cf)
 {
+    if (ngx_http_tsb_build_check(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (ngx_http_tsb_add_variables(cf) != NGX_OK
         || ngx_http_tsb_acme_add_variables(cf) != NGX_OK)
     {
@@ -932,6 +1098,10 @@ ngx_http_tsb_init_module(ngx_cycle_t *cycle)
 static ngx_int_t
 ngx_http_tsb_init_process(ngx_cycle_t *cycle)
 {
+    if (ngx_http_tsb_metrics_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_tsb_upstream_init_process(cycle);
 }
 

@@ -44,6 +44,8 @@ typedef struct {
 
     /* policy, as configured (NGX_CONF_UNSET_* until merged) */
     ngx_array_t                   *names;    /* ngx_http_tsb_name_t */
+    ngx_array_t                   *subject_attrs;
+                                   /* ngx_http_tsb_subject_conf_t */
     ngx_uint_t                     allowed_key_usage;
     ngx_uint_t                     default_key_usage;
     ngx_uint_t                     allowed_ext_key_usage;
@@ -56,16 +58,39 @@ typedef struct {
     ngx_flag_t                     allow_ed25519;
     ngx_int_t                      max_path_len;       /* -1: unlimited */
     ngx_flag_t                     allow_key_password;
+    ngx_flag_t                     sign_describe;
     ngx_str_t                      key_password;       /* never logged */
     ngx_flag_t                     names_variables;    /* set at merge */
+    ngx_flag_t                     subject_variables;  /* set at merge */
+    ngx_array_t                   *extensions;  /* dotted OIDs (char *) */
+    time_t                         max_validity;
+    ngx_uint_t                     ec_curves;          /* TSB_CURVE_* */
+    ngx_int_t                      max_rsa_bits;
+    ngx_array_t                   *rsa_exponents;      /* unsigned long */
 
     /* ngx_http_tsb_policy.c, ngx_http_tsb_audit.c */
     tsb_chain_t                   *issuers;            /* tsb_issuer_chain */
-    ngx_uint_t                     verify_issued;      /* tsb_verify_issued */
+    ngx_uint_t                     verify_issued;      /* tsb_error_format */
+#define NGX_HTTP_TSB_ERRORS_AUTO     1
+#define NGX_HTTP_TSB_ERRORS_TSB      2
+#define NGX_HTTP_TSB_ERRORS_GATEWAY  3
+
+
+/* tsb_verify_issued */
     ngx_open_file_t               *audit_log;
 
     /* ngx_http_tsb_proxy.c: tsb_pass_allow, tsb_allow_rule_t */
     ngx_array_t                   *pass_allow;
+
+    /* ngx_http_tsb_owner.c: tsb_owner (NULL: none), tsb_owner_check */
+    ngx_http_complex_value_t      *owner;
+    ngx_uint_t                     owner_check;
+
+    /* tsb_sign_status: 200 as the TSB answers, or 202 where chosen */
+    ngx_uint_t                     sign_status;
+
+    /* tsb_error_format: NGX_HTTP_TSB_ERRORS_* */
+    ngx_uint_t                     error_format;
 
     /* ngx_http_tsb_acme.c: tsb_acme and tsb_acme_* (NULL elsewhere) */
     void                          *acme;
@@ -73,6 +98,12 @@ typedef struct {
     /* the plain C view of the above, built at merge time */
     tsb_policy_t                   policy;
 } ngx_http_tsb_loc_conf_t;
+
+
+/* tsb_owner_check */
+#define NGX_HTTP_TSB_OWNER_OFF      0
+#define NGX_HTTP_TSB_OWNER_CANCEL   1
+#define NGX_HTTP_TSB_OWNER_ALL      2
 
 
 /* tsb_verify_issued */
@@ -152,6 +183,15 @@ ngx_int_t ngx_http_tsb_method_not_allowed(ngx_http_request_t *r,
     const char *allow);
 ngx_int_t ngx_http_tsb_upstream_pass(ngx_http_request_t *r,
     ngx_http_tsb_fetch_t *f);
+ngx_int_t ngx_http_tsb_json_rc(ngx_http_request_t *r, ngx_int_t rc);
+
+/* ngx_http_tsb_owner.c: whose request it is (tsb_owner) */
+char *ngx_http_tsb_owner(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_http_tsb_owner_tag(ngx_http_request_t *r, tsb_buf_t *expect,
+    tsb_error_t *err);
+ngx_int_t ngx_http_tsb_owner_allowed(ngx_http_request_t *r,
+    ngx_str_t *record, tsb_error_t *err);
+ngx_int_t ngx_http_tsb_cancel_handler(ngx_http_request_t *r);
 
 /* ngx_http_tsb_proxy.c: tsb_pass, the front of the TSB API */
 ngx_int_t ngx_http_tsb_pass_handler(ngx_http_request_t *r);
@@ -161,14 +201,25 @@ char *ngx_http_tsb_pass_allow(ngx_conf_t *cf, ngx_command_t *cmd,
 char *ngx_http_tsb_pass_merge(ngx_conf_t *cf, void *parent, void *child);
 
 /*
- * For the sign handler, when ctx->front is set: a request its client
+ * For the sign handler (tsb_sign and tsb_pass alike): a request its client
  * signed goes to the TSB byte for byte (*up becomes body) if the gateway
  * forwards it unchanged, and is refused (NGX_ERROR, err set) if it would
  * have to change it.  NGX_OK otherwise, *up untouched.
  */
+/*
+ * 1 when the client is a TSB client, whose errors take the TSB's shape
+ * (tsb_error_format): through tsb_pass, or a request for a TSB path.
+ */
+ngx_uint_t ngx_http_tsb_tsb_client(ngx_http_request_t *r);
+
 ngx_int_t ngx_http_tsb_front_sign_body(ngx_http_request_t *r,
     ngx_http_tsb_ctx_t *ctx, ngx_str_t *body, ngx_str_t *up,
     tsb_error_t *err);
+
+
+/* ngx_http_tsb_build.c: refuse a build that lacks the loading nginx's
+ * features */
+ngx_int_t ngx_http_tsb_build_check(ngx_conf_t *cf);
 
 
 #endif /* _NGX_HTTP_TSB_MODULE_H_INCLUDED_ */

@@ -23,6 +23,9 @@
 #include "ngx_http_tsb_module.h"
 #include "ngx_http_tsb_policy.h"
 
+#include <openssl/err.h>
+#include <openssl/objects.h>
+
 
 #define NGX_HTTP_TSB_NAME_MAX  253
 
@@ -38,6 +41,8 @@ static ngx_int_t ngx_http_tsb_name_parse(ngx_conf_t *cf,
 static ngx_int_t ngx_http_tsb_name_expand(ngx_http_request_t *r,
     ngx_http_tsb_name_t *n, tsb_name_pattern_t *out);
 static ngx_uint_t ngx_http_tsb_name_value_ok(ngx_str_t *v);
+static ngx_int_t ngx_http_tsb_subject_expand(ngx_http_request_t *r,
+    ngx_http_tsb_loc_conf_t *tlcf, tsb_policy_t *p);
 static void ngx_http_tsb_regex_cleanup(void *data);
 static void ngx_http_tsb_chain_cleanup(void *data);
 static ngx_int_t ngx_http_tsb_variable_client_cn(ngx_http_request_t *r,
@@ -479,19 +484,33 @@ ngx_http_tsb_request_policy(ngx_http_request_t *r,
     tsb_name_pattern_t    *names;
     ngx_http_tsb_name_t   *n;
 
-    if (!tlcf->names_variables) {
+    if (!tlcf->names_variables && !tlcf->subject_variables) {
         return &tlcf->policy;
     }
 
     p = ngx_palloc(r->pool, sizeof(tsb_policy_t));
-    names = ngx_palloc(r->pool,
-                       tlcf->names->nelts * sizeof(tsb_name_pattern_t));
-
-    if (p == NULL || names == NULL) {
+    if (p == NULL) {
         return NULL;
     }
 
     *p = tlcf->policy;
+
+    if (tlcf->subject_variables
+        && ngx_http_tsb_subject_expand(r, tlcf, p) != NGX_OK)
+    {
+        return NULL;
+    }
+
+    if (!tlcf->names_variables) {
+        return p;
+    }
+
+    names = ngx_palloc(r->pool,
+                       tlcf->names->nelts * sizeof(tsb_name_pattern_t));
+    if (names == NULL) {
+        return NULL;
+    }
+
     n = tlcf->names->elts;
 
     for (i = 0; i < tlcf->names->nelts; i++) {
@@ -614,6 +633,266 @@ ngx_http_tsb_name_value_ok(ngx_str_t *v)
     }
 
     return 1;
+}
+
+
+/*
+ * tsb_allow_subject_attribute O "Example Corp" "~^Team [A-Z]+$" $team;
+ * The type is any name or dotted OID OpenSSL knows, kept as the dotted
+ * OID the CSR's attributes are compared by; commonName has its own
+ * directive.  A value is exact, a "~regex", or holds variables (an exact
+ * value per request, never a regex, whatever the variable says).
+ */
+
+char *
+ngx_http_tsb_allow_subject(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_tsb_loc_conf_t *tlcf = conf;
+
+    int                                 len;
+    char                                errbuf[NGX_MAX_CONF_ERRSTR];
+    ngx_str_t                          *value;
+    ngx_uint_t                          i;
+    ASN1_OBJECT                        *obj;
+    ngx_pool_cleanup_t                 *cln;
+    ngx_http_tsb_subject_conf_t        *a;
+    ngx_http_tsb_subject_value_t       *v;
+    ngx_http_compile_complex_value_t    ccv;
+
+    if (tlcf->subject_attrs == NGX_CONF_UNSET_PTR) {
+        tlcf->subject_attrs = ngx_array_create(cf->pool, 2,
+                                  sizeof(ngx_http_tsb_subject_conf_t));
+        if (tlcf->subject_attrs == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    value = cf->args->elts;
+
+    a = ngx_array_push(tlcf->subject_attrs);
+    if (a == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(a, sizeof(ngx_http_tsb_subject_conf_t));
+    a->name = value[1];
+
+    /* config time: OpenSSL's object table, no I/O */
+
+    obj = OBJ_txt2obj((char *) value[1].data, 0);
+
+    if (obj == NULL) {
+        ERR_clear_error();
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "unknown subject attribute type \"%V\": use a "
+                           "name such as O, OU, C, L, ST, serialNumber or a "
+                           "dotted OID", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    len = OBJ_obj2txt((char *) a->oid, sizeof(a->oid), obj, 1);
+
+    if (OBJ_obj2nid(obj) == NID_commonName) {
+        ASN1_OBJECT_free(obj);
+        return "cannot allow commonName: use tsb_allow_common_name";
+    }
+
+    ASN1_OBJECT_free(obj);
+
+    if (len <= 0 || len >= (int) sizeof(a->oid)) {
+        return "takes an attribute type with a shorter OID";
+    }
+
+    a->values = ngx_array_create(cf->pool, cf->args->nelts - 2,
+                                 sizeof(ngx_http_tsb_subject_value_t));
+    if (a->values == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (value[i].len == 0 || (value[i].len == 1
+                                  && value[i].data[0] == '~'))
+        {
+            return "takes no empty values";
+        }
+
+        v = ngx_array_push(a->values);
+        if (v == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memzero(v, sizeof(ngx_http_tsb_subject_value_t));
+        v->value = value[i];
+
+        if (value[i].data[0] == '~') {
+            v->value.data++;
+            v->value.len--;
+
+            cln = ngx_pool_cleanup_add(cf->pool, 0);
+            if (cln == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            if (tsb_policy_value_regex_compile((char *) v->value.data,
+                                               v->value.len, &v->regex,
+                                               errbuf, sizeof(errbuf))
+                != 0)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid subject attribute value "
+                                   "\"%V\": %s", &value[i], errbuf);
+                return NGX_CONF_ERROR;
+            }
+
+            cln->handler = ngx_http_tsb_regex_cleanup;
+            cln->data = v->regex;
+
+            continue;
+        }
+
+        if (ngx_http_script_variables_count(&value[i]) == 0) {
+            continue;
+        }
+
+        v->cv = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+        if (v->cv == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+        ccv.cf = cf;
+        ccv.value = &v->value;
+        ccv.complex_value = v->cv;
+
+        if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* the plain C view of the allowed subject attributes, at merge time */
+
+ngx_int_t
+ngx_http_tsb_policy_subject(ngx_conf_t *cf, ngx_http_tsb_loc_conf_t *conf)
+{
+    ngx_uint_t                     i, j;
+    tsb_policy_t                  *p;
+    tsb_subject_rule_t            *rules;
+    tsb_subject_value_t           *values;
+    ngx_http_tsb_subject_conf_t   *a;
+    ngx_http_tsb_subject_value_t  *v;
+
+    p = &conf->policy;
+    conf->subject_variables = 0;
+
+    if (conf->subject_attrs == NULL || conf->subject_attrs->nelts == 0) {
+        return NGX_OK;
+    }
+
+    a = conf->subject_attrs->elts;
+
+    rules = ngx_pcalloc(cf->pool,
+                        conf->subject_attrs->nelts
+                        * sizeof(tsb_subject_rule_t));
+    if (rules == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < conf->subject_attrs->nelts; i++) {
+        v = a[i].values->elts;
+
+        values = ngx_pcalloc(cf->pool,
+                             a[i].values->nelts * sizeof(tsb_subject_value_t));
+        if (values == NULL) {
+            return NGX_ERROR;
+        }
+
+        for (j = 0; j < a[i].values->nelts; j++) {
+            values[j].value = (const char *) v[j].value.data;
+            values[j].len = v[j].value.len;
+            values[j].is_regex = (v[j].regex != NULL);
+            values[j].regex = v[j].regex;
+
+            if (v[j].cv) {
+                conf->subject_variables = 1;
+            }
+        }
+
+        rules[i].oid = (const char *) a[i].oid;
+        rules[i].name = (const char *) a[i].name.data;
+        rules[i].values = values;
+        rules[i].n_values = a[i].values->nelts;
+    }
+
+    p->subject_rules = rules;
+    p->n_subject_rules = conf->subject_attrs->nelts;
+
+    return NGX_OK;
+}
+
+
+/*
+ * A copy of the subject rules with the values that hold variables
+ * evaluated for this request; an empty value matches nothing.
+ */
+
+static ngx_int_t
+ngx_http_tsb_subject_expand(ngx_http_request_t *r,
+    ngx_http_tsb_loc_conf_t *tlcf, tsb_policy_t *p)
+{
+    ngx_str_t                      val;
+    ngx_uint_t                     i, j;
+    tsb_subject_rule_t            *rules;
+    tsb_subject_value_t           *values;
+    ngx_http_tsb_subject_conf_t   *a;
+    ngx_http_tsb_subject_value_t  *v;
+
+    a = tlcf->subject_attrs->elts;
+
+    rules = ngx_palloc(r->pool,
+                       p->n_subject_rules * sizeof(tsb_subject_rule_t));
+    if (rules == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < p->n_subject_rules; i++) {
+        rules[i] = p->subject_rules[i];
+        v = a[i].values->elts;
+
+        values = ngx_palloc(r->pool,
+                            rules[i].n_values * sizeof(tsb_subject_value_t));
+        if (values == NULL) {
+            return NGX_ERROR;
+        }
+
+        for (j = 0; j < rules[i].n_values; j++) {
+            values[j] = p->subject_rules[i].values[j];
+
+            if (v[j].cv == NULL) {
+                continue;
+            }
+
+            if (ngx_http_complex_value(r, v[j].cv, &val) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            values[j].value = (const char *) val.data;
+            values[j].len = val.len;
+            values[j].is_regex = 0;
+            values[j].regex = NULL;
+        }
+
+        rules[i].values = values;
+    }
+
+    p->subject_rules = rules;
+
+    return NGX_OK;
 }
 
 
@@ -761,4 +1040,223 @@ static void
 ngx_http_tsb_chain_cleanup(void *data)
 {
     tsb_chain_free(data);
+}
+
+
+/*
+ * Issue 10, parts 4 and 5: the extensions a CSR may request beyond the
+ * four judged by their own directives, the longest lifetime, the EC curves
+ * and the RSA public exponents.  Names are resolved with OpenSSL's object
+ * table at configuration time.
+ */
+
+char *
+ngx_http_tsb_allow_extension(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_tsb_loc_conf_t *tlcf = conf;
+
+    char         oid[TSB_OID_MAX], errbuf[NGX_MAX_CONF_ERRSTR];
+    char       **e;
+    size_t       len;
+    ngx_str_t   *value;
+    ngx_uint_t   i;
+
+    if (tlcf->extensions == NGX_CONF_UNSET_PTR) {
+        tlcf->extensions = ngx_array_create(cf->pool, 4, sizeof(char *));
+        if (tlcf->extensions == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (tsb_policy_extension_check((char *) value[i].data, oid,
+                                       sizeof(oid), errbuf, sizeof(errbuf))
+            != 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid extension \"%V\": %s", &value[i],
+                               errbuf);
+            return NGX_CONF_ERROR;
+        }
+
+        e = ngx_array_push(tlcf->extensions);
+        if (e == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        len = ngx_strlen(oid);
+
+        *e = ngx_pnalloc(cf->pool, len + 1);
+        if (*e == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memcpy(*e, oid, len + 1);
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* nginx time syntax ("397d", "1y", "90d"), from one day to 100 years */
+
+char *
+ngx_http_tsb_max_validity(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_tsb_loc_conf_t *tlcf = conf;
+
+    time_t      t;
+    ngx_str_t  *value;
+
+    if (tlcf->max_validity != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    t = ngx_parse_time(&value[1], 1);
+
+    if (t == (time_t) NGX_ERROR || t < 86400 || t > 36500L * 86400) {
+        return "takes a time from 1d to 36500d, such as \"397d\"";
+    }
+
+    tlcf->max_validity = t;
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_http_tsb_ec_curves(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_tsb_loc_conf_t *tlcf = conf;
+
+    ngx_str_t   *value;
+    ngx_uint_t   i, mask;
+
+    if (tlcf->ec_curves != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    mask = 0;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strcasecmp(value[i].data, (u_char *) "P-256") == 0) {
+            mask |= TSB_CURVE_P256;
+
+        } else if (ngx_strcasecmp(value[i].data, (u_char *) "P-384") == 0) {
+            mask |= TSB_CURVE_P384;
+
+        } else if (ngx_strcasecmp(value[i].data, (u_char *) "P-521") == 0) {
+            mask |= TSB_CURVE_P521;
+
+        } else if (ngx_strcmp(value[i].data, "none") == 0
+                   && cf->args->nelts == 2)
+        {
+            /* no TSB_CURVE_* bit, but not 0 (which means all three) */
+            mask = 0x100;
+
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid curve \"%V\": use P-256, P-384, "
+                               "P-521 or none", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    tlcf->ec_curves = mask;
+
+    return NGX_CONF_OK;
+}
+
+
+/* odd, at least 3; 65537 is what every current key generator uses */
+
+char *
+ngx_http_tsb_rsa_exponents(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_tsb_loc_conf_t *tlcf = conf;
+
+    ngx_int_t       n;
+    ngx_str_t      *value;
+    ngx_uint_t      i;
+    unsigned long  *e;
+
+    if (tlcf->rsa_exponents != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    tlcf->rsa_exponents = ngx_array_create(cf->pool, cf->args->nelts,
+                                           sizeof(unsigned long));
+    if (tlcf->rsa_exponents == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        n = ngx_atoi(value[i].data, value[i].len);
+
+        if (n == NGX_ERROR || n < 3 || n % 2 == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid RSA public exponent \"%V\": an odd "
+                               "number of at least 3", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        e = ngx_array_push(tlcf->rsa_exponents);
+        if (e == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *e = (unsigned long) n;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* the plain C view of the above, at merge time */
+
+ngx_int_t
+ngx_http_tsb_policy_limits(ngx_conf_t *cf, ngx_http_tsb_loc_conf_t *conf)
+{
+    const char    **list;
+    ngx_uint_t      i;
+    tsb_policy_t   *p;
+
+    p = &conf->policy;
+
+    p->max_validity = (long) conf->max_validity;
+    p->allowed_ec_curves = (unsigned) conf->ec_curves;
+    p->max_rsa_bits = (int) conf->max_rsa_bits;
+
+    if (conf->rsa_exponents) {
+        p->rsa_exponents = conf->rsa_exponents->elts;
+        p->n_rsa_exponents = conf->rsa_exponents->nelts;
+    }
+
+    if (conf->extensions == NULL) {
+        return NGX_OK;
+    }
+
+    list = ngx_pcalloc(cf->pool,
+                       (conf->extensions->nelts + 1) * sizeof(char *));
+    if (list == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < conf->extensions->nelts; i++) {
+        list[i] = ((char **) conf->extensions->elts)[i];
+    }
+
+    p->allowed_extensions = list;
+
+    return NGX_OK;
 }

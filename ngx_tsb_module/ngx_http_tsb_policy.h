@@ -28,6 +28,22 @@ typedef struct {
 } ngx_http_tsb_name_t;
 
 
+/* one tsb_allow_subject_attribute: an attribute type and its values */
+typedef struct {
+    ngx_str_t                  name;       /* as configured */
+    u_char                     oid[TSB_SUBJECT_OID_MAX];
+    ngx_array_t               *values;     /* ngx_http_tsb_subject_value_t */
+} ngx_http_tsb_subject_conf_t;
+
+
+typedef struct {
+    ngx_str_t                  value;      /* as configured; a regex
+                                              without its '~' */
+    ngx_http_complex_value_t  *cv;         /* NULL: no variables */
+    void                      *regex;      /* a compiled "~regex" */
+} ngx_http_tsb_subject_value_t;
+
+
 /* a literal piece of a pattern, or one variable in it */
 typedef struct {
     ngx_str_t                  text;
@@ -41,10 +57,24 @@ char *ngx_http_tsb_allow_name(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_tsb_san_types(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+char *ngx_http_tsb_allow_subject(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_tsb_policy_subject(ngx_conf_t *cf,
+    ngx_http_tsb_loc_conf_t *conf);
 char *ngx_http_tsb_max_path_len(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_tsb_issuer_chain(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+char *ngx_http_tsb_allow_extension(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_tsb_max_validity(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_tsb_ec_curves(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_tsb_rsa_exponents(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_tsb_policy_limits(ngx_conf_t *cf,
+    ngx_http_tsb_loc_conf_t *conf);
 ngx_int_t ngx_http_tsb_policy_names(ngx_conf_t *cf,
     ngx_http_tsb_loc_conf_t *conf);
 ngx_int_t ngx_http_tsb_policy_algorithms(ngx_conf_t *cf,

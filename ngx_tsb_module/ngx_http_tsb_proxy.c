@@ -12,8 +12,13 @@
  * sign handler itself), GET /v1/request/{id} through the status handler
  * (cache and the check of the issued certificate), DELETE /v1/request/{id}
  * expires the cached status, and POST /v1/certificate/import/plain takes a
- * PEM certificate as well as base64 DER.  Synchronous signing never passes:
- * it would skip the approval workflow the gateway stands in front of.
+ * PEM certificate as well as base64 DER.  Synchronous signing and
+ * self-signing never pass: they would skip the approval workflow and the
+ * policy the gateway stands for.
+ *
+ * All of it is decided on one path, the request line's normalised by
+ * tsb_allow_normalise(), and that path is what the TSB gets: a TSB that
+ * decodes "%73ign" into "sign" has nothing left to decode.
  */
 
 
@@ -31,15 +36,14 @@
 static ngx_int_t ngx_http_tsb_front_refuse(ngx_http_request_t *r,
     ngx_str_t *path, const char *why);
 static ngx_int_t ngx_http_tsb_front_override(ngx_http_request_t *r);
-static ngx_uint_t ngx_http_tsb_front_route(ngx_uint_t method,
-    ngx_str_t *path, ngx_str_t *id);
+static void ngx_http_tsb_front_cancel_id(ngx_str_t *path, ngx_str_t *id);
+static ngx_int_t ngx_http_tsb_front_bad_path(ngx_http_request_t *r,
+    const char *why);
 static void ngx_http_tsb_front_body_read(ngx_http_request_t *r);
 static void ngx_http_tsb_front_done(ngx_http_tsb_fetch_t *f);
 static ngx_int_t ngx_http_tsb_front_json_type(ngx_http_request_t *r);
+static ngx_int_t ngx_http_tsb_pass_run(ngx_http_request_t *r);
 
-
-static ngx_str_t  ngx_http_tsb_sync_sign =
-    ngx_string("/v1/certificate/synchronous/sign");
 
 /* headers some servers take as the real method: never let one through */
 static ngx_str_t  ngx_http_tsb_override_headers[] = {
@@ -50,8 +54,17 @@ static ngx_str_t  ngx_http_tsb_override_headers[] = {
 };
 
 
+/* the front's internal failures are JSON too */
+
 ngx_int_t
 ngx_http_tsb_pass_handler(ngx_http_request_t *r)
+{
+    return ngx_http_tsb_json_rc(r, ngx_http_tsb_pass_run(r));
+}
+
+
+static ngx_int_t
+ngx_http_tsb_pass_run(ngx_http_request_t *r)
 {
     u_char                   *p, *end;
     unsigned                  method;
@@ -79,10 +92,10 @@ ngx_http_tsb_pass_handler(ngx_http_request_t *r)
     ctx->front = front;
 
     /*
-     * The path goes to the TSB as the client wrote it.  After a rewrite or
-     * an internal redirect the request line no longer says what the
-     * location matched: refuse rather than guess which of the two the
-     * allow-list should judge.
+     * The path is made from the request line as the client wrote it.
+     * After a rewrite or an internal redirect the request line no longer
+     * says what the location matched: refuse rather than guess which of
+     * the two the allow-list should judge.
      */
     if (!r->valid_unparsed_uri || r->internal || r != r->main) {
         return ngx_http_tsb_front_refuse(r, NULL, "tsb_pass takes the URI "
@@ -112,25 +125,48 @@ ngx_http_tsb_pass_handler(ngx_http_request_t *r)
                                          "passed to the TSB");
     }
 
-    if (tsb_allow_path_check(path.data, path.len, &why) != 0
+    /*
+     * One path for every decision below and for the TSB: the client's,
+     * normalised (tsb_allow_normalise()).  Decoding only shrinks it, so
+     * the query fits in the same buffer after it.
+     */
+
+    front->path.data = ngx_pnalloc(r->pool, path.len + 1 + query.len);
+    if (front->path.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (tsb_allow_normalise(path.data, path.len, front->path.data,
+                            &front->npath.len, &why)
+        != 0
         || (query.len && tsb_allow_query_check(query.data, query.len, &why)
                          != 0))
     {
         /* the raw path is not quoted: it did not pass the checks */
-        return ngx_http_tsb_front_refuse(r, NULL, why);
+        return ngx_http_tsb_front_bad_path(r, why);
     }
+
+    front->npath.data = front->path.data;
+    front->path.len = front->npath.len;
+
+    if (query.data) {
+        front->path.data[front->path.len++] = '?';
+        front->path.len = ngx_cpymem(front->path.data + front->path.len,
+                                     query.data, query.len)
+                          - front->path.data;
+    }
+
+    path = front->npath;
 
     if (ngx_http_tsb_front_override(r) != NGX_OK) {
         return ngx_http_tsb_front_refuse(r, &path, "method override "
                                          "headers are refused");
     }
 
-    if (path.len == ngx_http_tsb_sync_sign.len
-        && ngx_strncmp(path.data, ngx_http_tsb_sync_sign.data, path.len) == 0)
-    {
-        return ngx_http_tsb_front_refuse(r, &path, "synchronous signing "
-                                         "would skip the approval "
-                                         "workflow");
+    front->route = tsb_allow_route(method, path.data, path.len, &why);
+
+    if (front->route == TSB_ROUTE_REFUSE) {
+        return ngx_http_tsb_front_refuse(r, &path, why);
     }
 
     rules = tlcf->pass_allow;
@@ -143,10 +179,9 @@ ngx_http_tsb_pass_handler(ngx_http_request_t *r)
         return ngx_http_tsb_front_refuse(r, &path, "not in tsb_pass_allow");
     }
 
-    front->path.len = r->unparsed_uri.len;
-    front->path.data = r->unparsed_uri.data;
-
-    front->route = ngx_http_tsb_front_route(method, &path, &front->id);
+    if (front->route == NGX_HTTP_TSB_ROUTE_CANCEL) {
+        ngx_http_tsb_front_cancel_id(&path, &front->id);
+    }
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "tsb pass: %V %V route %ui", &r->method_name, &path,
@@ -160,6 +195,11 @@ ngx_http_tsb_pass_handler(ngx_http_request_t *r)
 
     case NGX_HTTP_TSB_ROUTE_STATUS:
         return ngx_http_tsb_status_handler(r);
+
+    case NGX_HTTP_TSB_ROUTE_CANCEL:
+        /* whose request it is (tsb_owner_check), then the TSB */
+        ctx->id = front->id;
+        return ngx_http_tsb_cancel_handler(r);
 
     case NGX_HTTP_TSB_ROUTE_IMPORT:
         return ngx_http_tsb_import_handler(r);
@@ -256,47 +296,15 @@ ngx_http_tsb_front_override(ngx_http_request_t *r)
 }
 
 
-/* which endpoints the gateway handles itself */
+/* the id of DELETE /v1/request/{id}, to expire in the cache */
 
-static ngx_uint_t
-ngx_http_tsb_front_route(ngx_uint_t method, ngx_str_t *path, ngx_str_t *id)
+static void
+ngx_http_tsb_front_cancel_id(ngx_str_t *path, ngx_str_t *id)
 {
     size_t   n;
     u_char  *p;
 
-    if (method == TSB_METHOD_POST) {
-
-        if (path->len == sizeof("/v1/certificate/sign") - 1
-            && ngx_strncmp(path->data, "/v1/certificate/sign", path->len)
-               == 0)
-        {
-            return NGX_HTTP_TSB_ROUTE_SIGN;
-        }
-
-        if (path->len == sizeof("/v1/certificate/import/plain") - 1
-            && ngx_strncmp(path->data, "/v1/certificate/import/plain",
-                           path->len)
-               == 0)
-        {
-            return NGX_HTTP_TSB_ROUTE_IMPORT;
-        }
-
-        return NGX_HTTP_TSB_ROUTE_PASS;
-    }
-
     n = sizeof("/v1/request/") - 1;
-
-    if ((method != TSB_METHOD_GET && method != TSB_METHOD_DELETE)
-        || path->len <= n
-        || ngx_strncmp(path->data, "/v1/request/", n) != 0
-        || ngx_strlchr(path->data + n, path->data + path->len, '/') != NULL)
-    {
-        return NGX_HTTP_TSB_ROUTE_PASS;
-    }
-
-    if (method == TSB_METHOD_GET) {
-        return NGX_HTTP_TSB_ROUTE_STATUS;
-    }
 
     id->data = path->data + n;
     id->len = path->len - n;
@@ -314,8 +322,26 @@ ngx_http_tsb_front_route(ngx_uint_t method, ngx_str_t *path, ngx_str_t *id)
     if (id->len > NGX_HTTP_TSB_ID_MAX) {
         id->len = 0;
     }
+}
 
-    return NGX_HTTP_TSB_ROUTE_CANCEL;
+
+/*
+ * 400 "request.path": a request target the front cannot make into one
+ * path that means the same to the gateway and to the TSB.
+ */
+
+static ngx_int_t
+ngx_http_tsb_front_bad_path(ngx_http_request_t *r, const char *why)
+{
+    u_char  *last;
+    u_char   detail[TSB_DETAIL_MAX];
+
+    last = ngx_snprintf(detail, sizeof(detail) - 1, "%V: %s",
+                        &r->method_name, why);
+    *last = '\0';
+
+    return ngx_http_tsb_send_error(r, NGX_HTTP_BAD_REQUEST, "request.path",
+                                   (char *) detail);
 }
 
 
@@ -428,7 +454,7 @@ ngx_http_tsb_front_body_read(ngx_http_request_t *r)
         return;
     }
 
-    ngx_http_finalize_request(r, rc);
+    ngx_http_finalize_request(r, ngx_http_tsb_json_rc(r, rc));
 }
 
 
@@ -504,7 +530,8 @@ ngx_http_tsb_front_done(ngx_http_tsb_fetch_t *f)
         }
     }
 
-    ngx_http_finalize_request(r, ngx_http_tsb_upstream_pass(r, f));
+    ngx_http_finalize_request(r,
+        ngx_http_tsb_json_rc(r, ngx_http_tsb_upstream_pass(r, f)));
 }
 
 
@@ -534,7 +561,7 @@ ngx_http_tsb_pass_allow(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_tsb_loc_conf_t *tlcf = conf;
 
-    char               errbuf[128];
+    char               errbuf[256];
     unsigned           method;
     ngx_str_t         *value;
     ngx_uint_t         i;
@@ -571,15 +598,16 @@ ngx_http_tsb_pass_allow(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             return NGX_CONF_ERROR;
         }
 
-        if (tsb_allow_match((char *) value[i].data, value[i].len,
-                            ngx_http_tsb_sync_sign.data,
-                            ngx_http_tsb_sync_sign.len)
-            && value[i].len == ngx_http_tsb_sync_sign.len)
+        if (tsb_allow_rule_check(method, (char *) value[i].data,
+                                 value[i].len, errbuf, sizeof(errbuf))
+            != 0)
         {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "\"%V\" cannot be passed: synchronous "
-                               "signing would skip the approval workflow "
-                               "and the gateway's checks", &value[i]);
+                               "\"%V %V\" cannot be allowed: %s; only "
+                               "POST /v1/certificate/sign issues "
+                               "certificates through tsb_pass, under the "
+                               "location's policy", &value[1], &value[i],
+                               errbuf);
             return NGX_CONF_ERROR;
         }
 
@@ -652,9 +680,10 @@ ngx_http_tsb_front_sign_body(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx,
     ngx_str_t *body, ngx_str_t *up, tsb_error_t *err)
 {
     const char      *field;
+    ngx_uint_t       sent_password;
     tsb_sign_req_t   sent;
 
-    if (ctx->front == NULL || !tsb_sign_req_signed(&ctx->req)) {
+    if (!tsb_sign_req_signed(&ctx->req)) {
         return NGX_OK;
     }
 
@@ -675,7 +704,21 @@ ngx_http_tsb_front_sign_body(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx,
     }
 
     field = tsb_sign_req_changed(&sent, &ctx->req);
+    sent_password = sent.key_password_present && sent.key_password != NULL;
     tsb_sign_req_free(&sent);
+
+    if (field && ngx_strcmp(field, "keyPassword") == 0
+        && sent_password == 0)
+    {
+        /* the client cannot send a password only the gateway holds */
+        tsb_error_set(err, NGX_HTTP_FORBIDDEN, "policy.signed_request",
+                      "the request is signed by its client and the gateway "
+                      "would have to add %s (tsb_key_password), which "
+                      "breaks the signature: send it unsigned "
+                      "(requestSignature null) to have the gateway add it",
+                      field);
+        return NGX_ERROR;
+    }
 
     if (field) {
         tsb_error_set(err, NGX_HTTP_FORBIDDEN, "policy.signed_request",

@@ -16,19 +16,22 @@
 #include <ngx_http.h>
 
 #include "ngx_http_tsb_module.h"
+#include "tsb_allow.h"
 
 
-#define NGX_HTTP_TSB_ROUTE_PASS     0      /* forwarded as it is */
-#define NGX_HTTP_TSB_ROUTE_SIGN     1      /* the sign handler's policy */
-#define NGX_HTTP_TSB_ROUTE_STATUS   2      /* the status handler, cache */
-#define NGX_HTTP_TSB_ROUTE_CANCEL   3      /* DELETE, then the cache */
-#define NGX_HTTP_TSB_ROUTE_IMPORT   4      /* PEM or base64 DER in */
+/* the engine's router decides (tsb_allow_route()) */
+#define NGX_HTTP_TSB_ROUTE_PASS     TSB_ROUTE_PASS
+#define NGX_HTTP_TSB_ROUTE_SIGN     TSB_ROUTE_SIGN
+#define NGX_HTTP_TSB_ROUTE_STATUS   TSB_ROUTE_STATUS
+#define NGX_HTTP_TSB_ROUTE_CANCEL   TSB_ROUTE_CANCEL
+#define NGX_HTTP_TSB_ROUTE_IMPORT   TSB_ROUTE_IMPORT
 
 
 /* per request, in ngx_http_tsb_ctx_t.front */
 typedef struct {
     ngx_uint_t                route;
-    ngx_str_t                 path;        /* as sent, with ?query */
+    ngx_str_t                 path;        /* normalised, with ?query */
+    ngx_str_t                 npath;       /* normalised, the one judged */
     ngx_str_t                 id;          /* ROUTE_CANCEL */
 } ngx_http_tsb_front_t;
 

@@ -15,6 +15,7 @@
 #include "ngx_http_tsb_module.h"
 #include "ngx_http_tsb_cache.h"
 #include "ngx_http_tsb_metrics.h"
+#include "ngx_http_tsb_proxy.h"
 #include "tsb_path.h"
 
 
@@ -38,14 +39,14 @@ static ngx_str_t  ngx_http_tsb_type_chain =
 ngx_int_t
 ngx_http_tsb_status_handler(ngx_http_request_t *r)
 {
-    return ngx_http_tsb_request_handler(r, 0);
+    return ngx_http_tsb_json_rc(r, ngx_http_tsb_request_handler(r, 0));
 }
 
 
 ngx_int_t
 ngx_http_tsb_certificate_handler(ngx_http_request_t *r)
 {
-    return ngx_http_tsb_request_handler(r, 1);
+    return ngx_http_tsb_json_rc(r, ngx_http_tsb_request_handler(r, 1));
 }
 
 
@@ -58,10 +59,17 @@ ngx_http_tsb_request_handler(ngx_http_request_t *r, ngx_uint_t certificate)
     ngx_msec_t                wait;
     ngx_http_tsb_ctx_t       *ctx;
     ngx_http_tsb_fetch_t     *f;
+    ngx_http_tsb_front_t     *front;
     ngx_http_tsb_loc_conf_t  *tlcf;
 
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return ngx_http_tsb_method_not_allowed(r, "GET, HEAD");
+    /* DELETE cancels, as on the TSB's own /v1/request/{id} */
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))
+        && (certificate || r->method != NGX_HTTP_DELETE))
+    {
+        return ngx_http_tsb_method_not_allowed(r, certificate
+                                                  ? "GET, HEAD"
+                                                  : "GET, HEAD, DELETE");
     }
 
     tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tsb_module);
@@ -71,11 +79,35 @@ ngx_http_tsb_request_handler(ngx_http_request_t *r, ngx_uint_t certificate)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    /* the TSB answers 404 for an id that cannot be one: so do we, to its
+     * clients */
+
     if (ngx_http_tsb_parse_id(r, ctx, certificate) != NGX_OK) {
-        return ngx_http_tsb_send_error(r, NGX_HTTP_BAD_REQUEST, "request.id",
+        return ngx_http_tsb_send_error(r,
+                   ngx_http_tsb_tsb_client(r) ? NGX_HTTP_NOT_FOUND
+                                              : NGX_HTTP_BAD_REQUEST,
+                   "request.id",
                    "the URI does not end in a TSB request id (letters, "
                    "digits and '-', optionally .pem, .der, .crt, .cer or "
                    "/chain) or ?format= is not pem, der, chain or json");
+    }
+
+    if (r->method == NGX_HTTP_DELETE) {
+        /* the request is cancelled, not its certificate (.pem, ...) */
+        if (ctx->id.data + ctx->id.len != r->uri.data + r->uri.len) {
+            return ngx_http_tsb_method_not_allowed(r, "GET, HEAD");
+        }
+
+        front = ngx_pcalloc(r->pool, sizeof(ngx_http_tsb_front_t));
+        if (front == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        front->route = NGX_HTTP_TSB_ROUTE_CANCEL;
+        front->id = ctx->id;
+        ctx->front = front;
+
+        return ngx_http_tsb_cancel_handler(r);
     }
 
     wait = ngx_http_tsb_wait_arg(r);
@@ -164,7 +196,14 @@ ngx_http_tsb_parse_id(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx,
     path = r->uri;
     prefixed = 0;
 
-    /* through tsb_pass the path is the TSB's own: /v1/request/{id} */
+    /*
+     * Through tsb_pass the path is the TSB's own, /v1/request/{id}, as the
+     * front normalised and judged it: no encoding is left in it.
+     */
+
+    if (ctx->front) {
+        path = ((ngx_http_tsb_front_t *) ctx->front)->npath;
+    }
 
     if (ctx->front == NULL
 #if (NGX_PCRE)
@@ -201,7 +240,7 @@ ngx_http_tsb_parse_id(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx,
      * an encoded slash would pick a different id than the client wrote.
      */
 
-    if (r->valid_unparsed_uri) {
+    if (r->valid_unparsed_uri && ctx->front == NULL) {
         tail = r->uri.data + r->uri.len - id;
 
         raw = r->unparsed_uri.data;
@@ -344,9 +383,10 @@ ngx_http_tsb_status_done(ngx_http_tsb_fetch_t *f)
                                               &e, &err);
     }
 
-    ngx_http_finalize_request(r,
-        ngx_http_tsb_serve(r, rc == NGX_OK ? &e : NULL,
-                           NGX_HTTP_TSB_CACHE_NONE, &err));
+    rc = ngx_http_tsb_serve(r, rc == NGX_OK ? &e : NULL,
+                            NGX_HTTP_TSB_CACHE_NONE, &err);
+
+    ngx_http_finalize_request(r, ngx_http_tsb_json_rc(r, rc));
 }
 
 
@@ -359,14 +399,25 @@ ngx_http_tsb_serve(ngx_http_request_t *r, ngx_http_tsb_entry_t *e,
     u_char                   *detail;
     ngx_str_t                 value;
     const char               *name;
+    tsb_error_t               oerr;
     ngx_http_tsb_ctx_t       *ctx;
     ngx_http_tsb_loc_conf_t  *tlcf;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_tsb_module);
     tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tsb_module);
 
+    ngx_memzero(&oerr, sizeof(tsb_error_t));
+
     ctx->cache_status = cache_status;
     ngx_http_tsb_metrics_cache(cache_status);
+
+    /* tsb_owner_check all: only its owner reads a request */
+
+    if (e && tlcf->owner_check == NGX_HTTP_TSB_OWNER_ALL
+        && ngx_http_tsb_owner_allowed(r, &e->expect, &oerr) != NGX_OK)
+    {
+        return ngx_http_tsb_send_tsb_error(r, &oerr);
+    }
 
     if (e) {
         ctx->tsb_status = e->status;
@@ -564,9 +615,17 @@ ngx_http_tsb_serve_certificate(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx,
     }
 
     if (e->der.len == 0) {
+        /*
+         * EXECUTED without a certificate: a status-only entry (a key
+         * operation, or a result that is no certificate for an id the
+         * gateway has no record of).  Its result is in the status JSON; it
+         * is never served as a certificate.
+         */
         return ngx_http_tsb_send_error(r, NGX_HTTP_BAD_GATEWAY,
                    "upstream.certificate",
-                   "the TSB reported EXECUTED without a usable certificate");
+                   "the TSB reported EXECUTED without a certificate (a key "
+                   "operation, whose result is in the status JSON, or a "
+                   "broken answer)");
     }
 
     /*
@@ -599,8 +658,20 @@ ngx_http_tsb_serve_certificate(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx,
 
     ngx_str_set(&value, "private, max-age=86400");
 
-    if (ngx_http_tsb_add_header(r, "Cache-Control", &value) != NGX_OK
-        || ngx_http_tsb_add_header(r, "X-Certificate-Serial", &e->serial)
+    if (ngx_http_tsb_add_header(r, "Cache-Control", &value) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /*
+     * e may live in a watch's snapshot, freed right after delivery, while
+     * the header is read again in the log phase ($sent_http_...): copy it
+     * into the request's pool, as the ETag.
+     */
+    value.len = e->serial.len;
+    value.data = ngx_pstrdup(r->pool, &e->serial);
+
+    if ((value.data == NULL && value.len)
+        || ngx_http_tsb_add_header(r, "X-Certificate-Serial", &value)
            != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;

@@ -48,6 +48,19 @@ ngx_http_tsb_upstream_error(ngx_log_t *log, ngx_http_tsb_fetch_t *f,
         return NGX_ERROR;
     }
 
+    if (f->lost) {
+        /* the worker ran out of connections for a moment: not the TSB */
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "tsb: %V %V failed after %M ms: %s",
+                      &f->method, &f->url, f->elapsed, f->errbuf);
+
+        tsb_error_set(err, NGX_HTTP_SERVICE_UNAVAILABLE, "upstream.busy",
+                      "the gateway could not open a connection to the TSB "
+                      "(worker_connections); retry shortly");
+        err->retry_after = 1;
+        return NGX_ERROR;
+    }
+
     if (f->result == CURLE_OK && f->status >= 200 && f->status < 300) {
         ngx_log_error(NGX_LOG_INFO, log, 0,
                       "tsb: %V %V answered %l in %M ms",
@@ -410,6 +423,11 @@ ngx_http_tsb_add_header(ngx_http_request_t *r, const char *name,
     h->key.data = (u_char *) name;
     h->value = *value;
 
+#if (nginx_version >= 1023000)
+    /* headers of one name are chained since 1.23.0 */
+    h->next = NULL;
+#endif
+
     return NGX_OK;
 }
 
@@ -576,8 +594,11 @@ ngx_http_tsb_send_error_retry(ngx_http_request_t *r, ngx_uint_t status,
         r->keepalive = 0;
     }
 
-    if (tsb_error_build(ngx_http_tsb_error_name(status), reason, detail,
-                        &out)
+    /* a TSB client reads errorCode: the gateway's is the HTTP status */
+
+    if (tsb_error_build_tsb(ngx_http_tsb_error_name(status), reason, detail,
+                            ngx_http_tsb_tsb_client(r) ? (int) status : 0,
+                            &out)
         != 0)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -588,6 +609,38 @@ ngx_http_tsb_send_error_retry(ngx_http_request_t *r, ngx_uint_t status,
     tsb_buf_free(&out);
 
     return rc;
+}
+
+
+/*
+ * tsb_error_format auto: a client of the TSB's own API is one that came
+ * through tsb_pass or asked for a TSB path (/v1/...) as it wrote it in
+ * the request line, which an error_page redirect to tsb_error keeps.
+ */
+
+ngx_uint_t
+ngx_http_tsb_tsb_client(ngx_http_request_t *r)
+{
+    ngx_str_t                *uri;
+    ngx_http_tsb_ctx_t       *ctx;
+    ngx_http_tsb_loc_conf_t  *tlcf;
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tsb_module);
+
+    if (tlcf->error_format != NGX_HTTP_TSB_ERRORS_AUTO) {
+        return tlcf->error_format == NGX_HTTP_TSB_ERRORS_TSB;
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_tsb_module);
+
+    if (ctx && ctx->front) {
+        return 1;
+    }
+
+    uri = &r->main->unparsed_uri;
+
+    return uri->len >= sizeof("/v1/") - 1
+           && ngx_strncmp(uri->data, "/v1/", sizeof("/v1/") - 1) == 0;
 }
 
 
@@ -629,6 +682,12 @@ ngx_http_tsb_error_handler(ngx_http_request_t *r)
                  "line, header or body framing, a header too long, or a "
                  "client certificate missing or not valid (error.log says "
                  "which)";
+        break;
+
+    case NGX_HTTP_UNAUTHORIZED:
+        /* auth_basic, auth_request: the header they set stays */
+        reason = "request.unauthorized";
+        detail = "this location requires authentication";
         break;
 
     case NGX_HTTP_FORBIDDEN:
@@ -686,6 +745,28 @@ ngx_http_tsb_error_handler(ngx_http_request_t *r)
     }
 
     return ngx_http_tsb_send_error(r, status, reason, detail);
+}
+
+
+/*
+ * What a handler or a finalizer was about to hand to nginx: an internal
+ * failure (500) would become nginx's HTML page; every answer of the module
+ * is JSON, so it is sent here.  Other codes pass through.
+ */
+
+ngx_int_t
+ngx_http_tsb_json_rc(ngx_http_request_t *r, ngx_int_t rc)
+{
+    if (rc != NGX_HTTP_INTERNAL_SERVER_ERROR || r->header_sent
+        || r != r->main)
+    {
+        return rc;
+    }
+
+    return ngx_http_tsb_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                   "internal.error",
+                                   "the gateway could not handle this "
+                                   "request (error.log may say why)");
 }
 
 

@@ -18,6 +18,7 @@
 #include "ngx_http_tsb_policy.h"
 #include "ngx_http_tsb_cache.h"
 #include "ngx_http_tsb_store.h"
+#include "tsb_describe.h"
 
 
 #define NGX_HTTP_TSB_BODY_JSON    1
@@ -35,6 +36,7 @@ typedef struct {
     ngx_http_request_t       *request;
     ngx_http_tsb_ctx_t       *ctx;
     ngx_uint_t                pending;     /* not audited yet */
+    size_t                    reserved;    /* room in the cache zone */
 } ngx_http_tsb_sign_t;
 
 
@@ -69,6 +71,8 @@ static void ngx_http_tsb_sign_cleanup(void *data);
 static ngx_int_t ngx_http_tsb_wipe_on_free(ngx_http_request_t *r,
     ngx_str_t *s);
 static void ngx_http_tsb_wipe(void *data);
+static ngx_int_t ngx_http_tsb_sign_describe(ngx_http_request_t *r,
+    ngx_http_tsb_loc_conf_t *tlcf);
 
 
 ngx_int_t
@@ -78,14 +82,20 @@ ngx_http_tsb_sign_handler(ngx_http_request_t *r)
     ngx_http_tsb_ctx_t       *ctx;
     ngx_http_tsb_loc_conf_t  *tlcf;
 
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tsb_module);
+
+    if ((r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) && tlcf->sign_describe) {
+        return ngx_http_tsb_sign_describe(r, tlcf);
+    }
+
     if (!(r->method & NGX_HTTP_POST)) {
         ngx_http_tsb_audit(r, NULL, 0, NGX_HTTP_NOT_ALLOWED,
                            "request.method",
                            "this location does not take that method", NULL);
-        return ngx_http_tsb_method_not_allowed(r, "POST");
+        return ngx_http_tsb_method_not_allowed(r, tlcf->sign_describe
+                                                  ? "GET, HEAD, POST"
+                                                  : "POST");
     }
-
-    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tsb_module);
 
     if (ngx_http_tsb_body_kind(r) == 0) {
         return ngx_http_tsb_sign_refuse(r, NULL,
@@ -206,8 +216,18 @@ ngx_http_tsb_sign_process(ngx_http_request_t *r)
      * written down now, while the CSR and the completed request are here.
      */
 
-    if (tsb_expect_build(ctx->csr, &ctx->req, &ctx->expect) != 0) {
+    if (tsb_expect_build_ex(ctx->csr, &ctx->req,
+                            tsb_policy_max_validity(policy),
+                            (int64_t) ngx_time(), &ctx->expect)
+        != 0)
+    {
         return ngx_http_tsb_sign_internal(r, ctx, 1);
+    }
+
+    /* and who asked for it (tsb_owner), kept with it */
+
+    if (ngx_http_tsb_owner_tag(r, &ctx->expect, &err) != NGX_OK) {
+        return ngx_http_tsb_sign_refuse_err(r, ctx, &err);
     }
 
     if (ngx_http_tsb_key_password(ctx, tlcf) != NGX_OK) {
@@ -251,9 +271,13 @@ ngx_http_tsb_sign_process(ngx_http_request_t *r)
         return ngx_http_tsb_sign_internal(r, ctx, 1);
     }
 
-    /* through tsb_pass: a request its client signed goes out as it came */
+    /*
+     * A request its client signed goes out as it came, through tsb_sign
+     * as through tsb_pass: the TSB verifies requestSignature over the
+     * client's bytes, so the gateway forwards those or refuses.
+     */
 
-    if (ctx->front
+    if (ngx_http_tsb_body_kind(r) == NGX_HTTP_TSB_BODY_JSON
         && ngx_http_tsb_front_sign_body(r, ctx, &body, &up, &err) != NGX_OK)
     {
         return ngx_http_tsb_sign_refuse_err(r, ctx, &err);
@@ -270,7 +294,20 @@ ngx_http_tsb_sign_process(ngx_http_request_t *r)
     st->request = r;
     st->ctx = ctx;
     st->pending = 0;
+    st->reserved = 0;
     cln->handler = ngx_http_tsb_sign_cleanup;
+
+    /* the record of what is accepted must have room before the TSB acts */
+
+    if (ngx_http_tsb_cache_reserve(tlcf, ctx->expect.len, &st->reserved,
+                                   r->connection->log)
+        != NGX_OK)
+    {
+        return ngx_http_tsb_sign_refuse(r, ctx,
+                   NGX_HTTP_SERVICE_UNAVAILABLE, "cache.full",
+                   "the cache zone has no room left to keep what is "
+                   "accepted for pending requests; try again later");
+    }
 
     ngx_str_set(&path, "/v1/certificate/sign");
 
@@ -317,8 +354,13 @@ ngx_http_tsb_sign_done(ngx_http_tsb_fetch_t *f)
     r = f->request;
     st = f->data;
     ctx = st->ctx;
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tsb_module);
 
     st->pending = 0;
+
+    /* remember() below takes the room for real */
+    ngx_http_tsb_cache_unreserve(tlcf, st->reserved);
+    st->reserved = 0;
 
     rc = ngx_http_tsb_upstream_failed(r, f);
     if (rc != NGX_DECLINED) {
@@ -342,7 +384,10 @@ ngx_http_tsb_sign_done(ngx_http_tsb_fetch_t *f)
     ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
                   "tsb: sign request %s submitted", id);
 
-    ngx_http_tsb_audit(r, ctx, 1, NGX_HTTP_ACCEPTED, NULL, NULL, id);
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tsb_module);
+
+    ngx_http_tsb_audit(r, ctx, 1, ctx->front ? NGX_HTTP_OK : tlcf->sign_status,
+                       NULL, NULL, id);
 
     /* what the certificate issued for id must match, kept by id */
 
@@ -359,8 +404,6 @@ ngx_http_tsb_sign_done(ngx_http_tsb_fetch_t *f)
     }
 
     /* and on disk, for a restart or an eviction before it is issued */
-
-    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tsb_module);
 
     if (tlcf->store) {
         ngx_http_tsb_store_remember(tlcf->store, &sid, ctx->expect.data,
@@ -382,7 +425,7 @@ ngx_http_tsb_sign_done(ngx_http_tsb_fetch_t *f)
 
     /*
      * ?wait=<seconds>: one call for simple clients.  The answer is the
-     * certificate if it is issued in time, else the usual 202.
+     * certificate if it is issued in time, else the usual signRequestId.
      */
 
     wait = ctx->front ? 0 : ngx_http_tsb_wait_arg(r);
@@ -435,8 +478,13 @@ ngx_http_tsb_sign_accepted(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    /* a TSB client through tsb_pass gets the TSB's own status, 200 */
-    rc = ngx_http_tsb_send(r, ctx->front ? NGX_HTTP_OK : NGX_HTTP_ACCEPTED,
+    /*
+     * The TSB answers 200, and its own clients take nothing else (a 202
+     * makes the Go client report a failure and retry: a duplicate for the
+     * approvers).  202 only where tsb_sign_status asks for it, never
+     * through tsb_pass.
+     */
+    rc = ngx_http_tsb_send(r, ctx->front ? NGX_HTTP_OK : tlcf->sign_status,
                            &ngx_http_tsb_type_json, out.data, out.len);
     tsb_buf_free(&out);
 
@@ -444,7 +492,7 @@ ngx_http_tsb_sign_accepted(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx)
 }
 
 
-/* ?wait ended: the certificate, a final refusal, or still 202 */
+/* ?wait ended: the certificate, a final refusal, or the id as usual */
 
 static ngx_int_t
 ngx_http_tsb_sign_wait_serve(ngx_http_request_t *r, ngx_http_tsb_entry_t *e,
@@ -469,6 +517,13 @@ static void
 ngx_http_tsb_sign_cleanup(void *data)
 {
     ngx_http_tsb_sign_t  *st = data;
+
+    if (st->reserved) {
+        ngx_http_tsb_cache_unreserve(
+            ngx_http_get_module_loc_conf(st->request, ngx_http_tsb_module),
+            st->reserved);
+        st->reserved = 0;
+    }
 
     if (!st->pending) {
         return;
@@ -607,4 +662,43 @@ ngx_http_tsb_body_kind(ngx_http_request_t *r)
     }
 
     return 0;
+}
+
+
+/*
+ * GET on a sign location: the location's policy with its name patterns
+ * expanded for this client, so a page or a person sees what this client
+ * may ask for, from the very structure the sign request is judged with.
+ */
+
+static ngx_int_t
+ngx_http_tsb_sign_describe(ngx_http_request_t *r,
+    ngx_http_tsb_loc_conf_t *tlcf)
+{
+    ngx_int_t            rc;
+    ngx_str_t            no_store = ngx_string("no-store");
+    tsb_buf_t            out;
+    const tsb_policy_t  *policy;
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    policy = ngx_http_tsb_request_policy(r, tlcf);
+
+    if (policy == NULL || tsb_policy_describe(policy, &out) != 0) {
+        return ngx_http_tsb_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                   "internal", "the policy could not be described");
+    }
+
+    if (ngx_http_tsb_add_header(r, "Cache-Control", &no_store) != NGX_OK) {
+        tsb_buf_free(&out);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_tsb_send(r, NGX_HTTP_OK, &ngx_http_tsb_type_json, out.data,
+                           out.len);
+    tsb_buf_free(&out);
+
+    return rc;
 }

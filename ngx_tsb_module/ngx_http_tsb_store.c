@@ -53,6 +53,7 @@ typedef struct {
     const char                    *failed;      /* the call that failed */
     ngx_http_tsb_store_loaded_pt   loaded;
     void                          *ctx;
+    ngx_uint_t                     seq;         /* of the temporary name */
 #if !(NGX_THREADS)
     ngx_event_t                    event;
 #endif
@@ -68,6 +69,17 @@ static ngx_int_t ngx_http_tsb_store_post(ngx_http_tsb_store_job_t *job,
 static void ngx_http_tsb_store_write(void *data, ngx_log_t *log);
 static void ngx_http_tsb_store_forget(void *data, ngx_log_t *log);
 static void ngx_http_tsb_store_sync_dir(ngx_http_tsb_store_job_t *job);
+static void ngx_http_tsb_store_set_host(void);
+
+
+/*
+ * Temporary names are <file>.<host>.<pid>.<seq>.tmp: several gateways may
+ * share one store directory (docs/operations-ha.md), where pids repeat
+ * across hosts, and one worker's thread pool may write the same file twice
+ * at once; host, pid and a per-worker sequence number keep them apart.
+ */
+static u_char      ngx_http_tsb_store_host[64];
+static ngx_uint_t  ngx_http_tsb_store_seq;
 static void ngx_http_tsb_store_read(void *data, ngx_log_t *log);
 static ngx_int_t ngx_http_tsb_store_read_file(ngx_http_tsb_store_job_t *job,
     u_char *file);
@@ -285,7 +297,31 @@ ngx_http_tsb_store_job(ngx_http_tsb_store_t *store, ngx_str_t *id,
 
     job->store = store;
     job->pool = pool;
-    job->log = log;
+
+    /*
+     * The job outlives the request that asked for it: a client that closed
+     * its connection has freed the connection's log before the thread's
+     * answer is logged.  A copy in the job's own pool, without the
+     * request's context (handler and data point into the request).
+     */
+    job->log = ngx_palloc(pool, sizeof(ngx_log_t));
+    if (job->log == NULL) {
+        ngx_destroy_pool(pool);
+        return NGX_ERROR;
+    }
+
+    *job->log = *log;
+    job->log->handler = NULL;
+    job->log->data = NULL;
+    job->log->action = NULL;
+    pool->log = job->log;
+
+    /* on the event loop: the threads only read these */
+    if (ngx_http_tsb_store_host[0] == '\0') {
+        ngx_http_tsb_store_set_host();
+    }
+
+    job->seq = ngx_http_tsb_store_seq++;
 
     /* ids are [A-Za-z0-9-] (tsb_path.c): safe as a file name */
     job->file.len = store->path.len + 1 + id->len + sizeof(".tsb") - 1;
@@ -379,13 +415,16 @@ ngx_http_tsb_store_write(void *data, ngx_log_t *log)
     ssize_t   n;
     ngx_fd_t  fd;
 
-    if (job->file.len + 32 >= NGX_MAX_PATH) {
+    if (job->file.len + sizeof(ngx_http_tsb_store_host) + 48
+        >= NGX_MAX_PATH)
+    {
         job->rc = NGX_ERROR;
         job->failed = "path";
         return;
     }
 
-    ngx_sprintf(tmp, "%V.%P.tmp%Z", &job->file, ngx_pid);
+    ngx_sprintf(tmp, "%V.%s.%P.%ui.tmp%Z", &job->file,
+                ngx_http_tsb_store_host, ngx_pid, job->seq);
 
     fd = ngx_open_file(tmp, NGX_FILE_WRONLY, NGX_FILE_TRUNCATE, 0600);
     if (fd == NGX_INVALID_FILE) {
@@ -438,6 +477,39 @@ ngx_http_tsb_store_write(void *data, ngx_log_t *log)
     }
 
     ngx_http_tsb_store_sync_dir(job);
+}
+
+
+/*
+ * The host name as nginx knows it (gethostname(), lowercased), as a safe
+ * file name part: [a-z0-9-] and dots only, at most 63 bytes, "-" if none.
+ */
+
+static void
+ngx_http_tsb_store_set_host(void)
+{
+    u_char      c;
+    ngx_uint_t  i, n;
+
+    n = 0;
+
+    for (i = 0; i < ngx_cycle->hostname.len
+                && n < sizeof(ngx_http_tsb_store_host) - 1; i++)
+    {
+        c = ngx_cycle->hostname.data[i];
+
+        if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'
+            || (c == '.' && n > 0))
+        {
+            ngx_http_tsb_store_host[n++] = c;
+        }
+    }
+
+    if (n == 0) {
+        ngx_http_tsb_store_host[n++] = '-';
+    }
+
+    ngx_http_tsb_store_host[n] = '\0';
 }
 
 
@@ -507,6 +579,16 @@ ngx_http_tsb_store_read(void *data, ngx_log_t *log)
     if (job->rc == NGX_DECLINED && job->accepted.len) {
         job->read_accepted = 1;
         job->rc = ngx_http_tsb_store_read_file(job, job->accepted.data);
+
+        /*
+         * Gone in between: another worker or gateway sharing the store
+         * stored the certificate, and a writer renames the .tsb file into
+         * place before it removes the .accepted one, so it is there now.
+         */
+        if (job->rc == NGX_DECLINED) {
+            job->read_accepted = 0;
+            job->rc = ngx_http_tsb_store_read_file(job, job->file.data);
+        }
     }
 }
 

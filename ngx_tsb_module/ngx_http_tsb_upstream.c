@@ -29,6 +29,7 @@
 
 #include "ngx_http_tsb_upstream.h"
 #include "ngx_http_tsb_metrics.h"
+#include "ngx_http_tsb_cache.h"
 #include "tsb_tls.h"
 
 
@@ -42,6 +43,13 @@
 
 /* a failed node is skipped for fail_timeout, doubled up to this many times */
 #define NGX_HTTP_TSB_BACKOFF_DOUBLINGS     3
+
+/*
+ * nginx's own deadline of an attempt: curl's CURLOPT_TIMEOUT_MS normally
+ * ends it first, with curl's own message; this one ends a transfer whose
+ * events were lost.
+ */
+#define NGX_HTTP_TSB_DEADLINE_SLACK        1000
 
 
 /*
@@ -85,6 +93,16 @@ static void ngx_http_tsb_socket_event(ngx_event_t *ev);
 static void ngx_http_tsb_timer_event(ngx_event_t *ev);
 static void ngx_http_tsb_now_event(ngx_event_t *ev);
 static void ngx_http_tsb_socket_action(curl_socket_t s, int mask);
+static CURLM *ngx_http_tsb_multi_create(ngx_log_t *log);
+static void ngx_http_tsb_multi_rebuild(ngx_log_t *log);
+static void ngx_http_tsb_lose(CURL *easy, curl_socket_t s,
+    const char *why);
+static void ngx_http_tsb_lost_event(ngx_event_t *ev);
+static void ngx_http_tsb_fail_lost(void);
+static void ngx_http_tsb_deadline_handler(ngx_event_t *ev);
+static void ngx_http_tsb_fetch_fail(ngx_http_tsb_fetch_t *f,
+    CURLcode result, const char *why);
+static void ngx_http_tsb_exit_notice(ngx_event_t *ev);
 static void ngx_http_tsb_collect_done(void);
 static ngx_int_t ngx_http_tsb_fetch_attempt(ngx_http_tsb_fetch_t *f);
 static ngx_int_t ngx_http_tsb_pick_node(ngx_http_tsb_fetch_t *f);
@@ -125,8 +143,17 @@ static ngx_queue_t        ngx_http_tsb_transfers;
 static ngx_uint_t         ngx_http_tsb_ntransfers;
 static ngx_uint_t         ngx_http_tsb_nsockets;
 static ngx_uint_t         ngx_http_tsb_curl_initialized;
+static ngx_str_t          ngx_http_tsb_unknown = ngx_string("(unknown)");
 static ngx_http_tsb_sock_t  *ngx_http_tsb_socks;
 static ngx_uint_t         ngx_http_tsb_nsocks;
+
+/* transfers whose socket nginx could not watch: failed one by one */
+static ngx_queue_t        ngx_http_tsb_lost;
+static ngx_event_t        ngx_http_tsb_lost_ev;
+
+/* told when the worker is to exit, and at worker_shutdown_timeout */
+static ngx_connection_t  *ngx_http_tsb_exit_conn;
+static ngx_uint_t         ngx_http_tsb_exit_stage;
 
 
 /* ------------------------------------------------------- process hooks */
@@ -176,36 +203,20 @@ ngx_http_tsb_upstream_init_module(ngx_cycle_t *cycle)
 ngx_int_t
 ngx_http_tsb_upstream_init_process(ngx_cycle_t *cycle)
 {
+    ngx_socket_t       fd;
+    ngx_connection_t  *c;
+
     ngx_queue_init(&ngx_http_tsb_transfers);
     ngx_http_tsb_ntransfers = 0;
     ngx_http_tsb_nsockets = 0;
     ngx_http_tsb_socks = NULL;
     ngx_http_tsb_nsocks = 0;
+    ngx_queue_init(&ngx_http_tsb_lost);
 
-    ngx_http_tsb_multi = curl_multi_init();
+    ngx_http_tsb_multi = ngx_http_tsb_multi_create(cycle->log);
     if (ngx_http_tsb_multi == NULL) {
-        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
-                      "tsb: curl_multi_init() failed");
         return NGX_ERROR;
     }
-
-    curl_multi_setopt(ngx_http_tsb_multi, CURLMOPT_SOCKETFUNCTION,
-                      ngx_http_tsb_curl_socket);
-    curl_multi_setopt(ngx_http_tsb_multi, CURLMOPT_TIMERFUNCTION,
-                      ngx_http_tsb_curl_timer);
-
-    /*
-     * The connection cache: curl's default sizes it by the transfers in
-     * flight at the moment one ends, so a burst that ebbs closes the
-     * connections the next burst needs.  Keep as many as the default
-     * tsb_max_transfers lets run at once; idle ones still go after
-     * CURLOPT_MAXAGE_CONN, or when the TSB closes them.  HTTP/2 streams
-     * share one connection to a node.
-     */
-    curl_multi_setopt(ngx_http_tsb_multi, CURLMOPT_MAXCONNECTS,
-                      (long) NGX_HTTP_TSB_KEEPALIVE);
-    curl_multi_setopt(ngx_http_tsb_multi, CURLMOPT_PIPELINING,
-                      (long) CURLPIPE_MULTIPLEX);
 
     /*
      * TLS session tickets shared by the worker's transfers: a connection
@@ -233,6 +244,45 @@ ngx_http_tsb_upstream_init_process(ngx_cycle_t *cycle)
     ngx_http_tsb_now.data = &ngx_http_tsb_timer_conn;
     ngx_http_tsb_now.log = cycle->log;
 
+    ngx_memzero(&ngx_http_tsb_lost_ev, sizeof(ngx_event_t));
+    ngx_http_tsb_lost_ev.handler = ngx_http_tsb_lost_event;
+    ngx_http_tsb_lost_ev.data = &ngx_http_tsb_timer_conn;
+    ngx_http_tsb_lost_ev.log = cycle->log;
+
+    /*
+     * nginx tells no module that a worker is to exit; it does call the
+     * read handler of every "idle" connection then (to close keep-alive
+     * ones), and of every connection at worker_shutdown_timeout.  An idle
+     * connection of our own, on a socket that is never polled, is that
+     * notice: ?wait= clients are answered at once instead of holding the
+     * old worker for their whole wait.
+     */
+    ngx_http_tsb_exit_stage = 0;
+    ngx_http_tsb_exit_conn = NULL;
+
+    fd = ngx_socket(AF_UNIX, SOCK_DGRAM, 0);
+
+    if (fd == (ngx_socket_t) -1) {
+        ngx_log_error(NGX_LOG_WARN, cycle->log, ngx_socket_errno,
+                      "tsb: no exit notice socket, waiters stay until "
+                      "their time is up at reload");
+
+    } else {
+        c = ngx_get_connection(fd, cycle->log);
+
+        if (c == NULL) {
+            (void) ngx_close_socket(fd);
+
+        } else {
+            c->idle = 1;
+            c->read->handler = ngx_http_tsb_exit_notice;
+            c->write->handler = ngx_http_tsb_exit_notice;
+            c->read->log = cycle->log;
+            c->write->log = cycle->log;
+            ngx_http_tsb_exit_conn = c;
+        }
+    }
+
     ngx_http_tsb_nidle = 0;
 
     return NGX_OK;
@@ -244,6 +294,12 @@ ngx_http_tsb_upstream_exit_process(ngx_cycle_t *cycle)
 {
     ngx_queue_t           *q;
     ngx_http_tsb_fetch_t  *f;
+
+    if (ngx_http_tsb_exit_conn) {
+        /* before nginx looks for sockets left open */
+        ngx_close_connection(ngx_http_tsb_exit_conn);
+        ngx_http_tsb_exit_conn = NULL;
+    }
 
     if (ngx_http_tsb_multi == NULL) {
         return;
@@ -273,6 +329,10 @@ ngx_http_tsb_upstream_exit_process(ngx_cycle_t *cycle)
 
     if (ngx_http_tsb_now.posted) {
         ngx_delete_posted_event(&ngx_http_tsb_now);
+    }
+
+    if (ngx_http_tsb_lost_ev.posted) {
+        ngx_delete_posted_event(&ngx_http_tsb_lost_ev);
     }
 
     while (ngx_http_tsb_nidle) {
@@ -960,6 +1020,15 @@ ngx_http_tsb_fetch_new(ngx_pool_t *pool, ngx_log_t *log,
     f->busy_event.data = f;
     f->busy_event.log = log;
 
+    /*
+     * Not cancelable: a transfer in flight keeps a gracefully exiting
+     * worker until it ends, and this bounds how long.  Debug logging reads
+     * an event's data as a connection.
+     */
+    f->deadline.handler = ngx_http_tsb_deadline_handler;
+    f->deadline.data = &ngx_http_tsb_timer_conn;
+    f->deadline.log = log;
+
     /* a handle of a finished transfer, reset, saves its allocations */
     easy = ngx_http_tsb_nidle ? ngx_http_tsb_idle[--ngx_http_tsb_nidle]
                               : curl_easy_init();
@@ -1008,8 +1077,7 @@ ngx_http_tsb_fetch_new(ngx_pool_t *pool, ngx_log_t *log,
         curl_easy_setopt(easy, CURLOPT_HTTP_VERSION,
                          (long) CURL_HTTP_VERSION_2TLS);
 
-        /* wait for a connection that can multiplex rather than open more */
-        curl_easy_setopt(easy, CURLOPT_PIPEWAIT, 1L);
+        /* CURLOPT_PIPEWAIT: per node, in ngx_http_tsb_fetch_attempt() */
 
     } else {
         curl_easy_setopt(easy, CURLOPT_HTTP_VERSION,
@@ -1287,7 +1355,29 @@ ngx_http_tsb_fetch_attempt(ngx_http_tsb_fetch_t *f)
 
     curl_easy_setopt(f->easy, CURLOPT_URL, (char *) f->url.data);
 
+    /*
+     * Wait for a connection that can multiplex rather than open another,
+     * only where HTTP/2 can be negotiated: over http:// or HTTP/1.1 a
+     * second call would wait behind a slow first one for nothing.
+     */
+    curl_easy_setopt(f->easy, CURLOPT_PIPEWAIT,
+                     (f->conf->http2
+                      && node->url.len > sizeof("https://") - 1
+                      && ngx_strncasecmp(node->url.data,
+                                         (u_char *) "https://",
+                                         sizeof("https://") - 1)
+                         == 0)
+                     ? 1L : 0L);
+
     rc = curl_multi_add_handle(ngx_http_tsb_multi, f->easy);
+
+#if (LIBCURL_VERSION_NUM >= 0x075100)
+    if (rc == CURLM_ABORTED_BY_CALLBACK) {
+        /* never from our callbacks, but a dead handle must not stay */
+        ngx_http_tsb_multi_rebuild(f->log);
+        rc = curl_multi_add_handle(ngx_http_tsb_multi, f->easy);
+    }
+#endif
 
     if (rc != CURLM_OK) {
         ngx_log_error(NGX_LOG_ERR, f->log, 0,
@@ -1295,6 +1385,13 @@ ngx_http_tsb_fetch_attempt(ngx_http_tsb_fetch_t *f)
                       curl_multi_strerror(rc));
         return NGX_ERROR;
     }
+
+    if (f->deadline.timer_set) {
+        ngx_del_timer(&f->deadline);
+    }
+
+    ngx_add_timer(&f->deadline,
+                  f->conf->timeout + NGX_HTTP_TSB_DEADLINE_SLACK);
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, f->log, 0,
                    "tsb: started %V %V (attempt %ui)", &f->method, &f->url,
@@ -1485,6 +1582,11 @@ static ngx_uint_t
 ngx_http_tsb_retry(ngx_http_tsb_fetch_t *f)
 {
     ngx_uint_t  not_sent, failed;
+
+    if (f->lost) {
+        /* the worker, not the node, is short of connections */
+        return 0;
+    }
 
     not_sent = ngx_http_tsb_not_sent(f);
     failed = ngx_http_tsb_node_failed(f, not_sent);
@@ -1718,10 +1820,17 @@ ngx_http_tsb_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp,
         curl_multi_assign(ngx_http_tsb_multi, s, c);
     }
 
+    /*
+     * Never -1 from here: curl would declare the whole multi handle dead,
+     * failing every transfer of the worker and every later one.  A socket
+     * nginx cannot watch fails its own transfer, once curl has returned.
+     */
+
     if (c == NULL) {
         c = ngx_get_connection(s, ngx_cycle->log);
         if (c == NULL) {
-            return -1;
+            ngx_http_tsb_lose(easy, s, "no free worker_connections");
+            return 0;
         }
 
         c->read->handler = ngx_http_tsb_socket_event;
@@ -1745,29 +1854,299 @@ ngx_http_tsb_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp,
         if (!c->read->active
             && ngx_add_event(c->read, NGX_READ_EVENT, 0) != NGX_OK)
         {
-            return -1;
+            ngx_http_tsb_lose(easy, s, "cannot watch its socket");
+            return 0;
         }
 
     } else if (c->read->active) {
-        if (ngx_del_event(c->read, NGX_READ_EVENT, 0) != NGX_OK) {
-            return -1;
-        }
+        /* an event too many is harmless: curl ignores it */
+        (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
     }
 
     if (what & CURL_POLL_OUT) {
         if (!c->write->active
             && ngx_add_event(c->write, NGX_WRITE_EVENT, 0) != NGX_OK)
         {
-            return -1;
+            ngx_http_tsb_lose(easy, s, "cannot watch its socket");
+            return 0;
         }
 
     } else if (c->write->active) {
-        if (ngx_del_event(c->write, NGX_WRITE_EVENT, 0) != NGX_OK) {
-            return -1;
-        }
+        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
     }
 
     return 0;
+}
+
+
+/*
+ * From inside a curl callback: the transfer is only marked; it is failed
+ * after curl has returned (ngx_http_tsb_fail_lost), or from a posted event
+ * when curl called us from somewhere else.
+ */
+
+static void
+ngx_http_tsb_lose(CURL *easy, curl_socket_t s, const char *why)
+{
+    ngx_http_tsb_fetch_t  *f;
+
+    f = NULL;
+
+    if (easy) {
+        (void) curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **) &f);
+    }
+
+    ngx_log_error(NGX_LOG_ERR, f ? f->log : ngx_cycle->log, 0,
+                  "tsb: socket %d of %V %V: %s, failing the transfer",
+                  (int) s, f ? &f->method : &ngx_http_tsb_unknown,
+                  f ? &f->url : &ngx_http_tsb_unknown, why);
+
+    if (f == NULL || f->lost_linked || !f->queued) {
+        /* nothing to fail; its deadline ends it if need be */
+        return;
+    }
+
+    f->lost = 1;
+    f->lost_linked = 1;
+    ngx_queue_insert_tail(&ngx_http_tsb_lost, &f->lost_link);
+
+    if (!ngx_http_tsb_lost_ev.posted) {
+        ngx_post_event(&ngx_http_tsb_lost_ev, &ngx_posted_events);
+    }
+}
+
+
+static void
+ngx_http_tsb_lost_event(ngx_event_t *ev)
+{
+    ngx_http_tsb_fail_lost();
+}
+
+
+static void
+ngx_http_tsb_fail_lost(void)
+{
+    ngx_queue_t           *q;
+    ngx_http_tsb_fetch_t  *f;
+
+    if (ngx_http_tsb_lost_ev.posted) {
+        ngx_delete_posted_event(&ngx_http_tsb_lost_ev);
+    }
+
+    /* done() may start or end other transfers: take one at a time */
+
+    while (!ngx_queue_empty(&ngx_http_tsb_lost)) {
+        q = ngx_queue_head(&ngx_http_tsb_lost);
+        f = ngx_queue_data(q, ngx_http_tsb_fetch_t, lost_link);
+
+        ngx_queue_remove(q);
+        f->lost_linked = 0;
+
+        ngx_http_tsb_fetch_fail(f, CURLE_COULDNT_CONNECT,
+                                "no connection for the TSB");
+    }
+}
+
+
+/* ends a transfer curl has not finished; outside curl's callbacks */
+
+static void
+ngx_http_tsb_fetch_fail(ngx_http_tsb_fetch_t *f, CURLcode result,
+    const char *why)
+{
+    f->result = result;
+    f->status = 0;
+    f->body_len = 0;
+    ngx_cpystrn((u_char *) f->errbuf, (u_char *) why, CURL_ERROR_SIZE);
+
+    f->elapsed = ngx_current_msec - f->elapsed;
+    f->finished = 1;
+
+    ngx_http_tsb_fetch_release(f);
+    ngx_http_tsb_fetch_finish(f);
+}
+
+
+static void
+ngx_http_tsb_deadline_handler(ngx_event_t *ev)
+{
+    ngx_http_tsb_fetch_t  *f;
+
+    f = (ngx_http_tsb_fetch_t *) ((u_char *) ev
+                                  - offsetof(ngx_http_tsb_fetch_t, deadline));
+
+    ngx_log_error(NGX_LOG_ERR, f->log, 0,
+                  "tsb: %V %V still running %M ms after tsb_timeout, "
+                  "abandoned", &f->method, &f->url,
+                  (ngx_msec_t) NGX_HTTP_TSB_DEADLINE_SLACK);
+
+    ngx_http_tsb_fetch_fail(f, CURLE_OPERATION_TIMEDOUT,
+                            "no answer within tsb_timeout");
+}
+
+
+/*
+ * The first call: the worker is to exit (reload, quit).  Transfers in
+ * flight finish, each within its deadline; waiters are answered with what
+ * is known, and none waits for a next refresh.  The second call is
+ * worker_shutdown_timeout: what is still in flight is abandoned.
+ */
+
+static void
+ngx_http_tsb_exit_notice(ngx_event_t *ev)
+{
+    ngx_connection_t      *c = ev->data;
+
+    ngx_queue_t            gone, *q;
+    ngx_http_tsb_fetch_t  *f;
+
+    c->close = 0;
+
+    if (!ngx_exiting) {
+        return;
+    }
+
+    ngx_http_tsb_exit_stage++;
+
+    if (ngx_http_tsb_exit_stage == 1) {
+        ngx_log_error(NGX_LOG_INFO, ev->log, 0,
+                      "tsb: worker exiting with %ui TSB transfer%s in "
+                      "flight", ngx_http_tsb_ntransfers,
+                      ngx_http_tsb_ntransfers == 1 ? "" : "s");
+
+        /* an idle worker's curl timer must not hold up its exit */
+        if (ngx_http_tsb_ntransfers == 0) {
+            ngx_http_tsb_timer.cancelable = 1;
+        }
+
+        ngx_http_tsb_cache_exiting();
+        return;
+    }
+
+    if (ngx_http_tsb_exit_stage != 2) {
+        return;
+    }
+
+    /* only those in flight now: done() may start others */
+
+    ngx_queue_init(&gone);
+
+    if (!ngx_queue_empty(&ngx_http_tsb_transfers)) {
+        ngx_queue_add(&gone, &ngx_http_tsb_transfers);
+        ngx_queue_init(&ngx_http_tsb_transfers);
+    }
+
+    while (!ngx_queue_empty(&gone)) {
+        q = ngx_queue_head(&gone);
+        f = ngx_queue_data(q, ngx_http_tsb_fetch_t, queue);
+
+        ngx_log_error(NGX_LOG_WARN, f->log, 0,
+                      "tsb: %V %V aborted at worker_shutdown_timeout",
+                      &f->method, &f->url);
+
+        ngx_http_tsb_fetch_fail(f, CURLE_OPERATION_TIMEDOUT,
+                                "aborted at worker_shutdown_timeout");
+    }
+}
+
+
+static CURLM *
+ngx_http_tsb_multi_create(ngx_log_t *log)
+{
+    CURLM  *multi;
+
+    multi = curl_multi_init();
+    if (multi == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0, "tsb: curl_multi_init() failed");
+        return NULL;
+    }
+
+    curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION,
+                      ngx_http_tsb_curl_socket);
+    curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION,
+                      ngx_http_tsb_curl_timer);
+
+    /*
+     * The connection cache: curl's default sizes it by the transfers in
+     * flight at the moment one ends, so a burst that ebbs closes the
+     * connections the next burst needs.  Keep as many as the default
+     * tsb_max_transfers lets run at once; idle ones still go after
+     * CURLOPT_MAXAGE_CONN, or when the TSB closes them.  HTTP/2 streams
+     * share one connection to a node.
+     */
+    curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS,
+                      (long) NGX_HTTP_TSB_KEEPALIVE);
+    curl_multi_setopt(multi, CURLMOPT_PIPELINING, (long) CURLPIPE_MULTIPLEX);
+
+    return multi;
+}
+
+
+/*
+ * A multi handle curl declared dead (a callback returned an error) refuses
+ * every transfer from then on: replace it.  Its transfers fail, each to
+ * its own client; its cached connections are closed.
+ */
+
+static void
+ngx_http_tsb_multi_rebuild(ngx_log_t *log)
+{
+    CURLM                 *multi;
+    ngx_queue_t            gone, *q;
+    ngx_http_tsb_fetch_t  *f;
+
+    ngx_log_error(NGX_LOG_ALERT, log, 0,
+                  "tsb: the worker's curl multi handle was aborted, "
+                  "rebuilding it (%ui transfers fail)",
+                  ngx_http_tsb_ntransfers);
+
+    multi = ngx_http_tsb_multi_create(log);
+    if (multi == NULL) {
+        /* the next transfer tries again */
+        return;
+    }
+
+    ngx_queue_init(&gone);
+
+    if (!ngx_queue_empty(&ngx_http_tsb_transfers)) {
+        ngx_queue_add(&gone, &ngx_http_tsb_transfers);
+        ngx_queue_init(&ngx_http_tsb_transfers);
+    }
+
+    for (q = ngx_queue_head(&gone);
+         q != ngx_queue_sentinel(&gone);
+         q = ngx_queue_next(q))
+    {
+        f = ngx_queue_data(q, ngx_http_tsb_fetch_t, queue);
+
+        if (f->easy) {
+            curl_multi_remove_handle(ngx_http_tsb_multi, f->easy);
+        }
+    }
+
+    /* closes the cached connections through our callbacks */
+    curl_multi_cleanup(ngx_http_tsb_multi);
+
+    if (ngx_http_tsb_timer.timer_set) {
+        ngx_del_timer(&ngx_http_tsb_timer);
+    }
+
+    if (ngx_http_tsb_now.posted) {
+        ngx_delete_posted_event(&ngx_http_tsb_now);
+    }
+
+    ngx_http_tsb_multi = multi;
+
+    /* done() may start new transfers: those go to the new handle */
+
+    while (!ngx_queue_empty(&gone)) {
+        q = ngx_queue_head(&gone);
+        f = ngx_queue_data(q, ngx_http_tsb_fetch_t, queue);
+
+        f->lost = 1;
+        ngx_http_tsb_fetch_fail(f, CURLE_COULDNT_CONNECT,
+                                "the worker's TSB client was rebuilt");
+    }
 }
 
 
@@ -2046,6 +2425,13 @@ ngx_http_tsb_socket_action(curl_socket_t s, int mask)
     }
 
     ngx_http_tsb_collect_done();
+    ngx_http_tsb_fail_lost();
+
+#if (LIBCURL_VERSION_NUM >= 0x075100)
+    if (rc == CURLM_ABORTED_BY_CALLBACK) {
+        ngx_http_tsb_multi_rebuild(ngx_cycle->log);
+    }
+#endif
 }
 
 
@@ -2209,6 +2595,20 @@ ngx_http_tsb_fetch_release(ngx_http_tsb_fetch_t *f)
 
     if (f->busy_event.posted) {
         ngx_delete_posted_event(&f->busy_event);
+    }
+
+    if (f->deadline.timer_set) {
+        ngx_del_timer(&f->deadline);
+    }
+
+    if (f->lost_linked) {
+        ngx_queue_remove(&f->lost_link);
+        f->lost_linked = 0;
+    }
+
+    /* an idle worker's curl timer must not hold up its exit */
+    if (ngx_http_tsb_ntransfers == 0) {
+        ngx_http_tsb_timer.cancelable = 1;
     }
 }
 

@@ -94,6 +94,8 @@ struct ngx_http_tsb_fetch_s {
     ngx_pool_t                 *pool;
     ngx_http_tsb_upstream_conf_t  *conf;
     ngx_event_t                 busy_event;      /* answers "busy" later */
+    ngx_event_t                 deadline;        /* nginx's own tsb_timeout */
+    ngx_queue_t                 lost_link;       /* on the worker's lost list */
 
     ngx_str_t                   method;
     ngx_str_t                   path;            /* with ?args, if any */
@@ -127,6 +129,9 @@ struct ngx_http_tsb_fetch_s {
     unsigned                    finished:1;
     unsigned                    busy:1;          /* over the worker's cap */
     unsigned                    resend_refused:1;
+    unsigned                    lost:1;          /* no nginx connection for
+                                                    its socket */
+    unsigned                    lost_linked:1;
 };
 
 

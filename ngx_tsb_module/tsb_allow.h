@@ -7,14 +7,13 @@
  * keep a path from meaning one thing to the gateway and another to the
  * TSB.
  *
- * Matching works on the path exactly as the client wrote it in the request
- * line (percent-encodings and all), and that same path is what goes to the
- * TSB: nothing is decoded, merged or normalised in between, so whatever the
- * allow-list approved is what the TSB sees.  Paths that a server could read
- * differently from the gateway are refused outright: dot segments, empty
- * segments ("//"), ';' path parameters (Java servers strip them: the
- * classic "/..;/" trick), backslashes, and percent-encoded '/', '\', '.',
- * ';', '%', '?', '#' or control characters.
+ * Every decision of the front (the allow-list, the endpoints it handles
+ * itself, the ones it never passes) is made on one normalised path, and
+ * that same path is what goes to the TSB: tsb_allow_normalise() decodes
+ * what a servlet container would decode anyway and refuses what it could
+ * read differently from the gateway (dot segments, empty segments, ';'
+ * path parameters, backslashes, encoded separators and any encoding a TSB
+ * path never needs), so the TSB has nothing left to decode.
  */
 
 
@@ -58,13 +57,30 @@ int tsb_allow_pattern_check(const char *pattern, size_t len, char *errbuf,
     size_t errlen);
 
 /*
- * The raw request path (the request line's, without the query): 0 when it
- * can be matched and forwarded as it is, -1 with *why set otherwise.
+ * A raw path that needs no normalising but may keep percent-encodings
+ * (configuration patterns, which then must not have any): 0, or -1 with
+ * *why set.
  */
 int tsb_allow_path_check(const unsigned char *path, size_t len,
     const char **why);
 
-/* the raw query string (without '?'): 0, or -1 with *why set */
+/*
+ * The raw request path (the request line's, without the query) made into
+ * the one path the front judges and forwards, in out (len bytes at
+ * least): percent-encoded letters, digits and other characters that may
+ * stand in a path segment as they are decoded; any other encoding, a dot
+ * or empty segment (after decoding), a ';', a backslash or a character
+ * that should have been encoded is refused.  The result has no '%' in it.
+ * 0 with *out_len set, or -1 with *why set.
+ */
+int tsb_allow_normalise(const unsigned char *path, size_t len,
+    unsigned char *out, size_t *out_len, const char **why);
+
+/*
+ * The raw query string (without '?'): 0, or -1 with *why set.  A
+ * "_method" parameter, however encoded or cased, is refused: Spring takes
+ * it for the method of a POST.
+ */
 int tsb_allow_query_check(const unsigned char *query, size_t len,
     const char **why);
 
@@ -80,6 +96,35 @@ int tsb_allow_match(const char *pattern, size_t plen,
 long tsb_allow_find(const tsb_allow_rule_t *rules, size_t n,
     unsigned method, const unsigned char *path, size_t len,
     int *path_known);
+
+
+
+#define TSB_ROUTE_PASS     0        /* forwarded as it is */
+#define TSB_ROUTE_SIGN     1        /* the sign handler's policy */
+#define TSB_ROUTE_STATUS   2        /* the status handler, cache */
+#define TSB_ROUTE_CANCEL   3        /* DELETE, then the cache */
+#define TSB_ROUTE_IMPORT   4        /* PEM or base64 DER in */
+#define TSB_ROUTE_REFUSE   5        /* never passed, *why says why */
+
+/*
+ * Which way a normalised path goes, before the allow-list is asked.  A
+ * body-carrying method (POST, PUT, PATCH) on a certificate-issuing endpoint
+ * other than POST /v1/certificate/sign (synchronous sign, self-sign,
+ * synchronous self-sign) is TSB_ROUTE_REFUSE, and so is anything a Spring
+ * application could route to one of the gateway's endpoints while the
+ * gateway would not (another case, a ".suffix" on the last segment).
+ */
+int tsb_allow_route(unsigned method, const unsigned char *path, size_t len,
+    const char **why);
+
+/*
+ * Configuration time, after tsb_allow_pattern_check(): -1 with a message in
+ * errbuf when a rule for these methods could pass a certificate-issuing
+ * endpoint other than through the policy, or names a path the router
+ * always refuses.
+ */
+int tsb_allow_rule_check(unsigned methods, const char *pattern, size_t len,
+    char *errbuf, size_t errlen);
 
 
 #endif /* _TSB_ALLOW_H_INCLUDED_ */

@@ -105,5 +105,17 @@ long tsb_key_usage_parse_list(const char *s, size_t len, const char **bad,
 long tsb_ext_key_usage_parse_list(const char *s, size_t len,
     const char **bad, size_t *bad_len);
 
+/*
+ * One keyUsage / extendedKeyUsage element of a sign request: a name,
+ * names joined by commas ("DIGITAL_SIGNATURE,KEY_ENCIPHERMENT", as the
+ * vendor's clients send several), or "" for none (mask 0).  -1 with *bad
+ * at the first piece that is not a known name (an empty piece between
+ * commas is not).
+ */
+long tsb_key_usage_element(const char *s, size_t len, const char **bad,
+    size_t *bad_len);
+long tsb_ext_key_usage_element(const char *s, size_t len, const char **bad,
+    size_t *bad_len);
+
 
 #endif /* _TSB_COMMON_H_INCLUDED_ */

@@ -25,6 +25,7 @@
 
 #include <openssl/asn1.h>
 #include <openssl/bio.h>
+#include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -64,6 +65,8 @@ static void tsb_csr_quiet_init(void);
 static EVP_PKEY *tsb_csr_fast_key(X509_REQ *req);
 static int tsb_csr_facts_name(tsb_csr_t *csr, X509_REQ *req,
     tsb_error_t *err);
+static int tsb_csr_facts_subject(tsb_csr_t *csr, X509_REQ *req,
+    tsb_error_t *err);
 static int tsb_csr_facts_key(tsb_csr_t *csr, X509_REQ *req, EVP_PKEY *pkey,
     tsb_error_t *err);
 static int tsb_csr_facts_sig(tsb_csr_t *csr, X509_REQ *req);
@@ -79,6 +82,9 @@ static int tsb_csr_ext_bc(tsb_csr_t *csr, BASIC_CONSTRAINTS *bc,
 static int tsb_csr_ext_san(tsb_csr_t *csr, GENERAL_NAMES *gens,
     tsb_error_t *err);
 static int tsb_csr_ia5(const ASN1_STRING *s, char **out, tsb_error_t *err);
+static int tsb_csr_ext_other(tsb_csr_t *csr, X509_EXTENSION *ext, int nid,
+    int readable, tsb_error_t *err);
+static void tsb_csr_facts_rsa_exponent(tsb_csr_t *csr, EVP_PKEY *pkey);
 
 
 /* X.509 KeyUsage bit positions, in order, as TSB_KU_* bits */
@@ -612,6 +618,7 @@ tsb_csr_parse_fast(const unsigned char *der, size_t len, tsb_csr_t **out,
     if (tsb_csr_facts_key(csr, req, pkey, &ferr) != 0
         || tsb_csr_facts_sig(csr, req) != 0
         || tsb_csr_facts_name(csr, req, &ferr) != 0
+        || tsb_csr_facts_subject(csr, req, &ferr) != 0
         || tsb_csr_facts_ext(csr, req, &ferr) != 0)
     {
         goto fallback;
@@ -889,6 +896,7 @@ tsb_csr_parse_reference(const unsigned char *der, size_t len,
     if (tsb_csr_facts_key(csr, req, pkey, err) != 0
         || tsb_csr_facts_sig(csr, req) != 0
         || tsb_csr_facts_name(csr, req, err) != 0
+        || tsb_csr_facts_subject(csr, req, err) != 0
         || tsb_csr_facts_ext(csr, req, err) != 0)
     {
         goto failed;
@@ -947,11 +955,18 @@ tsb_csr_free(tsb_csr_t *csr)
     free(csr->common_names);
     free(csr->common_name_lens);
 
+    for (i = 0; i < csr->n_subject_attrs; i++) {
+        free(csr->subject_attrs[i].value);
+    }
+
+    free(csr->subject_attrs);
+
     for (i = 0; i < csr->n_sans; i++) {
         free(csr->sans[i].value);
     }
 
     free(csr->sans);
+    free(csr->exts);
     free(csr);
 }
 
@@ -1096,6 +1111,102 @@ tsb_csr_facts_name(tsb_csr_t *csr, X509_REQ *req, tsb_error_t *err)
 }
 
 
+/*
+ * Every subject attribute other than commonName, as the policy judges
+ * them: its OID, its value in UTF-8.  A value that is no string is kept
+ * as NULL for the policy to refuse, not a parse error: a CSR is
+ * well-formed with it, only not acceptable.
+ */
+
+static int
+tsb_csr_facts_subject(tsb_csr_t *csr, X509_REQ *req, tsb_error_t *err)
+{
+    int                  i, n, count, set, last_set, len;
+    size_t               k;
+    unsigned char       *utf8;
+    const X509_NAME     *name;
+    X509_NAME_ENTRY     *ne;
+    const ASN1_OBJECT   *obj;
+    tsb_subject_attr_t  *a;
+
+    name = X509_REQ_get_subject_name(req);
+    if (name == NULL) {
+        return 0;
+    }
+
+    count = X509_NAME_entry_count(name);
+    last_set = -1;
+    k = 0;
+
+    for (i = 0; i < count; i++) {
+        ne = X509_NAME_get_entry(name, i);
+        set = X509_NAME_ENTRY_set(ne);
+
+        if (set == last_set) {
+            csr->subject_multi_rdn = 1;
+        }
+
+        last_set = set;
+
+        if (OBJ_obj2nid(X509_NAME_ENTRY_get_object(ne)) != NID_commonName) {
+            k++;
+        }
+    }
+
+    if (k == 0) {
+        return 0;
+    }
+
+    csr->subject_attrs = calloc(k, sizeof(tsb_subject_attr_t));
+    if (csr->subject_attrs == NULL) {
+        tsb_error_set(err, 500, "internal.memory", "out of memory");
+        return -1;
+    }
+
+    for (i = 0; i < count; i++) {
+        ne = X509_NAME_get_entry(name, i);
+        obj = X509_NAME_ENTRY_get_object(ne);
+
+        if (OBJ_obj2nid(obj) == NID_commonName) {
+            continue;
+        }
+
+        a = &csr->subject_attrs[csr->n_subject_attrs++];
+
+        len = OBJ_obj2txt(a->oid, sizeof(a->oid), obj, 1);
+
+        if (len <= 0 || len >= (int) sizeof(a->oid)) {
+            a->oid[0] = '\0';
+        }
+
+        a->name = (OBJ_obj2nid(obj) != NID_undef)
+                  ? OBJ_nid2sn(OBJ_obj2nid(obj)) : NULL;
+
+        utf8 = NULL;
+        n = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(ne));
+
+        if (n < 0) {
+            ERR_clear_error();
+            continue;
+        }
+
+        a->value = malloc((size_t) n + 1);
+        if (a->value == NULL) {
+            OPENSSL_free(utf8);
+            tsb_error_set(err, 500, "internal.memory", "out of memory");
+            return -1;
+        }
+
+        memcpy(a->value, utf8, (size_t) n);
+        a->value[n] = '\0';
+        a->value_len = (size_t) n;
+        OPENSSL_free(utf8);
+    }
+
+    return 0;
+}
+
+
 static int
 tsb_csr_facts_key(tsb_csr_t *csr, X509_REQ *req, EVP_PKEY *pkey,
     tsb_error_t *err)
@@ -1134,6 +1245,7 @@ tsb_csr_facts_key(tsb_csr_t *csr, X509_REQ *req, EVP_PKEY *pkey,
 
     case EVP_PKEY_RSA:
         csr->key_type = TSB_KEY_RSA;
+        tsb_csr_facts_rsa_exponent(csr, pkey);
         break;
 
     case EVP_PKEY_EC:
@@ -1198,6 +1310,29 @@ tsb_csr_facts_key(tsb_csr_t *csr, X509_REQ *req, EVP_PKEY *pkey,
     }
 
     return 0;
+}
+
+
+/* the public exponent, or 0 when it does not fit an unsigned long */
+
+static void
+tsb_csr_facts_rsa_exponent(tsb_csr_t *csr, EVP_PKEY *pkey)
+{
+    BIGNUM  *e;
+
+    e = NULL;
+    csr->key_rsa_exponent = 0;
+
+    if (EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_RSA_E, &e) != 1) {
+        ERR_clear_error();
+        return;
+    }
+
+    if (BN_num_bits(e) <= (int) (sizeof(unsigned long) * 8)) {
+        csr->key_rsa_exponent = BN_get_word(e);
+    }
+
+    BN_free(e);
 }
 
 
@@ -1305,6 +1440,16 @@ tsb_csr_facts_ext(tsb_csr_t *csr, X509_REQ *req, tsb_error_t *err)
 
     n = sk_X509_EXTENSION_num(exts);
 
+    /* each one is judged, and so is the issued certificate against them */
+
+    if (n > TSB_CSR_MAX_EXTS) {
+        tsb_error_set(err, 400, "csr.extensions",
+                      "the CSR requests %d extensions; at most %d are "
+                      "read", n, TSB_CSR_MAX_EXTS);
+        sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+        return -1;
+    }
+
     for (i = 0; i < n; i++) {
         ext = sk_X509_EXTENSION_value(exts, i);
 
@@ -1346,10 +1491,10 @@ tsb_csr_ext_one(tsb_csr_t *csr, X509_EXTENSION *ext, tsb_error_t *err)
     nid = OBJ_obj2nid(X509_EXTENSION_get_object(ext));
     method = X509V3_EXT_get(ext);
 
-    /* an extension OpenSSL cannot read is passed over, not judged */
+    /* one OpenSSL cannot read is kept for the policy, which decides */
 
     if (nid == NID_undef || method == NULL) {
-        return 0;
+        return tsb_csr_ext_other(csr, ext, nid, 0, err);
     }
 
     v = X509V3_EXT_d2i(ext);
@@ -1385,7 +1530,7 @@ tsb_csr_ext_one(tsb_csr_t *csr, X509_EXTENSION *ext, tsb_error_t *err)
         return rc;
 
     default:
-        /* only the decodability is checked */
+        /* only the decodability is checked; the policy judges the OID */
 
         if (method->it) {
             ASN1_item_free(v, ASN1_ITEM_ptr(method->it));
@@ -1394,8 +1539,51 @@ tsb_csr_ext_one(tsb_csr_t *csr, X509_EXTENSION *ext, tsb_error_t *err)
             method->ext_free(v);
         }
 
-        return 0;
+        return tsb_csr_ext_other(csr, ext, nid, 1, err);
     }
+}
+
+
+/*
+ * An extension beyond the four the policy has facts for: its OID, its
+ * criticality and whether OpenSSL could read it, so that the policy can
+ * hold it against the location's allow-list (nothing is passed over).
+ */
+
+static int
+tsb_csr_ext_other(tsb_csr_t *csr, X509_EXTENSION *ext, int nid,
+    int readable, tsb_error_t *err)
+{
+    int             n;
+    tsb_csr_ext_t  *exts, *e;
+
+    exts = realloc(csr->exts, (csr->n_exts + 1) * sizeof(tsb_csr_ext_t));
+    if (exts == NULL) {
+        tsb_error_set(err, 500, "internal.memory", "out of memory");
+        return -1;
+    }
+
+    csr->exts = exts;
+    e = &exts[csr->n_exts];
+
+    n = OBJ_obj2txt(e->oid, sizeof(e->oid), X509_EXTENSION_get_object(ext),
+                    1);
+
+    if (n <= 0 || (size_t) n >= sizeof(e->oid)) {
+        ERR_clear_error();
+        tsb_error_set(err, 400, "csr.extensions",
+                      "the CSR requests an extension whose OID is "
+                      "malformed or too long");
+        return -1;
+    }
+
+    e->nid = nid;
+    e->critical = X509_EXTENSION_get_critical(ext) ? 1 : 0;
+    e->readable = readable;
+
+    csr->n_exts++;
+
+    return 0;
 }
 
 

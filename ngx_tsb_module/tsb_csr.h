@@ -28,6 +28,12 @@
 #define TSB_SAN_URI      4
 #define TSB_SAN_OTHER    5     /* otherName, dirName, RID, x400, ... */
 
+/* the longest dotted OID kept; a longer one is refused ("csr.extensions") */
+#define TSB_OID_MAX      80
+
+/* more requested extensions than this are refused ("csr.extensions") */
+#define TSB_CSR_MAX_EXTS 32
+
 
 typedef struct {
     int          type;         /* TSB_SAN_* */
@@ -37,6 +43,32 @@ typedef struct {
                                   for TSB_SAN_OTHER the kind of name
                                   ("otherName", "directoryName", ...) */
 } tsb_san_t;
+
+
+/* a subject attribute other than commonName */
+#define TSB_SUBJECT_OID_MAX  64
+
+typedef struct {
+    char         oid[TSB_SUBJECT_OID_MAX];  /* dotted, "2.5.4.10"; "" when
+                                               longer than fits */
+    const char  *name;         /* OpenSSL's short name ("O"), or NULL;
+                                  static */
+    char        *value;        /* UTF-8, NUL-terminated; NULL when the value
+                                  is no string OpenSSL converts */
+    size_t       value_len;    /* raw length (a NUL inside stays visible) */
+} tsb_subject_attr_t;
+
+/*
+ * A requested extension other than subjectAltName, keyUsage,
+ * extendedKeyUsage and basicConstraints (which have facts of their own):
+ * the policy allows these one by one.
+ */
+typedef struct {
+    char         oid[TSB_OID_MAX];     /* dotted, NUL-terminated */
+    int          nid;                  /* NID_undef when OpenSSL has none */
+    int          critical;
+    int          readable;             /* OpenSSL knows and decoded it */
+} tsb_csr_ext_t;
 
 
 typedef struct {
@@ -53,6 +85,12 @@ typedef struct {
                                            a CN makes strlen() shorter */
     int          cn_has_nul;            /* some CN holds a NUL byte */
 
+    /* the rest of the subject, in order: every attribute but the CNs */
+    tsb_subject_attr_t  *subject_attrs;
+    size_t               n_subject_attrs;
+    int                  subject_multi_rdn;  /* an RDN of several
+                                                attributes (CN+O, ...) */
+
     tsb_san_t   *sans;
     size_t       n_sans;
 
@@ -60,6 +98,8 @@ typedef struct {
     int          key_bits;     /* RSA modulus / EC field size */
     const char  *key_curve;    /* "P-256", "P-384", "P-521", other short name
                                   or NULL; static string */
+    unsigned long  key_rsa_exponent;    /* RSA public exponent; 0 when it
+                                           does not fit an unsigned long */
     int          sig_nid;      /* signature algorithm NID */
     int          sig_md_nid;   /* its digest NID (NID_undef for EdDSA) */
 
@@ -72,6 +112,8 @@ typedef struct {
     int          basic_ca;              /* basicConstraints CA:TRUE */
     int          has_basic_constraints;
     long         basic_pathlen;         /* -1 when absent */
+    tsb_csr_ext_t  *exts;               /* every other requested one */
+    size_t       n_exts;
 
     unsigned char  spki_sha256[32];     /* SHA-256 of the DER SPKI */
 } tsb_csr_t;
@@ -95,9 +137,10 @@ int tsb_csr_decode(const unsigned char *in, size_t len, tsb_buf_t *der,
  * tsb_csr_t in *out, or -1 with err set (400 "csr.parse", ...).  Clears the
  * OpenSSL error queue on failure.  Other reasons: "csr.key" (a public key
  * OpenSSL cannot decode), "csr.extensions" (a malformed, repeated or
- * doubly requested extension, an unknown keyUsage bit), "csr.common_name"
- * (a CN that does not convert to UTF-8), "csr.san" (a SAN with NUL,
- * control or non-ASCII bytes, a malformed IP address), 500
+ * doubly requested extension, an unknown keyUsage bit, more than
+ * TSB_CSR_MAX_EXTS extensions, an OID longer than TSB_OID_MAX),
+ * "csr.common_name" (a CN that does not convert to UTF-8), "csr.san" (a
+ * SAN with NUL, control or non-ASCII bytes, a malformed IP address), 500
  * "internal.memory".
  */
 int tsb_csr_parse(const unsigned char *der, size_t len, tsb_csr_t **out,

@@ -736,6 +736,14 @@ tsb_sr_null(void *data)
     int            rc;
     tsb_sr_ctx_t  *ctx = data;
 
+    /*
+     * "requestSignature": null is what the vendor's clients send when the
+     * application has no key pair: not signed, as for metaDataSignature.
+     */
+    if (ctx->state == TSB_SR_SKIP && ctx->depth == ctx->skip_base) {
+        ctx->req->has_request_signature = 0;
+    }
+
     rc = tsb_sr_scalar(ctx);
     if (rc != -1) {
         return rc;
@@ -886,30 +894,44 @@ tsb_sr_password_char(tsb_sr_ctx_t *ctx, const unsigned char *s, size_t len)
 }
 
 
+/*
+ * One element of keyUsage / extendedKeyUsage: a name, or, as the vendor's
+ * clients send them, names joined by commas in one string, or "" for none.
+ * All three shapes end up in the same mask, so the policy judges them (and
+ * tsb_sign_req_build() forwards them) exactly like the array form.
+ */
 static int
 tsb_sr_usage_name(tsb_sr_ctx_t *ctx, const unsigned char *s, size_t len)
 {
     int           eku;
-    unsigned      bit;
-    const char   *what, *reason;
+    long          mask;
+    size_t        bad_len;
+    const char   *what, *reason, *bad;
 
     eku = tsb_sr_fields[ctx->field].type == TSB_SRT_EKU;
+    bad = NULL;
+    bad_len = 0;
 
     if (eku) {
-        bit = tsb_ext_key_usage_bit((const char *) s, len);
+        mask = tsb_ext_key_usage_element((const char *) s, len, &bad,
+                                         &bad_len);
         what = "extendedKeyUsage";
         reason = "request.extended_key_usage";
 
     } else {
-        bit = tsb_key_usage_bit((const char *) s, len);
+        mask = tsb_key_usage_element((const char *) s, len, &bad, &bad_len);
         what = "keyUsage";
         reason = "request.key_usage";
     }
 
-    if (bit == 0) {
-        if (tsb_json_quotable(s, len)) {
+    if (mask < 0) {
+        if (bad_len == 0) {
+            tsb_error_set(ctx->err, 400, reason,
+                          "empty %s name between commas", what);
+
+        } else if (tsb_json_quotable((const unsigned char *) bad, bad_len)) {
             tsb_error_set(ctx->err, 400, reason, "unknown %s \"%.*s\"",
-                          what, (int) len, (const char *) s);
+                          what, (int) bad_len, bad);
 
         } else {
             tsb_error_set(ctx->err, 400, reason, "unknown %s name", what);
@@ -920,10 +942,10 @@ tsb_sr_usage_name(tsb_sr_ctx_t *ctx, const unsigned char *s, size_t len)
     }
 
     if (eku) {
-        ctx->req->ext_key_usage |= bit;
+        ctx->req->ext_key_usage |= (unsigned) mask;
 
     } else {
-        ctx->req->key_usage |= bit;
+        ctx->req->key_usage |= (unsigned) mask;
     }
 
     return 1;
@@ -2567,6 +2589,19 @@ int
 tsb_error_build(const char *error, const char *reason, const char *detail,
     tsb_buf_t *out)
 {
+    return tsb_error_build_tsb(error, reason, detail, 0, out);
+}
+
+
+/*
+ * The TSB's own error shape first (errorCode, reason, message: its clients
+ * read a numeric errorCode), then the gateway's error and detail beside
+ * it; "reason" serves both.  code 0: the gateway's shape alone.
+ */
+int
+tsb_error_build_tsb(const char *error, const char *reason,
+    const char *detail, int code, tsb_buf_t *out)
+{
     int       rc;
     yajl_gen  g;
 
@@ -2580,17 +2615,34 @@ tsb_error_build(const char *error, const char *reason, const char *detail,
 
     rc = -1;
 
-    if (yajl_gen_map_open(g) == yajl_gen_status_ok
-        && tsb_gen_cstr(g, "error") == 0
+    if (yajl_gen_map_open(g) != yajl_gen_status_ok) {
+        goto done;
+    }
+
+    if (code
+        && (tsb_gen_cstr(g, "errorCode") != 0
+            || yajl_gen_integer(g, code) != yajl_gen_status_ok
+            || tsb_gen_cstr(g, "reason") != 0
+            || tsb_gen_str_lossy(g, reason) != 0
+            || tsb_gen_cstr(g, "message") != 0
+            || tsb_gen_str_lossy(g, detail) != 0))
+    {
+        goto done;
+    }
+
+    if (tsb_gen_cstr(g, "error") == 0
         && tsb_gen_str_lossy(g, error) == 0
-        && tsb_gen_cstr(g, "reason") == 0
-        && tsb_gen_str_lossy(g, reason) == 0
+        && (code
+            || (tsb_gen_cstr(g, "reason") == 0
+                && tsb_gen_str_lossy(g, reason) == 0))
         && tsb_gen_cstr(g, "detail") == 0
         && tsb_gen_str_lossy(g, detail) == 0
         && yajl_gen_map_close(g) == yajl_gen_status_ok)
     {
         rc = tsb_gen_finish(g, out);
     }
+
+done:
 
     yajl_gen_free(g);
 

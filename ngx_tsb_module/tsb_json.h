@@ -44,7 +44,8 @@ typedef struct {
 
     char        *meta_data;             /* opaque, forwarded as given */
     char        *meta_data_signature;
-    int          has_request_signature; /* top-level requestSignature */
+    int          has_request_signature; /* top-level requestSignature,
+                                           not null */
 } tsb_sign_req_t;
 
 
@@ -146,6 +147,14 @@ int tsb_upstream_error_parse(const unsigned char *buf, size_t len,
  */
 int tsb_error_build(const char *error, const char *reason,
     const char *detail, tsb_buf_t *out);
+
+/*
+ * The same in the TSB's shape for its clients: {"errorCode": code,
+ * "reason": ..., "message": detail, "error": ..., "detail": ...}.  code 0
+ * is tsb_error_build().
+ */
+int tsb_error_build_tsb(const char *error, const char *reason,
+    const char *detail, int code, tsb_buf_t *out);
 
 
 #endif /* _TSB_JSON_H_INCLUDED_ */

@@ -14,9 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/err.h>
 #include <openssl/objects.h>
 
 #include "tsb_policy.h"
+#include "tsb_name.h"
 
 
 #define TSB_POLICY_QUOTE_MAX   64
@@ -34,10 +36,20 @@
 static int tsb_policy_check_key(const tsb_policy_t *policy,
     const tsb_csr_t *csr, tsb_error_t *err);
 static int tsb_policy_check_sig(const tsb_csr_t *csr, tsb_error_t *err);
+static int tsb_policy_check_rsa(const tsb_policy_t *policy,
+    const tsb_csr_t *csr, tsb_error_t *err);
+static int tsb_policy_check_curve(const tsb_policy_t *policy,
+    const tsb_csr_t *csr, tsb_error_t *err);
+static int tsb_policy_check_exts(const tsb_policy_t *policy,
+    const tsb_csr_t *csr, tsb_error_t *err);
+static int tsb_policy_check_validity(const tsb_policy_t *policy,
+    const tsb_sign_req_t *req, tsb_error_t *err);
 static int tsb_policy_check_cn(const tsb_policy_t *policy,
     const tsb_csr_t *csr, const tsb_sign_req_t *req, const char **cn,
     tsb_error_t *err);
 static int tsb_policy_check_sans(const tsb_policy_t *policy,
+    const tsb_csr_t *csr, tsb_error_t *err);
+static int tsb_policy_check_subject(const tsb_policy_t *policy,
     const tsb_csr_t *csr, tsb_error_t *err);
 static int tsb_policy_check_ca(const tsb_policy_t *policy,
     const tsb_csr_t *csr, const tsb_sign_req_t *req, unsigned ku,
@@ -45,7 +57,7 @@ static int tsb_policy_check_ca(const tsb_policy_t *policy,
 static int tsb_policy_check_sig_alg(const tsb_policy_t *policy,
     const tsb_sign_req_t *req, const char **alg, tsb_error_t *err);
 static int tsb_policy_names_match(const tsb_policy_t *policy,
-    const char *name, size_t len);
+    const char *name, size_t len, int regex_only);
 static int tsb_policy_regex_match(const char *pattern, size_t plen,
     const regex_t *re, const char *name, size_t nlen);
 static int tsb_policy_text(const unsigned char *s, size_t len);
@@ -68,7 +80,16 @@ tsb_policy_check(const tsb_policy_t *policy, const tsb_csr_t *csr,
     if (tsb_policy_check_key(policy, csr, err) != 0
         || tsb_policy_check_sig(csr, err) != 0
         || tsb_policy_check_cn(policy, csr, req, &cn, err) != 0
+        || tsb_policy_check_subject(policy, csr, err) != 0
         || tsb_policy_check_sans(policy, csr, err) != 0)
+    {
+        return -1;
+    }
+
+    /* what else the CSR asks for, and for how long */
+
+    if (tsb_policy_check_exts(policy, csr, err) != 0
+        || tsb_policy_check_validity(policy, req, err) != 0)
     {
         return -1;
     }
@@ -251,23 +272,10 @@ tsb_policy_check_key(const tsb_policy_t *policy, const tsb_csr_t *csr,
             return -1;
         }
 
-        return 0;
+        return tsb_policy_check_rsa(policy, csr, err);
 
     case TSB_KEY_EC:
-        if (csr->key_curve != NULL
-            && (strcmp(csr->key_curve, "P-256") == 0
-                || strcmp(csr->key_curve, "P-384") == 0
-                || strcmp(csr->key_curve, "P-521") == 0))
-        {
-            return 0;
-        }
-
-        /* key_curve is OpenSSL's static short name, safe to show */
-        tsb_error_set(err, 403, "policy.key_type",
-                      "EC curve %s is not allowed here; use P-256, P-384 "
-                      "or P-521",
-                      csr->key_curve ? csr->key_curve : "(explicit)");
-        return -1;
+        return tsb_policy_check_curve(policy, csr, err);
 
     case TSB_KEY_ED25519:
         if (policy->allow_ed25519) {
@@ -293,6 +301,264 @@ tsb_policy_check_key(const tsb_policy_t *policy, const tsb_csr_t *csr,
                       "the CSR's key type is not allowed here");
         return -1;
     }
+}
+
+
+/*
+ * The upper bound keeps every use of the key affordable (a 16384-bit
+ * modulus costs 64 times a 2048-bit one to verify with, and far more to
+ * sign with); the exponent is 65537 unless the location lists others:
+ * e = 3 is the classic of broken padding checks (Bleichenbacher 2006).
+ */
+
+static int
+tsb_policy_check_rsa(const tsb_policy_t *policy, const tsb_csr_t *csr,
+    tsb_error_t *err)
+{
+    int      max;
+    size_t   i;
+
+    max = policy->max_rsa_bits > 0 ? policy->max_rsa_bits
+                                   : TSB_POLICY_MAX_RSA;
+
+    if (csr->key_bits > max) {
+        tsb_error_set(err, 403, "policy.key_size",
+                      "an RSA key of %d bits is above the maximum of %d",
+                      csr->key_bits, max);
+        return -1;
+    }
+
+    if (policy->rsa_exponents == NULL) {
+        if (csr->key_rsa_exponent == TSB_POLICY_RSA_E) {
+            return 0;
+        }
+
+    } else {
+        for (i = 0; i < policy->n_rsa_exponents; i++) {
+            if (csr->key_rsa_exponent != 0
+                && csr->key_rsa_exponent == policy->rsa_exponents[i])
+            {
+                return 0;
+            }
+        }
+    }
+
+    if (csr->key_rsa_exponent == 0) {
+        tsb_error_set(err, 403, "policy.key_type",
+                      "the RSA key's public exponent is not allowed here");
+
+    } else {
+        tsb_error_set(err, 403, "policy.key_type",
+                      "an RSA public exponent of %lu is not allowed here%s",
+                      csr->key_rsa_exponent,
+                      policy->rsa_exponents ? "" : "; use 65537");
+    }
+
+    return -1;
+}
+
+
+static int
+tsb_policy_check_curve(const tsb_policy_t *policy, const tsb_csr_t *csr,
+    tsb_error_t *err)
+{
+    char         list[32], *p;
+    unsigned     allowed, bit;
+    const char  *c;
+
+    allowed = policy->allowed_ec_curves
+              ? policy->allowed_ec_curves
+              : TSB_CURVE_P256 | TSB_CURVE_P384 | TSB_CURVE_P521;
+
+    c = csr->key_curve;
+    bit = 0;
+
+    if (c != NULL) {
+        if (strcmp(c, "P-256") == 0) {
+            bit = TSB_CURVE_P256;
+
+        } else if (strcmp(c, "P-384") == 0) {
+            bit = TSB_CURVE_P384;
+
+        } else if (strcmp(c, "P-521") == 0) {
+            bit = TSB_CURVE_P521;
+        }
+    }
+
+    if (bit & allowed) {
+        return 0;
+    }
+
+    p = list;
+    *p = '\0';
+
+    if (allowed & TSB_CURVE_P256) {
+        p += snprintf(p, list + sizeof(list) - p, "%sP-256",
+                      p == list ? "" : " ");
+    }
+
+    if (allowed & TSB_CURVE_P384) {
+        p += snprintf(p, list + sizeof(list) - p, "%sP-384",
+                      p == list ? "" : " ");
+    }
+
+    if (allowed & TSB_CURVE_P521) {
+        (void) snprintf(p, list + sizeof(list) - p, "%sP-521",
+                        p == list ? "" : " ");
+    }
+
+    if (list[0] == '\0') {
+        tsb_error_set(err, 403, "policy.key_type",
+                      "EC keys are not allowed here");
+        return -1;
+    }
+
+    /* key_curve is OpenSSL's static short name, safe to show */
+    tsb_error_set(err, 403, "policy.key_type",
+                  "EC curve %s is not allowed here; allowed: %s",
+                  c ? c : "(explicit)", list);
+    return -1;
+}
+
+
+/*
+ * Extensions beyond the four judged above are an allow-list: anything
+ * a CA might copy into the certificate (nameConstraints, OCSP no-check,
+ * certificatePolicies, a private critical one) was judged by no one
+ * unless the location names it.  subjectKeyIdentifier is the exception:
+ * the TSB's own CSRs carry it, and a CA sets its own.
+ */
+
+static int
+tsb_policy_check_exts(const tsb_policy_t *policy, const tsb_csr_t *csr,
+    tsb_error_t *err)
+{
+    size_t                i;
+    const char           *sn;
+    const char *const    *a;
+    const tsb_csr_ext_t  *e;
+
+    for (i = 0; i < csr->n_exts; i++) {
+        e = &csr->exts[i];
+
+        if (e->nid == NID_subject_key_identifier && e->readable) {
+            continue;
+        }
+
+        sn = (e->nid != NID_undef) ? OBJ_nid2ln(e->nid) : NULL;
+
+        if (e->critical && !e->readable) {
+            tsb_error_set(err, 403, "policy.extension",
+                          "the CSR requests extension %s as critical, and "
+                          "the gateway cannot read it", e->oid);
+            return -1;
+        }
+
+        for (a = policy->allowed_extensions; a != NULL && *a != NULL; a++) {
+            if (strcmp(*a, e->oid) == 0) {
+                break;
+            }
+        }
+
+        if (a == NULL || *a == NULL) {
+            tsb_error_set(err, 403, "policy.extension",
+                          "the CSR requests extension %s%s%s%s, which is "
+                          "not allowed here", sn ? sn : e->oid,
+                          sn ? " (" : "", sn ? e->oid : "", sn ? ")" : "");
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
+long
+tsb_policy_max_validity(const tsb_policy_t *policy)
+{
+    return policy->max_validity > 0 ? policy->max_validity
+                                    : TSB_POLICY_MAX_VALIDITY;
+}
+
+
+/* the envelope's validity is days; the limit is seconds */
+
+static int
+tsb_policy_check_validity(const tsb_policy_t *policy,
+    const tsb_sign_req_t *req, tsb_error_t *err)
+{
+    long  max;
+
+    if (req->validity < 0) {
+        return 0;
+    }
+
+    max = tsb_policy_max_validity(policy);
+
+    if (req->validity == 0 || req->validity > max / 86400) {
+        tsb_error_set(err, 403, "policy.validity",
+                      "a validity of %ld days is not allowed here; at most "
+                      "%ld", req->validity, max / 86400);
+        return -1;
+    }
+
+    return 0;
+}
+
+
+int
+tsb_policy_extension_check(const char *name, char *oid, size_t oidlen,
+    char *errbuf, size_t errlen)
+{
+    int           n, nid;
+    ASN1_OBJECT  *obj;
+
+    if (errlen > 0) {
+        errbuf[0] = '\0';
+    }
+
+    obj = (name != NULL && name[0] != '\0') ? OBJ_txt2obj(name, 0) : NULL;
+
+    if (obj == NULL) {
+        ERR_clear_error();
+        snprintf(errbuf, errlen, "not an extension name or OID");
+        return -1;
+    }
+
+    nid = OBJ_obj2nid(obj);
+    n = OBJ_obj2txt(oid, (int) oidlen, obj, 1);
+    ASN1_OBJECT_free(obj);
+
+    if (n <= 0 || (size_t) n >= oidlen) {
+        ERR_clear_error();
+        snprintf(errbuf, errlen, "the OID is too long");
+        return -1;
+    }
+
+    switch (nid) {
+
+    case NID_subject_alt_name:
+        snprintf(errbuf, errlen, "subjectAltName is judged by "
+                 "tsb_allow_common_name and tsb_allow_san_types");
+        return -1;
+
+    case NID_key_usage:
+        snprintf(errbuf, errlen, "keyUsage is judged by "
+                 "tsb_allow_key_usage");
+        return -1;
+
+    case NID_ext_key_usage:
+        snprintf(errbuf, errlen, "extendedKeyUsage is judged by "
+                 "tsb_allow_extended_key_usage");
+        return -1;
+
+    case NID_basic_constraints:
+        snprintf(errbuf, errlen, "basicConstraints is judged by "
+                 "tsb_allow_ca and tsb_max_path_len");
+        return -1;
+    }
+
+    return 0;
 }
 
 
@@ -346,9 +612,10 @@ static int
 tsb_policy_check_cn(const tsb_policy_t *policy, const tsb_csr_t *csr,
     const tsb_sign_req_t *req, const char **cn, tsb_error_t *err)
 {
+    int          host;
     char         q1[TSB_POLICY_QUOTE_MAX + 8], q2[TSB_POLICY_QUOTE_MAX + 8];
     size_t       len;
-    const char  *name;
+    const char  *name, *why;
 
     *cn = NULL;
 
@@ -398,7 +665,35 @@ tsb_policy_check_cn(const tsb_policy_t *policy, const tsb_csr_t *csr,
         return -1;
     }
 
-    if (!tsb_policy_names_match(policy, name, len)) {
+    /*
+     * What is forwarded is what was judged: a trailing dot is refused, not
+     * dropped, since the CSR itself, with its subject, goes to the TSB.
+     */
+
+    if (name[len - 1] == '.') {
+        tsb_error_set(err, 400, "csr.common_name",
+                      "commonName %s ends in a dot; leave the dot out",
+                      tsb_policy_quote(name, len, q1, sizeof(q1)));
+        return -1;
+    }
+
+    /*
+     * Only a host name may be judged by a literal or wildcard pattern;
+     * anything else ("Example Issuing CA 1") needs a "~regex" that says
+     * so.
+     */
+
+    host = (tsb_name_host_check(name, len, 1, &why) == 0);
+
+    if (!tsb_policy_names_match(policy, name, len, !host)) {
+
+        if (!host) {
+            tsb_error_set(err, 400, "csr.common_name",
+                          "commonName %s is not a host name: %s",
+                          tsb_policy_quote(name, len, q1, sizeof(q1)), why);
+            return -1;
+        }
+
         tsb_error_set(err, 403, "policy.common_name",
                       "commonName %s is not allowed here",
                       tsb_policy_quote(name, len, q1, sizeof(q1)));
@@ -418,6 +713,7 @@ tsb_policy_check_sans(const tsb_policy_t *policy, const tsb_csr_t *csr,
     char              q[TSB_POLICY_QUOTE_MAX + 8];
     size_t            i;
     unsigned          types;
+    const char       *why;
     const tsb_san_t  *san;
 
     types = policy->allowed_san_types ? policy->allowed_san_types
@@ -445,10 +741,23 @@ tsb_policy_check_sans(const tsb_policy_t *policy, const tsb_csr_t *csr,
             return -1;
         }
 
+        /* a DNS name is a host name, whatever pattern may match it */
+
+        if (san->type == TSB_SAN_DNS
+            && tsb_name_host_check(san->value, strlen(san->value), 1, &why)
+               != 0)
+        {
+            tsb_error_set(err, 400, "csr.san",
+                          "subjectAltName DNS:%s is not a host name: %s",
+                          tsb_policy_quote(san->value, strlen(san->value),
+                                           q, sizeof(q)), why);
+            return -1;
+        }
+
         /* every SAN, not just one of them, must be within the names */
 
         if (!tsb_policy_names_match(policy, san->value,
-                                    strlen(san->value)))
+                                    strlen(san->value), 0))
         {
             tsb_error_set(err, 403, "policy.san",
                           "subjectAltName %s:%s is not allowed here",
@@ -458,6 +767,196 @@ tsb_policy_check_sans(const tsb_policy_t *policy, const tsb_csr_t *csr,
             return -1;
         }
     }
+
+    return 0;
+}
+
+
+/*
+ * The subject beyond the commonName.  A TSB may copy it into the
+ * certificate, and to a relying party it can mean more than any name: an
+ * O of "system:masters" makes a Kubernetes client certificate a cluster
+ * administrator.  So every other attribute is refused unless the location
+ * allows its type and value, and so is any RDN of several attributes
+ * (the subject would not read as the policy read it).
+ */
+
+static int
+tsb_policy_check_subject(const tsb_policy_t *policy, const tsb_csr_t *csr,
+    tsb_error_t *err)
+{
+    char                       q[TSB_POLICY_QUOTE_MAX + 8];
+    size_t                     i, j, k;
+    const char                *type;
+    const tsb_subject_attr_t  *a;
+    const tsb_subject_rule_t  *rule;
+
+    if (csr->subject_multi_rdn) {
+        tsb_error_set(err, 403, "policy.subject",
+                      "the CSR's subject has an RDN of several attributes; "
+                      "give each attribute its own RDN");
+        return -1;
+    }
+
+    if (csr->n_subject_attrs > TSB_POLICY_MAX_SUBJECT) {
+        tsb_error_set(err, 403, "policy.subject",
+                      "the CSR's subject has %zu attributes besides the "
+                      "commonName; at most %d are issued",
+                      csr->n_subject_attrs, TSB_POLICY_MAX_SUBJECT);
+        return -1;
+    }
+
+    for (i = 0; i < csr->n_subject_attrs; i++) {
+        a = &csr->subject_attrs[i];
+
+        /* OpenSSL's static short name, or the OID's digits: safe to show */
+        type = a->name ? a->name : (a->oid[0] ? a->oid : "(a long OID)");
+
+        if (a->value == NULL
+            || tsb_policy_text((const unsigned char *) a->value,
+                               a->value_len)
+               != TSB_TEXT_OK)
+        {
+            tsb_error_set(err, 403, "policy.subject",
+                          "subject attribute %s is not clean text", type);
+            return -1;
+        }
+
+        if (a->value_len > TSB_POLICY_MAX_SUBJECT_VALUE) {
+            tsb_error_set(err, 403, "policy.subject",
+                          "subject attribute %s is longer than %d bytes",
+                          type, TSB_POLICY_MAX_SUBJECT_VALUE);
+            return -1;
+        }
+
+        rule = NULL;
+
+        for (j = 0; j < policy->n_subject_rules && a->oid[0]; j++) {
+            if (strcmp(policy->subject_rules[j].oid, a->oid) != 0) {
+                continue;
+            }
+
+            rule = &policy->subject_rules[j];
+
+            for (k = 0; k < rule->n_values; k++) {
+                if (tsb_policy_value_match(&rule->values[k], a->value,
+                                           a->value_len))
+                {
+                    goto next;
+                }
+            }
+        }
+
+        if (rule == NULL) {
+            tsb_error_set(err, 403, "policy.subject",
+                          "subject attribute %s is not allowed here; only "
+                          "the commonName is, unless "
+                          "tsb_allow_subject_attribute allows more", type);
+            return -1;
+        }
+
+        tsb_error_set(err, 403, "policy.subject",
+                      "subject attribute %s=%s is not allowed here", type,
+                      tsb_policy_quote(a->value, a->value_len, q,
+                                       sizeof(q)));
+        return -1;
+
+    next:
+
+        continue;
+    }
+
+    return 0;
+}
+
+
+int
+tsb_policy_value_match(const tsb_subject_value_t *v, const char *value,
+    size_t len)
+{
+    int       rc;
+    char     *p;
+    regex_t   tmp;
+
+    if (v == NULL || value == NULL || memchr(value, '\0', len) != NULL) {
+        return 0;
+    }
+
+    if (!v->is_regex) {
+        return v->len > 0 && v->len == len
+               && memcmp(v->value, value, len) == 0;
+    }
+
+    /* value is NUL-terminated (tsb_subject_attr_t) and holds no NUL */
+
+    if (v->regex != NULL) {
+        return regexec(v->regex, value, 0, NULL, 0) == 0;
+    }
+
+    if (v->len == 0 || memchr(v->value, '\0', v->len) != NULL) {
+        return 0;
+    }
+
+    p = malloc(v->len + 1);
+    if (p == NULL) {
+        return 0;
+    }
+
+    memcpy(p, v->value, v->len);
+    p[v->len] = '\0';
+
+    rc = regcomp(&tmp, p, REG_EXTENDED | REG_NOSUB);
+    free(p);
+
+    if (rc != 0) {
+        return 0;
+    }
+
+    rc = regexec(&tmp, value, 0, NULL, 0);
+    regfree(&tmp);
+
+    return rc == 0;
+}
+
+
+int
+tsb_policy_value_regex_compile(const char *src, size_t len, void **re,
+    char *errbuf, size_t errlen)
+{
+    int       rc;
+    char     *p;
+    regex_t  *r;
+
+    *re = NULL;
+
+    if (len == 0 || memchr(src, '\0', len) != NULL) {
+        snprintf(errbuf, errlen, "empty regex");
+        return -1;
+    }
+
+    p = malloc(len + 1);
+    r = malloc(sizeof(regex_t));
+
+    if (p == NULL || r == NULL) {
+        free(p);
+        free(r);
+        snprintf(errbuf, errlen, "out of memory");
+        return -1;
+    }
+
+    memcpy(p, src, len);
+    p[len] = '\0';
+
+    rc = regcomp(r, p, REG_EXTENDED | REG_NOSUB);
+    free(p);
+
+    if (rc != 0) {
+        regerror(rc, r, errbuf, errlen);
+        free(r);
+        return -1;
+    }
+
+    *re = r;
 
     return 0;
 }
@@ -574,11 +1073,17 @@ tsb_policy_check_sig_alg(const tsb_policy_t *policy,
 
 static int
 tsb_policy_names_match(const tsb_policy_t *policy, const char *name,
-    size_t len)
+    size_t len, int regex_only)
 {
     size_t  i;
 
     for (i = 0; i < policy->n_names; i++) {
+        if (regex_only && (policy->names[i].len == 0
+                           || policy->names[i].pattern[0] != '~'))
+        {
+            continue;
+        }
+
         if (tsb_policy_name_match_re(policy->names[i].pattern,
                                      policy->names[i].len,
                                      policy->name_regex
@@ -613,13 +1118,7 @@ tsb_policy_name_match_re(const char *pattern, size_t plen, const void *re,
         return 0;
     }
 
-    if (name[nlen - 1] == '.') {
-        nlen--;
-    }
-
-    if (nlen == 0) {
-        return 0;
-    }
+    /* a name's trailing dot is no longer dropped: "a.example." is refused */
 
     if (pattern[0] == '~') {
         return tsb_policy_regex_match(pattern + 1, plen - 1, re, name, nlen);
@@ -667,9 +1166,10 @@ int
 tsb_policy_pattern_check(const char *pattern, size_t plen, char *errbuf,
     size_t errlen)
 {
-    int      rc;
-    char    *p;
-    regex_t  re;
+    int          rc;
+    char        *p;
+    regex_t      re;
+    const char  *why;
 
     if (errlen > 0) {
         errbuf[0] = '\0';
@@ -721,6 +1221,23 @@ tsb_policy_pattern_check(const char *pattern, size_t plen, char *errbuf,
     if (memchr(pattern + 1, '*', plen - 1) != NULL) {
         snprintf(errbuf, errlen,
                  "\"*\" is allowed only as the whole leftmost label");
+        return -1;
+    }
+
+    /*
+     * An exact or wildcard pattern only ever matches a host name (or,
+     * with '@' or ':', an email address, an IPv6 address, a URI): one
+     * that is none of them would silently match nothing.
+     */
+
+    if (memchr(pattern, '@', plen) == NULL
+        && memchr(pattern, ':', plen) == NULL
+        && tsb_name_host_check(pattern, plen, 1, &why) != 0)
+    {
+        snprintf(errbuf, errlen,
+                 "an exact or \"*.\" pattern must be a host name, and "
+                 "%s; a commonName that is no host name needs a \"~regex\" "
+                 "pattern", why);
         return -1;
     }
 
@@ -786,7 +1303,7 @@ tsb_policy_regex_free(void *re)
 
 /*
  * With a compiled regex only the name is copied (regexec() wants it
- * NUL-terminated, and without its trailing dot); without one, as the
+ * NUL-terminated); without one, as the
  * fuzzers and tools call it, the pattern is compiled for this call.
  */
 

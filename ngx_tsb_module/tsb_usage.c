@@ -245,6 +245,69 @@ tsb_ext_key_usage_parse_list(const char *s, size_t len, const char **bad,
 
 
 /*
+ * One element of a keyUsage or extendedKeyUsage array as the vendor's own
+ * clients write it: the Go client and the Vault plugin join several names
+ * with commas into one string and send "" for none.  Unlike the
+ * directive lists above, nothing but a comma separates, and an empty piece
+ * ("A,,B", "A,") is refused: the TSB would not read it as a name either.
+ */
+static long
+tsb_usage_element(const tsb_usage_name_t *t, const char *s, size_t len,
+    const char **bad, size_t *bad_len)
+{
+    long       mask;
+    size_t     i, start;
+    unsigned   bit;
+
+    mask = 0;
+
+    if (len == 0) {
+        return 0;
+    }
+
+    start = 0;
+
+    for (i = 0; i <= len; i++) {
+        if (i < len && s[i] != ',') {
+            continue;
+        }
+
+        bit = (i > start) ? tsb_usage_lookup(t, s + start, i - start) : 0;
+
+        if (bit == 0) {
+            if (bad) {
+                *bad = s + start;
+                *bad_len = i - start;
+            }
+
+            return -1;
+        }
+
+        mask |= bit;
+        start = i + 1;
+    }
+
+    return mask;
+}
+
+
+long
+tsb_key_usage_element(const char *s, size_t len, const char **bad,
+    size_t *bad_len)
+{
+    return tsb_usage_element(tsb_key_usages, s, len, bad, bad_len);
+}
+
+
+long
+tsb_ext_key_usage_element(const char *s, size_t len, const char **bad,
+    size_t *bad_len)
+{
+    return tsb_usage_element(tsb_ext_key_usages, s, len, bad, bad_len);
+}
+
+
+/*
  * The length of the well-formed UTF-8 sequence at s, or 0.  Stricter than
  * yajl's own check, which lets overlong forms (C0 80 is a hidden NUL),
  * UTF-16 surrogates and code points above U+10FFFF through.

@@ -9,7 +9,7 @@
  * cache in shared memory (so: no pointers, nothing but bytes):
  *
  *     0   2  "TX"
- *     2   1  version (1)
+ *     2   1  version (1 or 2)
  *     3   1  flags: 0x01 a CA was accepted, 0x02 with a pathLenConstraint
  *     4   2  keyUsage (TSB_KU_* bits)
  *     6   2  extendedKeyUsage (TSB_EKU_* bits)
@@ -20,6 +20,24 @@
  *     .   2  SAN count m
  *     .  17m SAN type (TSB_SAN_*), then the first 16 bytes of the SHA-256
  *            of the type byte and the normalised value
+ *
+ * and, from version 2 on, records to the end of the blob, each a tag
+ * byte, a 2-byte length and that many bytes (a record of an unknown tag
+ * makes the blob unreadable, never skipped):
+ *
+ *     'S'  n  the subject besides the commonName: 2 count k, then k
+ *             times 1 OID length, the dotted OID, 2 value length, the
+ *             UTF-8 value
+ *     'L' 14  lifetime: 4 seconds accepted (the requested validity, or
+ *             tsb_max_validity), 2 days requested (0: none), 8 Unix time
+ *             of the acceptance
+ *     'E'  n  one accepted extension beyond the four above: dotted OID
+ *
+ * in that order, 'S' and 'L' exactly once.
+ *
+ * A version 1 blob (written before these existed, kept by tsb_store)
+ * reads as no lifetime to check, no extension accepted and the commonName
+ * as the only subject attribute known (the rest is not checked).
  *
  * SANs are hashed rather than copied: the check only needs "is this one of
  * them", and a hash keeps every entry at 17 bytes.  The detail of a
@@ -33,6 +51,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/asn1.h>
 #include <openssl/bio.h>
@@ -44,9 +63,16 @@
 #include <openssl/x509v3.h>
 
 #include "tsb_verify.h"
+#include "tsb_policy.h"
 
 
-#define TSB_EXPECT_VERSION    1
+#define TSB_EXPECT_VERSION    2
+#define TSB_EXPECT_V1         1
+
+#define TSB_EXPECT_REC_LIFE   'L'
+#define TSB_EXPECT_REC_EXT    'E'
+#define TSB_EXPECT_REC_SUBJECT 'S'
+#define TSB_EXPECT_LIFE_SIZE  14
 
 #define TSB_EXPECT_CA         0x01
 #define TSB_EXPECT_PATHLEN    0x02
@@ -56,6 +82,7 @@
 #define TSB_EXPECT_SAN_SIZE   (1 + TSB_EXPECT_HASH)
 
 #define TSB_VERIFY_QUOTE_MAX  64
+#define TSB_EXPECT_SUBJECT_MAX  64    /* attributes in an 'S' section */
 #define TSB_VERIFY_MISMATCH   "issued.mismatch"
 #define TSB_CHAIN_REASON      "config.issuer_chain"
 
@@ -70,6 +97,17 @@ typedef struct {
     size_t                cn_len;
     const unsigned char  *sans;
     size_t                n_sans;
+    const unsigned char  *subject;     /* section 'S' after its count, */
+    size_t                subject_len; /* or NULL in an older blob */
+    size_t                n_subject;
+
+    /* version 2 records */
+    int                   has_life;
+    long                  life;            /* seconds */
+    long                  life_days;       /* requested; 0: none */
+    int64_t               accepted_at;
+    const unsigned char  *exts;            /* the 'E' records */
+    size_t                exts_len;
 } tsb_expect_t;
 
 
@@ -81,6 +119,13 @@ static int tsb_expect_dns_like(const char *s, size_t len);
 static int tsb_verify_key(const tsb_expect_t *e, X509 *x,
     const tsb_cert_t *cert, tsb_error_t *err);
 static int tsb_verify_cn(const tsb_expect_t *e, X509 *x, tsb_error_t *err);
+static size_t tsb_expect_subject_size(const tsb_csr_t *csr);
+static unsigned char *tsb_expect_subject_write(const tsb_csr_t *csr,
+    unsigned char *p);
+static int tsb_expect_parse_subject(const unsigned char *body, size_t len,
+    tsb_expect_t *e);
+static int tsb_verify_subject(const tsb_expect_t *e, X509 *x,
+    tsb_error_t *err);
 static int tsb_verify_sans(const tsb_expect_t *e, X509 *x,
     tsb_error_t *err);
 static X509 *tsb_verify_d2i(const unsigned char *der, size_t der_len,
@@ -99,6 +144,16 @@ static const char *tsb_verify_quote(const unsigned char *s, size_t len,
 static const char *tsb_verify_name(const X509_NAME *name, char *buf,
     size_t size);
 static unsigned tsb_verify_lowest_bit(unsigned mask);
+static int tsb_expect_parse_records(const unsigned char *p,
+    const unsigned char *end, tsb_expect_t *e);
+static size_t tsb_expect_records_size(const tsb_csr_t *csr);
+static unsigned char *tsb_expect_put_records(const tsb_csr_t *csr,
+    const tsb_sign_req_t *req, long max_validity, int64_t accepted_at,
+    unsigned char *p);
+static int tsb_verify_extensions(const tsb_expect_t *e, X509 *x,
+    tsb_error_t *err);
+static int tsb_verify_lifetime(const tsb_expect_t *e, X509 *x,
+    tsb_error_t *err);
 
 
 /* X.509 KeyUsage bit positions, in order, as TSB_KU_* bits */
@@ -152,6 +207,15 @@ int
 tsb_expect_build(const tsb_csr_t *csr, const tsb_sign_req_t *req,
     tsb_buf_t *blob)
 {
+    return tsb_expect_build_ex(csr, req, TSB_POLICY_MAX_VALIDITY,
+                               (int64_t) time(NULL), blob);
+}
+
+
+int
+tsb_expect_build_ex(const tsb_csr_t *csr, const tsb_sign_req_t *req,
+    long max_validity, int64_t accepted_at, tsb_buf_t *blob)
+{
     size_t          i, n, cn_len, size;
     unsigned        flags;
     const char     *cn;
@@ -182,7 +246,8 @@ tsb_expect_build(const tsb_csr_t *csr, const tsb_sign_req_t *req,
         n++;
     }
 
-    size = TSB_EXPECT_HEAD + cn_len + 2 + n * TSB_EXPECT_SAN_SIZE;
+    size = TSB_EXPECT_HEAD + cn_len + 2 + n * TSB_EXPECT_SAN_SIZE
+           + tsb_expect_records_size(csr) + tsb_expect_subject_size(csr);
 
     if (cn_len > 0xffff || n > 0xffff || size > TSB_EXPECT_MAX) {
         return -1;
@@ -251,7 +316,18 @@ tsb_expect_build(const tsb_csr_t *csr, const tsb_sign_req_t *req,
             free(b);
             return -1;
         }
+
+        p += TSB_EXPECT_SAN_SIZE;
     }
+
+    p = tsb_expect_subject_write(csr, p);
+
+    if (p == NULL) {
+        free(b);
+        return -1;
+    }
+
+    (void) tsb_expect_put_records(csr, req, max_validity, accepted_at, p);
 
     blob->data = b;
     blob->len = size;
@@ -270,7 +346,7 @@ tsb_expect_parse(const unsigned char *blob, size_t len, tsb_expect_t *e)
 
     if (blob == NULL || len < TSB_EXPECT_HEAD + 2
         || blob[0] != 'T' || blob[1] != 'X'
-        || blob[2] != TSB_EXPECT_VERSION
+        || (blob[2] != TSB_EXPECT_VERSION && blob[2] != TSB_EXPECT_V1)
         || (blob[3] & ~(TSB_EXPECT_CA | TSB_EXPECT_PATHLEN)) != 0)
     {
         return -1;
@@ -298,14 +374,273 @@ tsb_expect_parse(const unsigned char *blob, size_t len, tsb_expect_t *e)
     n = tsb_get16(p);
     p += 2;
 
-    if ((size_t) (end - p) != n * TSB_EXPECT_SAN_SIZE) {
+    if ((size_t) (end - p) < n * TSB_EXPECT_SAN_SIZE
+        || (blob[2] == TSB_EXPECT_V1
+            && (size_t) (end - p) != n * TSB_EXPECT_SAN_SIZE))
+    {
         return -1;
     }
 
     e->sans = p;
     e->n_sans = n;
 
+    if (tsb_expect_parse_records(p + n * TSB_EXPECT_SAN_SIZE, end, e) != 0) {
+        return -1;
+    }
+
+    /* a version 2 blob without its subject or lifetime was cut short */
+    if (blob[2] == TSB_EXPECT_VERSION && (e->subject == NULL || !e->has_life))
+    {
+        return -1;
+    }
+
     return 0;
+}
+
+
+/*
+ * The 'S' section: what tsb_verify_subject() compares the issued
+ * certificate's subject with.  Only a CSR attribute with an OID and a
+ * text value is written; the policy refused any other.
+ */
+
+static size_t
+tsb_expect_subject_size(const tsb_csr_t *csr)
+{
+    size_t                     i, size;
+    const tsb_subject_attr_t  *a;
+
+    size = 1 + 2 + 2;
+
+    for (i = 0; i < csr->n_subject_attrs; i++) {
+        a = &csr->subject_attrs[i];
+        size += 1 + strlen(a->oid) + 2 + a->value_len;
+    }
+
+    return size;
+}
+
+
+static unsigned char *
+tsb_expect_subject_write(const tsb_csr_t *csr, unsigned char *p)
+{
+    size_t                     i, olen;
+    unsigned char             *start;
+    const tsb_subject_attr_t  *a;
+
+    if (csr->n_subject_attrs > 0xffff
+        || tsb_expect_subject_size(csr) - 3 > 0xffff)
+    {
+        return NULL;
+    }
+
+    *p++ = TSB_EXPECT_REC_SUBJECT;
+    start = p;
+    p += 2;
+
+    tsb_put16(p, (unsigned) csr->n_subject_attrs);
+    p += 2;
+
+    for (i = 0; i < csr->n_subject_attrs; i++) {
+        a = &csr->subject_attrs[i];
+        olen = strlen(a->oid);
+
+        if (olen == 0 || a->value == NULL || a->value_len > 0xffff) {
+            return NULL;
+        }
+
+        *p++ = (unsigned char) olen;
+        memcpy(p, a->oid, olen);
+        p += olen;
+        tsb_put16(p, (unsigned) a->value_len);
+        p += 2;
+        memcpy(p, a->value, a->value_len);
+        p += a->value_len;
+    }
+
+    tsb_put16(start, (unsigned) (p - start - 2));
+
+    return p;
+}
+
+
+/* the 'S' record: every entry whole and within the record */
+
+static int
+tsb_expect_parse_subject(const unsigned char *body, size_t len,
+    tsb_expect_t *e)
+{
+    size_t                i, olen, vlen;
+    const unsigned char  *q, *end;
+
+    if (len < 2) {
+        return -1;
+    }
+
+    end = body + len;
+
+    e->n_subject = tsb_get16(body);
+    e->subject = body + 2;
+    e->subject_len = len - 2;
+
+    q = e->subject;
+
+    for (i = 0; i < e->n_subject; i++) {
+        if ((size_t) (end - q) < 1) {
+            return -1;
+        }
+
+        olen = q[0];
+
+        if (olen == 0 || (size_t) (end - q) < 1 + olen + 2) {
+            return -1;
+        }
+
+        vlen = tsb_get16(q + 1 + olen);
+
+        if ((size_t) (end - q) < 1 + olen + 2 + vlen) {
+            return -1;
+        }
+
+        q += 1 + olen + 2 + vlen;
+    }
+
+    return q == end ? 0 : -1;
+}
+
+
+/*
+ * Version 2 records: the subject, the lifetime, then the extensions, each
+ * record whole; the 'E' records stay in place (one run) for
+ * tsb_verify_extensions().
+ */
+
+static int
+tsb_expect_parse_records(const unsigned char *p, const unsigned char *end,
+    tsb_expect_t *e)
+{
+    size_t                 len;
+    const unsigned char   *q;
+
+    for (q = p; q < end; q += 3 + len) {
+        if (end - q < 3) {
+            return -1;
+        }
+
+        len = tsb_get16(q + 1);
+
+        if ((size_t) (end - q - 3) < len) {
+            return -1;
+        }
+
+        switch (q[0]) {
+
+        case TSB_EXPECT_REC_SUBJECT:
+            if (e->subject != NULL
+                || tsb_expect_parse_subject(q + 3, len, e) != 0)
+            {
+                return -1;
+            }
+
+            break;
+
+        case TSB_EXPECT_REC_LIFE:
+            if (e->subject == NULL || e->has_life
+                || len != TSB_EXPECT_LIFE_SIZE)
+            {
+                return -1;
+            }
+
+            e->has_life = 1;
+            e->life = (long) tsb_get32(q + 3);
+            e->life_days = (long) tsb_get16(q + 7);
+            e->accepted_at = (int64_t) (((uint64_t) tsb_get32(q + 9) << 32)
+                                        | tsb_get32(q + 13));
+            break;
+
+        case TSB_EXPECT_REC_EXT:
+            if (len == 0 || len >= TSB_OID_MAX || !e->has_life) {
+                return -1;
+            }
+
+            if (e->exts == NULL) {
+                e->exts = q;
+            }
+
+            e->exts_len = (size_t) (q + 3 + len - e->exts);
+            break;
+
+        default:
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* the accepted extensions: what the policy let through, SKI aside */
+
+static int
+tsb_expect_ext_kept(const tsb_csr_ext_t *x)
+{
+    return !(x->nid == NID_subject_key_identifier && x->readable);
+}
+
+
+static size_t
+tsb_expect_records_size(const tsb_csr_t *csr)
+{
+    size_t  i, size;
+
+    size = 3 + TSB_EXPECT_LIFE_SIZE;
+
+    for (i = 0; i < csr->n_exts; i++) {
+        if (tsb_expect_ext_kept(&csr->exts[i])) {
+            size += 3 + strlen(csr->exts[i].oid);
+        }
+    }
+
+    return size;
+}
+
+
+static unsigned char *
+tsb_expect_put_records(const tsb_csr_t *csr, const tsb_sign_req_t *req,
+    long max_validity, int64_t accepted_at, unsigned char *p)
+{
+    long      life, days;
+    size_t    i, n;
+    uint64_t  t;
+
+    days = (req->validity > 0 && req->validity <= 0xffff) ? req->validity
+                                                         : 0;
+    life = days ? days * 86400
+                : (max_validity > 0 ? max_validity : TSB_POLICY_MAX_VALIDITY);
+    t = (uint64_t) accepted_at;
+
+    p[0] = TSB_EXPECT_REC_LIFE;
+    tsb_put16(p + 1, TSB_EXPECT_LIFE_SIZE);
+    tsb_put32(p + 3, (unsigned long) life);
+    tsb_put16(p + 7, (unsigned) days);
+    tsb_put32(p + 9, (unsigned long) (t >> 32));
+    tsb_put32(p + 13, (unsigned long) (t & 0xffffffff));
+    p += 3 + TSB_EXPECT_LIFE_SIZE;
+
+    for (i = 0; i < csr->n_exts; i++) {
+        if (!tsb_expect_ext_kept(&csr->exts[i])) {
+            continue;
+        }
+
+        n = strlen(csr->exts[i].oid);
+
+        p[0] = TSB_EXPECT_REC_EXT;
+        tsb_put16(p + 1, (unsigned) n);
+        memcpy(p + 3, csr->exts[i].oid, n);
+        p += 3 + n;
+    }
+
+    return p;
 }
 
 
@@ -457,11 +792,14 @@ tsb_expect_verify(const unsigned char *blob, size_t len,
 
     if (tsb_verify_key(&e, x, cert, err) != 0
         || tsb_verify_cn(&e, x, err) != 0
+        || tsb_verify_subject(&e, x, err) != 0
         || tsb_verify_sans(&e, x, err) != 0
         || tsb_verify_key_usage(&e, x, err) != 0
         || tsb_verify_ext_key_usage(&e, x, err) != 0
         || tsb_verify_ca(&e, x, err) != 0
-        || tsb_verify_issuer(x, issuers, err) != 0)
+        || tsb_verify_issuer(x, issuers, err) != 0
+        || tsb_verify_extensions(&e, x, err) != 0
+        || tsb_verify_lifetime(&e, x, err) != 0)
     {
         goto done;
     }
@@ -474,6 +812,185 @@ done:
     ERR_clear_error();
 
     return rc;
+}
+
+
+/*
+ * Extensions a CA sets of its own accord, whatever was asked for: they
+ * say who issued the certificate and where to check it, not what its key
+ * may do.
+ */
+
+static const char *const  tsb_verify_ca_exts[] = {
+    "2.5.29.14",                    /* subjectKeyIdentifier */
+    "2.5.29.35",                    /* authorityKeyIdentifier */
+    "1.3.6.1.5.5.7.1.1",            /* authorityInfoAccess */
+    "2.5.29.31",                    /* cRLDistributionPoints */
+    "2.5.29.32",                    /* certificatePolicies */
+    "1.3.6.1.4.1.11129.2.4.2",      /* signed certificate timestamps */
+    NULL
+};
+
+
+static int
+tsb_verify_extensions(const tsb_expect_t *e, X509 *x, tsb_error_t *err)
+{
+    int                    i, j, n, nid;
+    char                   oid[TSB_OID_MAX];
+    size_t                 len;
+    const char            *sn;
+    const char *const     *c;
+    ASN1_OBJECT           *obj;
+    const unsigned char   *q, *end;
+
+    n = X509_get_ext_count(x);
+
+    for (i = 0; i < n; i++) {
+        obj = X509_EXTENSION_get_object(X509_get_ext(x, i));
+
+        for (j = 0; j < i; j++) {
+            if (OBJ_cmp(obj, X509_EXTENSION_get_object(X509_get_ext(x, j)))
+                == 0)
+            {
+                tsb_error_set(err, 502, TSB_VERIFY_MISMATCH,
+                              "the issued certificate carries an extension "
+                              "twice");
+                return -1;
+            }
+        }
+
+        nid = OBJ_obj2nid(obj);
+
+        /* judged by the checks above */
+
+        if (nid == NID_subject_alt_name || nid == NID_key_usage
+            || nid == NID_ext_key_usage || nid == NID_basic_constraints)
+        {
+            continue;
+        }
+
+        len = (size_t) OBJ_obj2txt(oid, sizeof(oid), obj, 1);
+
+        if (len == 0 || len >= sizeof(oid)) {
+            tsb_error_set(err, 502, TSB_VERIFY_MISMATCH,
+                          "the issued certificate carries an extension "
+                          "with an unreadable OID");
+            return -1;
+        }
+
+        for (c = tsb_verify_ca_exts; *c; c++) {
+            if (strcmp(*c, oid) == 0) {
+                break;
+            }
+        }
+
+        if (*c != NULL) {
+            continue;
+        }
+
+        end = e->exts ? e->exts + e->exts_len : NULL;
+
+        for (q = e->exts; q != NULL && q < end; q += 3 + tsb_get16(q + 1)) {
+            if (q[0] == TSB_EXPECT_REC_EXT && tsb_get16(q + 1) == len
+                && memcmp(q + 3, oid, len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (q != NULL && q < end) {
+            continue;
+        }
+
+        sn = (nid != NID_undef) ? OBJ_nid2ln(nid) : NULL;
+
+        tsb_error_set(err, 502, TSB_VERIFY_MISMATCH,
+                      "the issued certificate carries extension %s%s%s%s, "
+                      "which was not accepted", sn ? sn : oid,
+                      sn ? " (" : "", sn ? oid : "", sn ? ")" : "");
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/*
+ * notAfter - notBefore within the accepted lifetime, and a notBefore
+ * that neither predates the acceptance (beyond the TSB's midnight
+ * dating) nor lies in the future: a certificate valid before anyone
+ * asked for it, or only later, is not what was approved.
+ */
+
+static int
+tsb_verify_lifetime(const tsb_expect_t *e, X509 *x, tsb_error_t *err)
+{
+    int64_t          nb, na, now;
+    struct tm        tm;
+    const ASN1_TIME  *t;
+
+    if (!e->has_life) {
+        return 0;
+    }
+
+    t = X509_get0_notBefore(x);
+
+    if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1) {
+        goto unreadable;
+    }
+
+    nb = (int64_t) timegm(&tm);
+
+    t = X509_get0_notAfter(x);
+
+    if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1) {
+        goto unreadable;
+    }
+
+    na = (int64_t) timegm(&tm);
+    now = (int64_t) time(NULL);
+
+    if (na - nb > (int64_t) e->life + TSB_VERIFY_SKEW) {
+        if (e->life_days) {
+            tsb_error_set(err, 502, TSB_VERIFY_MISMATCH,
+                          "the issued certificate is valid for %lld "
+                          "seconds; %ld days were accepted",
+                          (long long) (na - nb), e->life_days);
+
+        } else {
+            tsb_error_set(err, 502, TSB_VERIFY_MISMATCH,
+                          "the issued certificate is valid for %lld "
+                          "seconds; tsb_max_validity was %ld",
+                          (long long) (na - nb), e->life);
+        }
+
+        return -1;
+    }
+
+    if (nb < e->accepted_at - TSB_VERIFY_BACKDATE - TSB_VERIFY_SKEW) {
+        tsb_error_set(err, 502, TSB_VERIFY_MISMATCH,
+                      "the issued certificate's notBefore lies %lld "
+                      "seconds before the request was accepted",
+                      (long long) (e->accepted_at - nb));
+        return -1;
+    }
+
+    if (nb > now + TSB_VERIFY_SKEW) {
+        tsb_error_set(err, 502, TSB_VERIFY_MISMATCH,
+                      "the issued certificate's notBefore lies %lld "
+                      "seconds in the future",
+                      (long long) (nb - now));
+        return -1;
+    }
+
+    return 0;
+
+unreadable:
+
+    ERR_clear_error();
+    tsb_error_set(err, 502, TSB_VERIFY_MISMATCH,
+                  "the issued certificate's validity cannot be read");
+    return -1;
 }
 
 
@@ -587,6 +1104,145 @@ tsb_verify_cn(const tsb_expect_t *e, X509 *x, tsb_error_t *err)
     }
 
     OPENSSL_free(utf8);
+
+    return 0;
+}
+
+
+/*
+ * The subject besides the commonName: the same attributes with the same
+ * values as accepted, in any order (a CA may order the RDNs its own way),
+ * each in an RDN of its own.  A CA that adds one (O=system:masters), drops
+ * one or changes a value is refused.  Values are compared as UTF-8, so a
+ * PrintableString and a UTF8String of the same text are equal.
+ */
+
+static int
+tsb_verify_subject(const tsb_expect_t *e, X509 *x, tsb_error_t *err)
+{
+    int                   i, count, set, last_set, olen, vlen, nid;
+    char                  oid[TSB_SUBJECT_OID_MAX];
+    char                  q[TSB_VERIFY_QUOTE_MAX + 8];
+    size_t                j, ol, vl;
+    X509_NAME            *subject;
+    const char           *type;
+    unsigned char        *utf8, used[TSB_EXPECT_SUBJECT_MAX];
+    X509_NAME_ENTRY      *entry;
+    const ASN1_OBJECT    *obj;
+    const unsigned char  *p;
+
+    if (e->subject == NULL) {
+        /* written before subjects were recorded: only the CN is known */
+        return 0;
+    }
+
+    if (e->n_subject > TSB_EXPECT_SUBJECT_MAX) {
+        tsb_error_set(err, 500, "internal.expect",
+                      "what the gateway accepted for this request is not "
+                      "readable");
+        return -1;
+    }
+
+    memset(used, 0, sizeof(used));
+
+    subject = X509_get_subject_name(x);
+    count = X509_NAME_entry_count(subject);
+    last_set = -1;
+
+    for (i = 0; i < count; i++) {
+        entry = X509_NAME_get_entry(subject, i);
+        set = X509_NAME_ENTRY_set(entry);
+
+        if (set == last_set) {
+            tsb_error_set(err, 502, TSB_VERIFY_MISMATCH,
+                          "the issued certificate's subject has an RDN of "
+                          "several attributes");
+            return -1;
+        }
+
+        last_set = set;
+        obj = X509_NAME_ENTRY_get_object(entry);
+        nid = OBJ_obj2nid(obj);
+
+        if (nid == NID_commonName) {
+            continue;
+        }
+
+        olen = OBJ_obj2txt(oid, sizeof(oid), obj, 1);
+
+        if (olen <= 0 || olen >= (int) sizeof(oid)) {
+            oid[0] = '\0';
+            olen = 0;
+        }
+
+        type = (nid != NID_undef) ? OBJ_nid2sn(nid)
+                                  : (olen ? oid : "(a long OID)");
+
+        utf8 = NULL;
+        vlen = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(entry));
+
+        if (vlen < 0) {
+            ERR_clear_error();
+            tsb_error_set(err, 502, TSB_VERIFY_MISMATCH,
+                          "the issued certificate's subject attribute %s "
+                          "is not text", type);
+            return -1;
+        }
+
+        /* the first accepted entry not yet matched with the same value */
+
+        p = e->subject;
+
+        for (j = 0; j < e->n_subject; j++) {
+            ol = p[0];
+            vl = tsb_get16(p + 1 + ol);
+
+            if (!used[j] && olen > 0 && ol == (size_t) olen
+                && memcmp(p + 1, oid, ol) == 0 && vl == (size_t) vlen
+                && memcmp(p + 1 + ol + 2, utf8, vl) == 0)
+            {
+                used[j] = 1;
+                break;
+            }
+
+            p += 1 + ol + 2 + vl;
+        }
+
+        if (j == e->n_subject) {
+            tsb_error_set(err, 502, TSB_VERIFY_MISMATCH,
+                          "the issued certificate's subject has %s=%s, "
+                          "which was not accepted", type,
+                          tsb_verify_quote(utf8, (size_t) vlen, q,
+                                           sizeof(q)));
+            OPENSSL_free(utf8);
+            return -1;
+        }
+
+        OPENSSL_free(utf8);
+    }
+
+    p = e->subject;
+
+    for (j = 0; j < e->n_subject; j++) {
+        ol = p[0];
+        vl = tsb_get16(p + 1 + ol);
+
+        if (!used[j]) {
+            memcpy(oid, p + 1, ol < sizeof(oid) ? ol : sizeof(oid) - 1);
+            oid[ol < sizeof(oid) ? ol : sizeof(oid) - 1] = '\0';
+            nid = OBJ_txt2nid(oid);
+
+            tsb_error_set(err, 502, TSB_VERIFY_MISMATCH,
+                          "the issued certificate's subject lacks the "
+                          "accepted %s=%s",
+                          nid != NID_undef ? OBJ_nid2sn(nid) : oid,
+                          tsb_verify_quote(p + 1 + ol + 2, vl, q,
+                                           sizeof(q)));
+            return -1;
+        }
+
+        p += 1 + ol + 2 + vl;
+    }
 
     return 0;
 }

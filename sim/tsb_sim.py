@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 MAX_BODY = 1024 * 1024          # bytes; larger bodies get 413
@@ -70,9 +71,15 @@ ROUTE_SYNC_SIGN = "POST /v1/certificate/synchronous/sign"
 ROUTE_GET_REQUEST = "GET /v1/request/{id}"
 ROUTE_DELETE_REQUEST = "DELETE /v1/request/{id}"
 ROUTE_IMPORT = "POST /v1/certificate/import/plain"
+# key operations: a payload signed with a key, blocking or modifying a key
+ROUTE_KEY_SIGN = "POST /v1/sign"
+ROUTE_SYNC_KEY_SIGN = "POST /v1/synchronousSign"
+ROUTE_BLOCK = "POST /v1/block"
+ROUTE_MODIFY = "POST /v1/modify"
 ROUTE_OTHER = "OTHER"
 V1_ROUTES = [ROUTE_SIGN, ROUTE_SYNC_SIGN, ROUTE_GET_REQUEST,
-             ROUTE_DELETE_REQUEST, ROUTE_IMPORT, ROUTE_OTHER]
+             ROUTE_DELETE_REQUEST, ROUTE_IMPORT, ROUTE_KEY_SIGN,
+             ROUTE_SYNC_KEY_SIGN, ROUTE_BLOCK, ROUTE_MODIFY, ROUTE_OTHER]
 SIGN_ROUTES = (ROUTE_SIGN, ROUTE_SYNC_SIGN)
 
 PENDING = "PENDING"
@@ -129,10 +136,58 @@ MALFORMED_BODY = b'{"signRequestId": '
 FAULT_KEYS = ("route", "delay_ms", "status", "body", "malformed", "truncate",
               "reset", "mismatch", "times")
 
+# What a "mismatch" makes the CA do wrong: sign another key, another CN,
+# add an extension nobody asked for, or a longer lifetime than requested.
+MISMATCHES = ("key", "cn", "subject", "name_constraints", "ocsp_nocheck",
+              "validity")
+
 
 def log(message):
     sys.stderr.write("tsb_sim: %s\n" % message)
     sys.stderr.flush()
+
+
+def servlet_path(raw):
+    """The path a Spring application on Tomcat routes, or None for a 400.
+
+    As Tomcat does it: ';' path parameters dropped from every segment,
+    then percent-decoded (an encoded '/' or '\\', a NUL or bad UTF-8 is a
+    400), then '.', '..' and empty segments resolved; and as Spring's
+    default trailing-slash match does, a trailing '/' ignored.  A gateway
+    that judges one path and forwards another is caught by this.
+    """
+    segments = [seg.split(";", 1)[0] for seg in raw.split("/")]
+    out = []
+    for seg in segments:
+        try:
+            data = bytearray()
+            i = 0
+            while i < len(seg):
+                if seg[i] == "%":
+                    if len(seg[i + 1:i + 3]) != 2:
+                        return None
+                    data.append(int(seg[i + 1:i + 3], 16))
+                    i += 3
+                else:
+                    data.extend(seg[i].encode("latin-1"))
+                    i += 1
+            text = data.decode("utf-8")
+        except (ValueError, UnicodeError):
+            return None
+        if "/" in text or "\\" in text or "\0" in text:
+            return None
+        out.append(text)
+    resolved = []
+    for seg in out[1:]:
+        if seg in ("", "."):
+            continue
+        if seg == "..":
+            if not resolved:
+                return None
+            resolved.pop()
+            continue
+        resolved.append(seg)
+    return "/" + "/".join(resolved)
 
 
 def iso_now():
@@ -276,7 +331,15 @@ def optional_string_list(obj, name):
     return value
 
 
+def usage_names(names):
+    """Usages as the vendor's clients send them: several names joined by
+    commas in one element ("DIGITAL_SIGNATURE,KEY_ENCIPHERMENT"), "" for
+    none."""
+    return [p for n in names if n != "" for p in n.split(",")]
+
+
 def parse_key_usage(names):
+    names = usage_names(names)
     unknown = [n for n in names if n not in KEY_USAGE_NAMES]
     if unknown:
         raise bad_request("unknown keyUsage %s" % ", ".join(unknown),
@@ -294,6 +357,7 @@ def parse_key_usage(names):
 
 
 def parse_extended_key_usage(names):
+    names = usage_names(names)
     unknown = [n for n in names if n not in EXTENDED_KEY_USAGE_NAMES]
     if unknown:
         raise bad_request("unknown extendedKeyUsage %s" % ", ".join(unknown),
@@ -394,6 +458,35 @@ def parse_import_request(body):
 
 # --- the CA ------------------------------------------------------------------
 
+# What a "mismatch" can make the signing do: another key, another CN, or
+# an attribute added to the subject (a CA that makes every client a
+# Kubernetes cluster administrator).
+def issued_subject(csr, common_name, mismatch):
+    """The CSR's subject, in order, with its CN set to commonName (as a CA
+    that honours the request's subject does); with the "subject" mismatch
+    O=system:masters is added."""
+    rdns = []
+    has_cn = False
+    for rdn in csr.subject.rdns:
+        attrs = []
+        for a in rdn:
+            if a.oid == NameOID.COMMON_NAME:
+                has_cn = True
+                attrs.append(x509.NameAttribute(NameOID.COMMON_NAME,
+                                                common_name))
+            else:
+                attrs.append(a)
+        rdns.append(x509.RelativeDistinguishedName(attrs))
+    if not has_cn:
+        rdns.append(x509.RelativeDistinguishedName(
+            [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+    if mismatch == "subject":
+        rdns.append(x509.RelativeDistinguishedName(
+            [x509.NameAttribute(NameOID.ORGANIZATION_NAME,
+                                "system:masters")]))
+    return x509.Name(rdns)
+
+
 def fresh_key_like(public_key):
     """A new private key of the same kind, for the "mismatch": "key" fault."""
     if isinstance(public_key, rsa.RSAPublicKey):
@@ -473,7 +566,8 @@ class CertificateAuthority:
             serialization.NoEncryption())
 
     def issue(self, params, mismatch=None):
-        """Sign params.csr's key as CN=commonName; returns PEM text."""
+        """Sign params.csr's key with its subject, CN=commonName; returns
+        PEM text."""
         public_key = params.csr.public_key()
         common_name = params.common_name
         if mismatch == "key":
@@ -482,16 +576,17 @@ class CertificateAuthority:
             common_name = "mismatch.invalid"
 
         now = datetime.datetime.now(datetime.timezone.utc)
+        validity_days = params.validity_days
+        if mismatch == "validity":
+            validity_days += 30
         builder = (
             x509.CertificateBuilder()
-            .subject_name(x509.Name([
-                x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+            .subject_name(issued_subject(params.csr, common_name, mismatch))
             .issuer_name(self.cert.subject)
             .public_key(public_key)
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=1))
-            .not_valid_after(now + datetime.timedelta(
-                days=params.validity_days))
+            .not_valid_after(now + datetime.timedelta(days=validity_days))
             .add_extension(x509.BasicConstraints(ca=params.is_ca,
                                                  path_length=None),
                            critical=True)
@@ -508,6 +603,13 @@ class CertificateAuthority:
             builder = builder.add_extension(san.value, critical=san.critical)
         except x509.ExtensionNotFound:
             pass
+        if mismatch == "name_constraints":
+            builder = builder.add_extension(x509.NameConstraints(
+                permitted_subtrees=[x509.DNSName("example")],
+                excluded_subtrees=None), critical=True)
+        elif mismatch == "ocsp_nocheck":
+            builder = builder.add_extension(x509.OCSPNoCheck(),
+                                            critical=False)
 
         # An RSA CA signs with PKCS#1 v1.5, an EC CA with ECDSA; EdDSA keys
         # take no separate digest.
@@ -522,7 +624,36 @@ class CertificateAuthority:
 
 # --- simulator state ---------------------------------------------------------
 
+def parse_key_operation(body, envelope, name_field):
+    """{"<envelope>": {"<name_field>": ..., ...}, "requestSignature": ...}
+    of a key operation; returns the inner object."""
+    doc = parse_json_object(body)
+    inner = doc.get(envelope)
+    if not isinstance(inner, dict):
+        raise bad_request("body must be an object with a %s object"
+                          % envelope)
+    unknown = sorted(set(doc) - {envelope, "requestSignature"})
+    if unknown:
+        raise bad_request("unknown field(s): %s" % ", ".join(unknown))
+    require_string(inner, name_field)
+    return inner
+
+
+def parse_payload_sign(body, envelope="signRequest"):
+    inner = parse_key_operation(body, envelope, "signKeyName")
+    payload = inner.get("payload")
+    if not isinstance(payload, str):
+        raise bad_request("%s.payload is required and must be base64"
+                          % envelope)
+    return strict_b64decode(payload, "payload")
+
+
 class SignRequest:
+    # "certificate": result is the PEM certificate; "sign": a base64
+    # signature of payload; "block", "modify": null
+    kind = "certificate"
+    payload = None
+
     def __init__(self, params, approvers, mismatch):
         self.id = str(uuid.uuid4())
         self.params = params
@@ -566,8 +697,9 @@ class Fault:
         self.truncate = self._bool(spec, "truncate")
         self.reset = self._bool(spec, "reset")
         self.mismatch = spec.get("mismatch")
-        if self.mismatch not in (None, "key", "cn"):
-            raise bad_request("fault mismatch must be \"key\" or \"cn\"")
+        if self.mismatch is not None and self.mismatch not in MISMATCHES:
+            raise bad_request("fault mismatch must be one of %s"
+                              % ", ".join(MISMATCHES))
         self.times = self._int(spec, "times", 1, None)
 
     @staticmethod
@@ -661,6 +793,11 @@ class Simulator:
          ROUTE_DELETE_REQUEST, "v1_delete_request"),
         ("POST", re.compile(r"/v1/certificate/import/plain"), ROUTE_IMPORT,
          "v1_import_plain"),
+        ("POST", re.compile(r"/v1/sign"), ROUTE_KEY_SIGN, "v1_key_sign"),
+        ("POST", re.compile(r"/v1/synchronousSign"), ROUTE_SYNC_KEY_SIGN,
+         "v1_sync_key_sign"),
+        ("POST", re.compile(r"/v1/block"), ROUTE_BLOCK, "v1_block"),
+        ("POST", re.compile(r"/v1/modify"), ROUTE_MODIFY, "v1_modify"),
     ]
 
     CONTROL_TABLE = [
@@ -774,6 +911,13 @@ class Simulator:
         if not execute:
             req.status = APPROVED
             return
+        if req.kind != "certificate":
+            # a key operation's result: the signature, or nothing
+            req.result = self._signature(req.payload) \
+                if req.kind == "sign" else None
+            req.status = EXECUTED
+            req.execution_time = iso_now()
+            return
         try:
             req.result = self.ca.issue(req.params, req.mismatch)
         except Exception as e:
@@ -813,6 +957,43 @@ class Simulator:
         return json_response(200, {"label": sign.key_name,
                                     "certificate": pem})
 
+    def _key_request(self, kind, payload=None):
+        req = SignRequest(None, self.approvers, None)
+        req.kind = kind
+        req.payload = payload
+        with self.lock:
+            self.sign_requests[req.id] = req
+        return req
+
+    def _signature(self, payload):
+        key = self.ca.key
+        if isinstance(key, rsa.RSAPrivateKey):
+            sig = key.sign(payload, padding.PKCS1v15(), hashes.SHA256())
+        elif isinstance(key, ec.EllipticCurvePrivateKey):
+            sig = key.sign(payload, ec.ECDSA(hashes.SHA256()))
+        else:
+            sig = key.sign(payload)
+        return base64.b64encode(sig).decode("ascii")
+
+    def v1_key_sign(self, params, body, mismatch):
+        # the TSB's documentation shows 201 for the asynchronous sign
+        req = self._key_request("sign", parse_payload_sign(body))
+        return json_response(201, {"signRequestId": req.id})
+
+    def v1_sync_key_sign(self, params, body, mismatch):
+        return json_response(200, {"signature": self._signature(
+            parse_payload_sign(body))})
+
+    def v1_block(self, params, body, mismatch):
+        parse_key_operation(body, "blockRequest", "blockKeyName")
+        req = self._key_request("block")
+        return json_response(200, {"blockKeyRequestId": req.id})
+
+    def v1_modify(self, params, body, mismatch):
+        parse_key_operation(body, "modifyRequest", "modifyKeyName")
+        req = self._key_request("modify")
+        return json_response(200, {"modifyKeyRequestId": req.id})
+
     def v1_get_request(self, params, body, mismatch):
         with self.lock:
             return json_response(200, self._lookup(params["id"]).to_json())
@@ -845,8 +1026,9 @@ class Simulator:
             raise bad_request("approver must be a string")
         if not isinstance(execute, bool):
             raise bad_request("execute must be a boolean")
-        if mismatch not in (None, "key", "cn"):
-            raise bad_request("mismatch must be \"key\" or \"cn\"")
+        if mismatch is not None and mismatch not in MISMATCHES:
+            raise bad_request("mismatch must be one of %s"
+                              % ", ".join(MISMATCHES))
         with self.lock:
             req = self._lookup(params["id"])
             if mismatch is not None:
@@ -944,7 +1126,14 @@ class Handler(BaseHTTPRequestHandler):
     def dispatch(self):
         started = time.monotonic()
         sim = self.server.sim
-        path = urlsplit(self.path).path
+        raw = urlsplit(self.path).path
+        path = servlet_path(raw)
+        if path is None:
+            self.close_connection = True
+            outcome = self.send(error_response(
+                400, "res.error.bad.request", "invalid path"))
+            log("%s %s %s" % (self.command, raw, outcome))
+            return
         outcome = self.serve(sim, path)
         log("%s %s %s %.1fms" % (self.command, path, outcome,
                                  (time.monotonic() - started) * 1000))

@@ -1,5 +1,5 @@
 #!/usr/bin/perl
-# Full approval flow through nginx and the simulator: sign -> 202 +
+# Full approval flow through nginx and the simulator: sign -> 200 +
 # Location -> PENDING -> approve -> EXECUTED -> certificate as PEM and DER,
 # for every input format (PEM, TSB PEM label, DER, base64 DER, JSON
 # envelope) and for RSA and P-256 keys.  Certificates are checked with the
@@ -58,13 +58,13 @@ EOF
 
 # --------------------------------------------------------------- helpers
 
-# POST a CSR; assert 202, signRequestId and Location.  Returns the id.
+# POST a CSR; assert 200, signRequestId and Location.  Returns the id.
 sub sign_ok {
     my ($name, $body, $ct, %o) = @_;
     my $r = $t->request(POST => $o{path} // '/sign', body => $body,
                         content_type => $ct, headers => $o{headers});
     my $id = ref $r->{json} eq 'HASH' ? $r->{json}{signRequestId} : undef;
-    my $ok = is($r->{status}, 202, "$name: 202 Accepted");
+    my $ok = is($r->{status}, 200, "$name: 200");
     $ok &&= like($id // '', $UUID, "$name: signRequestId is a UUID");
     my $prefix = $o{status_uri} // '/request/';
     $ok &&= is($r->{headers}{location}, "$prefix$id",
@@ -294,7 +294,7 @@ my %CERT_DEFAULT = (ku => ['Digital Signature'],
         body => json_encode({ signCertificateRequest => {
             certificateSigningRequest => $csr, signKeyName => 'Other-Key',
         }}));
-    if ($r->{status} == 202) {
+    if ($r->{status} == 200) {
         my $q = upstream_sign_for($cn);
         is($q && $q->{body_json}{signCertificateRequest}{signKeyName},
            'CA-Key', 'client signKeyName replaced by the location\'s');

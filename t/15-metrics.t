@@ -60,7 +60,7 @@ like($r0->{headers}{'content-type'}, qr{^text/plain; version=0\.0\.4},
 # one accepted sign, one refused, a status MISS then HIT, an unknown id
 my ($csr) = $t->make_csr(cn => 'm1.svc.example');
 my $s = $t->request(POST => '/sign', content_type => $PEM, body => $csr);
-is($s->{status}, 202, 'a sign accepted');
+is($s->{status}, 200, 'a sign accepted');
 my $id = $s->{json}{signRequestId} // 'none';
 
 my ($bad) = $t->make_csr(cn => 'evil.example');
@@ -104,7 +104,7 @@ ok($t->wait_for(sub { (slurp("$tmp/tsb.log") // '') =~ /^404 /m }, 3),
 my $log = slurp("$tmp/tsb.log") // '';
 like($log, qr/^403 id=- tsb=- reason=policy\.common_name /m,
      '$tsb_policy_reason of a refusal');
-like($log, qr/^202 id=\Q$id\E /m, '$tsb_request_id of a sign');
+like($log, qr/^200 id=\Q$id\E /m, '$tsb_request_id of a sign');
 like($log, qr/^200 id=\Q$id\E tsb=PENDING reason=- cache=MISS up=\d+\.\d{3}$/m,
      'a status MISS: TSB status, cache status and TSB time');
 like($log, qr/^200 id=\Q$id\E tsb=PENDING reason=- cache=HIT up=-$/m,

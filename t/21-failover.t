@@ -81,7 +81,7 @@ sub settle {
 # ---------------------------------------------------------- healthy
 
 my $r = sign();
-is($r->{status}, 202, 'sign: 202') or $t->explain_response($r);
+is($r->{status}, 200, 'sign: 200') or $t->explain_response($r);
 my $id = $r->{json}{signRequestId} // 'none';
 is_deeply([counts($SIGN)], [1, 0], 'the first node takes it');
 
@@ -106,7 +106,7 @@ is($t->get("/request/$id")->{status}, 200, 'status from the first node');
 
     # while it is backed off, the second node gets the work directly
     my @s = counts($SIGN);
-    is(sign()->{status}, 202, 'sign during the back-off: 202');
+    is(sign()->{status}, 200, 'sign during the back-off: 200');
     my @s2 = counts($SIGN);
     is_deeply([$s2[0] - $s[0], $s2[1] - $s[1]], [0, 1],
               '... went straight to the second node');
@@ -117,7 +117,7 @@ settle();
 {
     my @s = counts($SIGN);
     $t->log_mark;
-    is(sign()->{status}, 202, 'after the back-off: 202');
+    is(sign()->{status}, 200, 'after the back-off: 200');
     my @s2 = counts($SIGN);
     is_deeply([$s2[0] - $s[0], $s2[1] - $s[1]], [1, 0],
               '... back on the first node');
@@ -203,7 +203,7 @@ settle();
     my @b0 = counts_b($SIGN);
     $t->log_mark;
     my $r = sign();
-    is($r->{status}, 202, 'the first node is down: sign still 202')
+    is($r->{status}, 200, 'the first node is down: sign still 200')
         or $t->explain_response($r);
     is(counts_b($SIGN) - $b0[0], 1, '... the second node took it');
     ok($t->wait_log(qr/POST \Q$url_a\E\S+ failed after \d+ ms \(.*\), trying the next TSB node/, 1),
@@ -211,7 +211,7 @@ settle();
         or diag($t->log_since);
 
     $t->log_mark;
-    is(sign()->{status}, 202, 'again: 202');
+    is(sign()->{status}, 200, 'again: 200');
     ok($t->log_since !~ /trying the next TSB node/,
        '... without trying the dead node again during its back-off');
 
@@ -223,7 +223,7 @@ settle();
     my $back = 0;
     while (time < $deadline) {
         my $r = sign();
-        last unless $r->{status} == 202;
+        last unless $r->{status} == 200;
         if (($a->sim_counts->{$SIGN} // 0) > 0) { $back = 1; last }
         sleep $BACKOFF;
     }

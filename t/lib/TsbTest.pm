@@ -16,7 +16,7 @@ package TsbTest;
 #   EOF
 #   my $r = $t->request(POST => '/sign', body => $csr,
 #                       content_type => 'application/x-pem-file');
-#   is $r->{status}, 202;
+#   is $r->{status}, 200;
 #
 # Placeholders in the configuration: %%SIM%% (simulator base URL),
 # %%SIMCA%% (simulator CA file), %%TMP%% (temporary directory), %%PORT%%
@@ -63,10 +63,9 @@ our $TIME_FACTOR = ($ENV{TSB_TIME_FACTOR} // '') =~ /^\d+(\.\d+)?$/
 our $MODULE = $ENV{TSB_MODULE} || "$ROOT/build/ngx_http_tsb_module.so";
 our $SIM = "$ROOT/sim/tsb_sim.py";
 our $PYTHON = '/usr/bin/python3';
-# the shared fixtures sit beside the checkout (CI) or in the workplace
-our $FIXTURES = $ENV{TSB_FIXTURES}
-    || (grep { -d } "$ROOT/../shared/fixtures", '/work/shared/fixtures')[0]
-    || "$ROOT/../shared/fixtures";
+# the TSB fixtures live in the checkout (t/fixtures/README.md): a clone
+# tests with nothing beside it (make test-standalone)
+our $FIXTURES = "$ROOT/t/fixtures";
 
 my $JSON = JSON::PP->new->utf8->canonical;
 my @LIVE;                       # every harness object, for END
@@ -352,6 +351,8 @@ sub start_nginx {
     my $tmp = $self->{tmp};
     my $workers = $opt{workers} // 1;
     my $level = $opt{log_level} // 'info';
+    my $wconns = $opt{worker_connections} // 1024;
+    my $main = $opt{main} // '';        # main-context directives
 
     # Placeholders.
     my $need = sub { $_[0] // die "%%SIM%% placeholders need the simulator\n" };
@@ -381,7 +382,8 @@ master_process on;
 worker_processes $workers;
 error_log $tmp/error.log $level;
 pid $tmp/nginx.pid;
-events { worker_connections 1024; }
+$main
+events { worker_connections $wconns; }
 http {
     access_log $tmp/access.log;
     client_body_temp_path $tmp/body;
@@ -738,7 +740,7 @@ sub sign_id {
     my ($self, $csr, $path) = @_;
     my $r = $self->raw_read($self->raw_send(POST => $path // '/sign',
         body => $csr, content_type => 'application/x-pem-file'));
-    return $r->{json}{signRequestId} if $r->{status} == 202;
+    return $r->{json}{signRequestId} if $r->{status} == 200;
     $self->explain_response($r);
     croak "sign failed: $r->{status}";
 }

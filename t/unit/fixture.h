@@ -2,8 +2,9 @@
 /*
  * Copyright (C) ngx_tsb_module authors
  *
- * The shared TSB fixtures for the C unit tests: $TSB_FIXTURES, or
- * ../shared/fixtures from where the tests run (the Makefile sets it).
+ * The TSB fixtures for the C unit tests: t/fixtures/ of the checkout the
+ * tests were built in (the Makefile passes its absolute path as
+ * TSB_FIXTURES), so they read nothing outside the tree.
  */
 
 
@@ -15,14 +16,15 @@
 #include <stdlib.h>
 
 
+#ifndef TSB_FIXTURES
+#define TSB_FIXTURES  "t/fixtures"
+#endif
+
+
 static const char *
 fixture_dir(void)
 {
-    const char  *d;
-
-    d = getenv("TSB_FIXTURES");
-
-    return d ? d : "../shared/fixtures";
+    return TSB_FIXTURES;
 }
 
 

@@ -3,8 +3,8 @@
  * Copyright (C) ngx_tsb_module authors
  *
  * CSR intake: encodings, framing errors, self-signature, and the facts
- * handed to the policy.  Fixtures come from $TSB_FIXTURES (default
- * ../shared/fixtures, relative to where the test runs) or argv[1].
+ * handed to the policy.  Fixtures come from t/fixtures/ of the checkout
+ * (TSB_FIXTURES, set by the Makefile) or argv[1].
  */
 
 
@@ -22,6 +22,12 @@
 #include "tap.h"
 #include "tsb_test_csr.h"
 #include "tsb_csr.h"
+
+
+/* the checkout's t/fixtures/, absolute (the Makefile sets it) */
+#ifndef TSB_FIXTURES
+#define TSB_FIXTURES  "t/fixtures"
+#endif
 
 
 static EVP_PKEY  *rsa2048, *rsa1024, *p256, *k256, *ed25519;
@@ -1193,20 +1199,145 @@ test_cleanup(const char *dir)
 }
 
 
+/*
+ * Issue 10: every extension beyond the four with facts of their own is a
+ * fact too (OID, criticality, readable), the same on both paths; so is
+ * the RSA public exponent.  More than TSB_CSR_MAX_EXTS are refused.
+ */
+
+static unsigned char *
+csr_n_exts(EVP_PKEY *key, int n, int critical, size_t *len)
+{
+    int                        i, m;
+    char                       oid[32];
+    X509_REQ                  *req;
+    ASN1_OBJECT               *obj;
+    unsigned char             *der, *p;
+    X509_EXTENSION            *ext;
+    ASN1_OCTET_STRING         *os;
+    STACK_OF(X509_EXTENSION)  *exts;
+
+    req = X509_REQ_new();
+    exts = sk_X509_EXTENSION_new_null();
+    os = ASN1_OCTET_STRING_new();
+
+    if (req == NULL || exts == NULL || os == NULL
+        || X509_REQ_set_pubkey(req, key) != 1
+        || X509_NAME_add_entry_by_txt(X509_REQ_get_subject_name(req), "CN",
+                                      MBSTRING_ASC,
+                                      (const unsigned char *) "a.example",
+                                      -1, -1, 0) != 1
+        || ASN1_OCTET_STRING_set(os, (const unsigned char *) "\x05\x00", 2)
+           != 1)
+    {
+        tt_die("csr_n_exts");
+    }
+
+    for (i = 0; i < n; i++) {
+        snprintf(oid, sizeof(oid), "1.3.6.1.4.1.99.%d", i + 1);
+        obj = OBJ_txt2obj(oid, 1);
+        ext = obj ? X509_EXTENSION_create_by_OBJ(NULL, obj, critical, os)
+                  : NULL;
+
+        if (ext == NULL || !sk_X509_EXTENSION_push(exts, ext)) {
+            tt_die("extension");
+        }
+
+        ASN1_OBJECT_free(obj);
+    }
+
+    if (X509_REQ_add_extensions(req, exts) != 1
+        || X509_REQ_sign(req, key, EVP_sha256()) <= 0)
+    {
+        tt_die("X509_REQ_sign");
+    }
+
+    sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+    ASN1_OCTET_STRING_free(os);
+
+    m = i2d_X509_REQ(req, NULL);
+    der = malloc(m > 0 ? (size_t) m : 1);
+    if (m <= 0 || der == NULL) {
+        tt_die("i2d_X509_REQ");
+    }
+
+    p = der;
+    i2d_X509_REQ(req, &p);
+    X509_REQ_free(req);
+
+    *len = (size_t) m;
+
+    return der;
+}
+
+
+static void
+test_ext_facts(void)
+{
+    int             rf, rr;
+    size_t          len, i;
+    tsb_csr_t      *cf, *cr;
+    tsb_error_t     ef, er;
+    unsigned char  *der;
+
+    der = csr_n_exts(p256, 2, 1, &len);
+
+    rf = tsb_csr_parse_fast(der, len, &cf, &ef);
+    rr = tsb_csr_parse_reference(der, len, &cr, &er);
+
+    is_int(rf, 0, "extensions: the fast path takes it");
+    is_int(rr, 0, "extensions: the reference path takes it");
+
+    if (rf == 0 && rr == 0) {
+        is_int((int) cf->n_exts, 2, "extensions: two facts");
+        is_int((int) cr->n_exts, 2, "extensions: two facts, reference");
+
+        for (i = 0; i < cf->n_exts && i < cr->n_exts; i++) {
+            is_str(cf->exts[i].oid, cr->exts[i].oid, "extension %zu: OID", i);
+            ok(cf->exts[i].critical && cr->exts[i].critical,
+               "extension %zu: critical on both paths", i);
+            ok(!cf->exts[i].readable && !cr->exts[i].readable,
+               "extension %zu: unreadable on both paths", i);
+        }
+
+        is_str(cf->exts[0].oid, "1.3.6.1.4.1.99.1", "extension 0: its OID");
+    }
+
+    tsb_csr_free(cf);
+    tsb_csr_free(cr);
+    free(der);
+
+    der = csr_n_exts(p256, TSB_CSR_MAX_EXTS, 0, &len);
+    cf = load_ok("32 extensions", der, len);
+    ok(cf && cf->n_exts == TSB_CSR_MAX_EXTS, "32 extensions: all facts");
+    tsb_csr_free(cf);
+    free(der);
+
+    der = csr_n_exts(p256, TSB_CSR_MAX_EXTS + 1, 0, &len);
+    load_fails("33 extensions", der, len, "csr.extensions");
+    free(der);
+
+    /* the RSA exponent */
+
+    der = csr_n_exts(rsa2048, 0, 0, &len);
+    rf = tsb_csr_parse_fast(der, len, &cf, &ef);
+    rr = tsb_csr_parse_reference(der, len, &cr, &er);
+    ok(rf == 0 && rr == 0 && cf->key_rsa_exponent == 65537
+       && cr->key_rsa_exponent == 65537,
+       "RSA exponent 65537 on both paths");
+    ok(rf == 0 && cf->n_exts == 0, "no extension, no fact");
+    tsb_csr_free(cf);
+    tsb_csr_free(cr);
+    free(der);
+}
+
+
 int
 main(int argc, char **argv)
 {
     const char  *dir;
 
-    dir = getenv("TSB_FIXTURES");
-
-    if (argc > 1) {
-        dir = argv[1];
-    }
-
-    if (dir == NULL) {
-        dir = "../shared/fixtures";
-    }
+    dir = (argc > 1) ? argv[1] : TSB_FIXTURES;
 
     rsa2048 = tt_key("RSA-2048");
     rsa1024 = tt_key("RSA-1024");
@@ -1219,6 +1350,7 @@ main(int argc, char **argv)
     test_signature();
     test_facts();
     test_fast_path();
+    test_ext_facts();
     test_cleanup(dir);
 
     EVP_PKEY_free(rsa2048);

@@ -13,6 +13,7 @@
 #include <yajl/yajl_tree.h>
 
 #include "tsb_json.h"
+#include "tsb_front.h"
 #include "tap.h"
 #include "fixture.h"
 
@@ -1143,6 +1144,38 @@ test_error_build(void)
 }
 
 
+static void
+test_error_build_tsb(void)
+{
+    tsb_buf_t  out;
+
+    ok(tsb_error_build_tsb("not_found", "request.id", "no such id", 404,
+                           &out) == 0, "TSB-shaped error build");
+    is_str((char *) out.data,
+           "{\"errorCode\":404,\"reason\":\"request.id\","
+           "\"message\":\"no such id\",\"error\":\"not_found\","
+           "\"detail\":\"no such id\"}",
+           "errorCode, reason, message, then error and detail");
+    ok(out.data && strict_json((char *) out.data), "body is valid JSON");
+    tsb_buf_free(&out);
+
+    ok(tsb_error_build_tsb("unauthorized", "request.unauthorized",
+                           "bad \xff", 401, &out) == 0
+       && strcmp((char *) out.data,
+                 "{\"errorCode\":401,\"reason\":\"request.unauthorized\","
+                 "\"message\":\"bad ?\",\"error\":\"unauthorized\","
+                 "\"detail\":\"bad ?\"}") == 0,
+       "invalid UTF-8 in both message and detail becomes '?'");
+    tsb_buf_free(&out);
+
+    ok(tsb_error_build_tsb("x", "y", "z", 0, &out) == 0
+       && strcmp((char *) out.data,
+                 "{\"error\":\"x\",\"reason\":\"y\",\"detail\":\"z\"}")
+          == 0, "code 0: the gateway's shape");
+    tsb_buf_free(&out);
+}
+
+
 /* yajl turns a lone surrogate escape into '?': refused before it can */
 static void
 test_surrogate_escapes(void)
@@ -1189,6 +1222,177 @@ test_surrogate_escapes(void)
 }
 
 
+/* the shapes Securosys' own clients (tsb-client-go, the Vault plugin) send */
+
+static int
+same_build(const char *a, const char *b, const char *name)
+{
+    int             eq;
+    tsb_buf_t       oa, ob;
+    tsb_sign_req_t  ra, rb;
+
+    eq = 0;
+
+    if (!parse_ok(a, &ra)) {
+        ok(0, "%s: parse the first", name);
+        return 0;
+    }
+
+    if (!parse_ok(b, &rb)) {
+        tsb_sign_req_free(&ra);
+        ok(0, "%s: parse the second", name);
+        return 0;
+    }
+
+    if (tsb_sign_req_build(&ra, &oa) == 0) {
+        if (tsb_sign_req_build(&rb, &ob) == 0) {
+            eq = oa.len == ob.len && memcmp(oa.data, ob.data, oa.len) == 0;
+
+            if (!eq) {
+                printf("#   %s\n#   %s\n", oa.data, ob.data);
+            }
+
+            tsb_buf_free(&ob);
+        }
+
+        tsb_buf_free(&oa);
+    }
+
+    ok(eq && ra.key_usage == rb.key_usage
+       && ra.key_usage_present == rb.key_usage_present
+       && ra.ext_key_usage == rb.ext_key_usage
+       && ra.ext_key_usage_present == rb.ext_key_usage_present, "%s", name);
+
+    tsb_sign_req_free(&ra);
+    tsb_sign_req_free(&rb);
+
+    return eq;
+}
+
+
+#define SR(fields, top)                                                       \
+    "{\"signCertificateRequest\": {\"certificateSigningRequest\": \"x\""      \
+    fields "}" top "}"
+
+
+static void
+test_vendor_shapes(void)
+{
+    tsb_sign_req_t  req;
+
+    /* requestSignature: null is not a signature (issue 13, point 4) */
+
+    ok(parse_ok(SR("", ", \"requestSignature\": null"), &req)
+       && !req.has_request_signature && !tsb_sign_req_signed(&req),
+       "requestSignature null: not signed");
+    tsb_sign_req_free(&req);
+
+    ok(parse_ok("{\"requestSignature\": null, \"signCertificateRequest\": "
+                "{\"certificateSigningRequest\": \"x\"}}", &req)
+       && !req.has_request_signature,
+       "requestSignature null before the request: not signed");
+    tsb_sign_req_free(&req);
+
+    ok(parse_ok(SR(", \"metaData\": \"bQ==\", \"metaDataSignature\": null",
+                   ", \"requestSignature\": null"), &req)
+       && !tsb_sign_req_signed(&req),
+       "both signatures null (the Go client without a key pair)");
+    tsb_sign_req_free(&req);
+
+    ok(parse_ok(SR("", ", \"requestSignature\": {\"signature\": null}"),
+                &req)
+       && req.has_request_signature && tsb_sign_req_signed(&req),
+       "requestSignature object (even with a null inside): signed");
+    tsb_sign_req_free(&req);
+
+    ok(parse_ok(SR("", ", \"requestSignature\": [null]"), &req)
+       && req.has_request_signature,
+       "requestSignature [null]: signed (not the null the clients send)");
+    tsb_sign_req_free(&req);
+
+    refused_str("requestSignature null twice",
+                SR("", ", \"requestSignature\": null, "
+                   "\"requestSignature\": null"), "json.duplicate_key");
+
+    /* keyUsage joined by commas, "" for none (point 5) */
+
+    {
+        size_t       bad_len;
+        const char  *bad;
+
+        is_int(tsb_key_usage_element("", 0, NULL, NULL), 0,
+               "element \"\": no usage");
+        is_int(tsb_key_usage_element("DIGITAL_SIGNATURE,KEY_AGREEMENT", 31,
+                                     NULL, NULL),
+               TSB_KU_DIGITAL_SIGNATURE | TSB_KU_KEY_AGREEMENT,
+               "element with two names");
+        bad = NULL;
+        ok(tsb_key_usage_element("DIGITAL_SIGNATURE,,CRL_SIGN", 27, &bad,
+                                 &bad_len) == -1
+           && bad_len == 0, "an empty piece is refused");
+        ok(tsb_ext_key_usage_element("SERVER_AUTH,NOPE", 16, &bad, &bad_len)
+           == -1 && bad_len == 4 && strncmp(bad, "NOPE", 4) == 0,
+           "the unknown piece is pointed at");
+        is_int(tsb_ext_key_usage_element("CLIENT_AUTH", 11, NULL, NULL),
+               TSB_EKU_CLIENT_AUTH, "one name is one name");
+    }
+
+    ok(parse_ok(SR(", \"keyUsage\": "
+                   "[\"DIGITAL_SIGNATURE,KEY_ENCIPHERMENT\"]", ""), &req)
+       && req.key_usage_present
+       && req.key_usage == (TSB_KU_DIGITAL_SIGNATURE
+                            | TSB_KU_KEY_ENCIPHERMENT),
+       "keyUsage joined by a comma: both bits");
+    tsb_sign_req_free(&req);
+
+    ok(parse_ok(SR(", \"keyUsage\": [\"\"], \"extendedKeyUsage\": [\"\"]",
+                   ""), &req)
+       && req.key_usage_present && req.key_usage == 0
+       && req.ext_key_usage_present && req.ext_key_usage == 0,
+       "[\"\"]: present, no usage (as [])");
+    tsb_sign_req_free(&req);
+
+    ok(parse_ok(SR(", \"extendedKeyUsage\": "
+                   "[\"SERVER_AUTH,CLIENT_AUTH\", \"CODE_SIGNING\"]", ""),
+                &req)
+       && req.ext_key_usage == (TSB_EKU_SERVER_AUTH | TSB_EKU_CLIENT_AUTH
+                                | TSB_EKU_CODE_SIGNING),
+       "extendedKeyUsage: joined and separate elements add up");
+    tsb_sign_req_free(&req);
+
+    same_build(SR(", \"keyUsage\": [\"DIGITAL_SIGNATURE,KEY_ENCIPHERMENT\"]",
+                  ""),
+               SR(", \"keyUsage\": [\"DIGITAL_SIGNATURE\", "
+                  "\"KEY_ENCIPHERMENT\"]", ""),
+               "joined keyUsage forwarded as the array that was judged");
+    same_build(SR(", \"keyUsage\": [\"\"], \"extendedKeyUsage\": [\"\"]", ""),
+               SR(", \"keyUsage\": [], \"extendedKeyUsage\": []", ""),
+               "[\"\"] forwarded as []");
+    same_build(SR(", \"extendedKeyUsage\": [\"SERVER_AUTH,SERVER_AUTH\"]",
+                  ""),
+               SR(", \"extendedKeyUsage\": [\"SERVER_AUTH\"]", ""),
+               "a name twice in one element is the name once");
+
+    refused_fields("keyUsage with a trailing comma",
+                   "\"keyUsage\": [\"DIGITAL_SIGNATURE,\"]",
+                   "request.key_usage");
+    refused_fields("keyUsage with an empty piece",
+                   "\"keyUsage\": [\"DIGITAL_SIGNATURE,,KEY_AGREEMENT\"]",
+                   "request.key_usage");
+    refused_fields("keyUsage that is a lone comma", "\"keyUsage\": [\",\"]",
+                   "request.key_usage");
+    refused_fields("keyUsage joined with a space",
+                   "\"keyUsage\": [\"DIGITAL_SIGNATURE, KEY_ENCIPHERMENT\"]",
+                   "request.key_usage");
+    refused_fields("keyUsage with an unknown joined name",
+                   "\"keyUsage\": [\"DIGITAL_SIGNATURE,KEY_CERT_SIGNS\"]",
+                   "request.key_usage");
+    refused_fields("extendedKeyUsage with an unknown joined name",
+                   "\"extendedKeyUsage\": [\"SERVER_AUTH,ANY\"]",
+                   "request.extended_key_usage");
+}
+
+
 int
 main(void)
 {
@@ -1202,6 +1406,8 @@ main(void)
     test_status();
     test_upstream_error();
     test_error_build();
+    test_vendor_shapes();
+    test_error_build_tsb();
 
     test_surrogate_escapes();
 

@@ -13,7 +13,9 @@
 #include <string.h>
 
 #include <openssl/err.h>
+#include <openssl/bn.h>
 #include <openssl/evp.h>
+#include <openssl/rsa.h>
 
 #include "tap.h"
 #include "tsb_test_csr.h"
@@ -52,6 +54,7 @@ static EVP_PKEY  *keys[K_N];
 #define P_SAN_IP        0x0080
 #define P_MIN_RSA_3072  0x0100
 #define P_NO_NAMES      0x0200
+#define P_SUBJECT       0x0400
 
 /* certificateAuthority in the request */
 #define CA_ABSENT  0
@@ -72,6 +75,7 @@ typedef struct {
     const char  *ku;
     const char  *eku;
     const char  *bc;
+    const char  *subj;
 
     const char  *req_cn;
     const char  *req_key;
@@ -146,8 +150,44 @@ static const row_t  rows[] = {
       .cn = "svc.example", .status = 403, .reason = "policy.common_name" },
     { .name = "CN asks for a wildcard", .key = K_P256, .cn = "*.svc.example",
       .status = 403, .reason = "policy.common_name" },
-    { .name = "CN upper case with trailing dot", .key = K_P256,
-      .cn = "A.SVC.Example." },
+    { .name = "CN upper case", .key = K_P256, .cn = "A.SVC.Example" },
+    { .name = "CN with trailing dot", .key = K_P256,
+      .cn = "a.svc.example.", .status = 400, .reason = "csr.common_name" },
+    { .name = "CN exact name with trailing dot", .key = K_P256,
+      .cn = "host.example.", .status = 400, .reason = "csr.common_name" },
+    { .name = "CN with a space under the wildcard", .key = K_P256,
+      .cn = "a b.svc.example", .status = 400, .reason = "csr.common_name" },
+    { .name = "CN with a slash under the wildcard", .key = K_P256,
+      .cn = "x/y.svc.example", .status = 400, .reason = "csr.common_name" },
+    { .name = "CN with an at sign under the wildcard", .key = K_P256,
+      .cn = "x@y.svc.example", .status = 400, .reason = "csr.common_name" },
+    { .name = "CN with an underscore under the wildcard", .key = K_P256,
+      .cn = "_x.svc.example", .status = 400, .reason = "csr.common_name" },
+    { .name = "CN with a Cyrillic look-alike", .key = K_P256,
+      .cn = "\xd0\xb0.svc.example", .status = 400,
+      .reason = "csr.common_name" },
+    { .name = "CN with a full-width letter", .key = K_P256,
+      .cn = "\xef\xbd\x81.svc.example", .status = 400,
+      .reason = "csr.common_name" },
+    { .name = "CN with a leading hyphen", .key = K_P256,
+      .cn = "-a.svc.example", .status = 400, .reason = "csr.common_name" },
+    { .name = "CN with a 64-octet label", .key = K_P256,
+      .cn = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+            ".svc.example", .cn_type = V_ASN1_UTF8STRING,
+      .status = 400, .reason = "csr.common_name" },
+    { .name = "CN a valid A-label", .key = K_P256,
+      .cn = "xn--bcher-kva.svc.example" },
+    { .name = "CN a bogus A-label", .key = K_P256,
+      .cn = "xn--zz.svc.example", .status = 400,
+      .reason = "csr.common_name" },
+    { .name = "CN an A-label of a mixed-script look-alike", .key = K_P256,
+      .cn = "xn--pple-43d.svc.example", .status = 400,
+      .reason = "csr.common_name" },
+    { .name = "CN not a host name, matched by a regex", .key = K_P256,
+      .cn = "Example Issuing CA 7" },
+    { .name = "CN not a host name, not matched by the regex", .key = K_P256,
+      .cn = "Example Issuing CA x", .status = 400,
+      .reason = "csr.common_name" },
     { .name = "CN exact name", .key = K_P256, .cn = "host.example" },
     { .name = "CN by regex", .key = K_P256, .cn = "api-12.example" },
     { .name = "CN not matching the regex", .key = K_P256,
@@ -164,6 +204,51 @@ static const row_t  rows[] = {
       .cn = "a.svc.example", .req_cn = "A.svc.example",
       .status = 400, .reason = "request.common_name" },
 
+    /* the rest of the subject */
+
+    { .name = "O refused by default", .key = K_P256, .cn = "a.svc.example",
+      .subj = "O=system:masters", .status = 403, .reason = "policy.subject" },
+    { .name = "OU refused by default", .key = K_P256, .cn = "a.svc.example",
+      .subj = "OU=x", .status = 403, .reason = "policy.subject" },
+    { .name = "emailAddress refused by default", .key = K_P256,
+      .cn = "a.svc.example", .subj = "emailAddress=a@svc.example",
+      .status = 403, .reason = "policy.subject" },
+    { .name = "serialNumber refused by default", .key = K_P256,
+      .cn = "a.svc.example", .subj = "serialNumber=1",
+      .status = 403, .reason = "policy.subject" },
+    { .name = "an unnamed OID refused by default", .key = K_P256,
+      .cn = "a.svc.example", .subj = "1.2.3.4=x",
+      .status = 403, .reason = "policy.subject" },
+    { .name = "multi-valued RDN CN+O", .key = K_P256, .cn = "a.svc.example",
+      .subj = "+O=Example Corp", .pol = P_SUBJECT,
+      .status = 403, .reason = "policy.subject" },
+    { .name = "allowed O and C", .key = K_P256, .cn = "a.svc.example",
+      .subj = "O=Example Corp/C=CH", .pol = P_SUBJECT },
+    { .name = "allowed O twice", .key = K_P256, .cn = "a.svc.example",
+      .subj = "O=Example Corp/O=Team 7", .pol = P_SUBJECT },
+    { .name = "O by the regex", .key = K_P256, .cn = "a.svc.example",
+      .subj = "O=Team 12", .pol = P_SUBJECT },
+    { .name = "O the regex leaves out", .key = K_P256, .cn = "a.svc.example",
+      .subj = "O=Team 12 and admins", .pol = P_SUBJECT,
+      .status = 403, .reason = "policy.subject" },
+    { .name = "O in another case", .key = K_P256, .cn = "a.svc.example",
+      .subj = "O=example corp", .pol = P_SUBJECT,
+      .status = 403, .reason = "policy.subject" },
+    { .name = "O=system:masters besides an allowed O", .key = K_P256,
+      .cn = "a.svc.example", .subj = "O=Example Corp/O=system:masters",
+      .pol = P_SUBJECT, .status = 403, .reason = "policy.subject" },
+    { .name = "an exact \".*\" is no regex", .key = K_P256,
+      .cn = "a.svc.example", .subj = "O=anything", .pol = P_SUBJECT,
+      .status = 403, .reason = "policy.subject" },
+    { .name = "an exact \".*\" matches itself", .key = K_P256,
+      .cn = "a.svc.example", .subj = "O=.*", .pol = P_SUBJECT },
+    { .name = "C not allowed with this value", .key = K_P256,
+      .cn = "a.svc.example", .subj = "C=DE", .pol = P_SUBJECT,
+      .status = 403, .reason = "policy.subject" },
+    { .name = "a type no rule names", .key = K_P256, .cn = "a.svc.example",
+      .subj = "OU=Example Corp", .pol = P_SUBJECT,
+      .status = 403, .reason = "policy.subject" },
+
     /* subjectAltName */
 
     { .name = "SANs all inside", .key = K_P256, .cn = "a.svc.example",
@@ -173,6 +258,23 @@ static const row_t  rows[] = {
       .status = 403, .reason = "policy.san" },
     { .name = "SAN two labels deep", .key = K_P256, .cn = "a.svc.example",
       .san = "DNS:x.a.svc.example", .status = 403, .reason = "policy.san" },
+    { .name = "DNS SAN with an underscore", .key = K_P256,
+      .cn = "a.svc.example", .san = "DNS:_a.svc.example",
+      .status = 400, .reason = "csr.san" },
+    { .name = "DNS SAN with a space", .key = K_P256,
+      .cn = "a.svc.example", .san = "DNS:a b.svc.example",
+      .status = 400, .reason = "csr.san" },
+    { .name = "DNS SAN with a leading hyphen", .key = K_P256,
+      .cn = "a.svc.example", .san = "DNS:-a.svc.example",
+      .status = 400, .reason = "csr.san" },
+    { .name = "DNS SAN with a trailing dot", .key = K_P256,
+      .cn = "a.svc.example", .san = "DNS:a.svc.example.",
+      .status = 400, .reason = "csr.san" },
+    { .name = "DNS SAN with a misplaced wildcard", .key = K_P256,
+      .cn = "a.svc.example", .san = "DNS:a*.svc.example",
+      .status = 400, .reason = "csr.san" },
+    { .name = "DNS SAN upper case", .key = K_P256,
+      .cn = "a.svc.example", .san = "DNS:B.SVC.EXAMPLE" },
     { .name = "IP SAN", .key = K_P256, .cn = "a.svc.example",
       .san = "IP:10.0.0.1", .status = 403, .reason = "policy.san_type" },
     { .name = "IP SAN allowed by type and name", .key = K_P256,
@@ -302,7 +404,28 @@ static const tsb_name_pattern_t  names[] = {
     { "*.svc.example", sizeof("*.svc.example") - 1 },
     { "host.example", sizeof("host.example") - 1 },
     { "~^api-[0-9]+\\.example$", sizeof("~^api-[0-9]+\\.example$") - 1 },
-    { "10.0.0.1", sizeof("10.0.0.1") - 1 }
+    { "10.0.0.1", sizeof("10.0.0.1") - 1 },
+    { "~^Example Issuing CA [0-9]+$",
+      sizeof("~^Example Issuing CA [0-9]+$") - 1 }
+};
+
+/* tsb_allow_subject_attribute O "Example Corp" "~^Team [0-9]+$"; C CH */
+static const tsb_subject_value_t  subject_o[] = {
+    { "Example Corp", sizeof("Example Corp") - 1, 0, NULL },
+    { "^Team [0-9]+$", sizeof("^Team [0-9]+$") - 1, 1, NULL },
+    /* as a variable could expand: an exact value, not a regex */
+    { ".*", 2, 0, NULL },
+    /* an empty value (a variable with none) matches nothing */
+    { "", 0, 0, NULL }
+};
+
+static const tsb_subject_value_t  subject_c[] = {
+    { "CH", 2, 0, NULL }
+};
+
+static const tsb_subject_rule_t  subject_rules[] = {
+    { "2.5.4.10", "O", subject_o, sizeof(subject_o) / sizeof(subject_o[0]) },
+    { "2.5.4.6", "C", subject_c, 1 }
 };
 
 static const char *const  sig_algs[] = {
@@ -317,6 +440,11 @@ policy_init(tsb_policy_t *p, unsigned flags)
 
     p->names = names;
     p->n_names = (flags & P_NO_NAMES) ? 0 : sizeof(names) / sizeof(names[0]);
+
+    if (flags & P_SUBJECT) {
+        p->subject_rules = subject_rules;
+        p->n_subject_rules = 2;
+    }
 
     p->allowed_key_usage = TSB_KU_DIGITAL_SIGNATURE
                            | TSB_KU_KEY_ENCIPHERMENT | TSB_KU_KEY_AGREEMENT;
@@ -406,6 +534,7 @@ make_csr(const row_t *r)
     g.cn_type[0] = r->cn_type;
     g.cn[1] = r->cn ? r->cn2 : NULL;
     g.san = r->san;
+    g.subj = r->subj;
     g.ku = r->ku;
     g.eku = r->eku;
     g.bc = r->bc;
@@ -689,9 +818,9 @@ test_details(void)
     r.cn_type = V_ASN1_UTF8STRING;      /* past OpenSSL's 64 limit */
     csr = make_csr(&r);
     tsb_policy_check(&policy, csr, &req, &err);
-    is_str(err.reason, "policy.common_name", "long CN refused");
+    is_str(err.reason, "csr.common_name", "long non-ASCII CN refused");
     n = strlen(err.detail);
-    ok(n < 120 && strstr(err.detail, "...\"") == NULL
+    ok(n < 200 && strstr(err.detail, "...\"") == NULL
        && strstr(err.detail, "\"...") != NULL,
        "long CN truncated: %s", err.detail);
     ok(strstr(err.detail, "\xc3\xa9\"") != NULL,
@@ -764,6 +893,7 @@ test_fake_facts(void)
         { S("a.svc.example\xe2\x82"), "the commonName is not valid UTF-8" },
         { S("a\0.svc.example"), "NUL in commonName" },
         { S("a\t.svc.example"), "control character in commonName" },
+        /* good UTF-8, but no host name */
         { S("\xe2\x82\xac.svc.example"), NULL },
         { S("\xf0\x9f\x94\x91.svc.example"), NULL },
     };
@@ -793,8 +923,11 @@ test_fake_facts(void)
             is_str(err.detail, bad[i].detail, "fake CN %zu detail", i);
 
         } else {
-            is_int(tsb_policy_check(&policy, &csr, &req, &err), 0,
-                   "fake CN %zu with good UTF-8 accepted", i);
+            is_int(tsb_policy_check(&policy, &csr, &req, &err), -1,
+                   "fake CN %zu with good UTF-8 refused", i);
+            is_str(err.reason, "csr.common_name", "fake CN %zu reason", i);
+            ok(strstr(err.detail, "is not a host name") != NULL,
+               "fake CN %zu: %s", i, err.detail);
         }
 
         req_clear(&req);
@@ -827,6 +960,7 @@ test_fake_facts(void)
 
     csr.key_type = TSB_KEY_RSA;
     csr.key_bits = 2048;
+    csr.key_rsa_exponent = 65537;
     csr.sig_md_nid = NID_undef;
     tsb_policy_check(&policy, &csr, &req, &err);
     is_str(err.reason, "policy.signature_algorithm",
@@ -856,9 +990,9 @@ test_name_match(void)
         { "host.example", "host.example", 0, 1 },
         { "host.example", "HOST.Example", 0, 1 },
         { "HOST.EXAMPLE", "host.example", 0, 1 },
-        { "host.example", "host.example.", 0, 1 },
+        { "host.example", "host.example.", 0, 0 },
         { "host.example.", "host.example", 0, 1 },
-        { "host.example.", "host.example.", 0, 1 },
+        { "host.example.", "host.example.", 0, 0 },
         { "host.example", "host.example..", 0, 0 },
         { "host.example", "ahost.example", 0, 0 },
         { "host.example", "host.exampl", 0, 0 },
@@ -871,7 +1005,8 @@ test_name_match(void)
         { "h\xc3\xa9.example", "h\xc3\x89.example", 0, 0 },
 
         { "*.svc.example", "a.svc.example", 0, 1 },
-        { "*.svc.example", "A-1.SVC.Example.", 0, 1 },
+        { "*.svc.example", "A-1.SVC.Example", 0, 1 },
+        { "*.svc.example", "a.svc.example.", 0, 0 },
         { "*.svc.example.", "a.svc.example", 0, 1 },
         { "*.svc.example", "a.b.svc.example", 0, 0 },
         { "*.svc.example", "svc.example", 0, 0 },
@@ -890,7 +1025,7 @@ test_name_match(void)
 
         { "~^api-[0-9]+\\.example$", "api-1.example", 0, 1 },
         { "~^api-[0-9]+\\.example$", "API-12.Example", 0, 1 },
-        { "~^api-[0-9]+\\.example$", "api-12.example.", 0, 1 },
+        { "~^api-[0-9]+\\.example$", "api-12.example.", 0, 0 },
         { "~^api-[0-9]+\\.example$", "api-x.example", 0, 0 },
         { "~^api-[0-9]+\\.example$", "xapi-1.example", 0, 0 },
         { "~^api-[0-9]+\\.example$", "api-1.example.evil", 0, 0 },
@@ -917,6 +1052,53 @@ test_name_match(void)
 
 
 static void
+test_value_match(void)
+{
+    void                 *re;
+    char                  buf[128];
+    tsb_subject_value_t   v;
+
+    v.value = "";
+    v.len = 0;
+    v.is_regex = 0;
+    v.regex = NULL;
+    is_int(tsb_policy_value_match(&v, "", 0), 0,
+           "an empty exact value matches not even an empty one");
+
+    v.value = "Example Corp";
+    v.len = 12;
+    is_int(tsb_policy_value_match(&v, "Example Corp", 12), 1, "exact");
+    is_int(tsb_policy_value_match(&v, "Example Corp\0x", 14), 0,
+           "a NUL in the value never matches");
+    is_int(tsb_policy_value_match(&v, "Example Cor", 11), 0, "a prefix");
+
+    v.value = "^a|b$";
+    v.len = 5;
+    is_int(tsb_policy_value_match(&v, "^a|b$", 5), 1,
+           "a regex-looking exact value is exact");
+    is_int(tsb_policy_value_match(&v, "a", 1), 0, "and no regex");
+
+    v.is_regex = 1;
+    is_int(tsb_policy_value_match(&v, "a", 1), 1,
+           "the same as a regex, compiled per call");
+
+    ok(tsb_policy_value_regex_compile("^Team [0-9]+$", 13, &re, buf,
+                                      sizeof(buf)) == 0 && re != NULL,
+       "value regex compiles");
+    v.value = "^Team [0-9]+$";
+    v.len = 13;
+    v.regex = re;
+    is_int(tsb_policy_value_match(&v, "Team 7", 6), 1, "compiled regex");
+    is_int(tsb_policy_value_match(&v, "team 7", 6), 0,
+           "a value regex is case-sensitive");
+    tsb_policy_regex_free(re);
+
+    ok(tsb_policy_value_regex_compile("(", 1, &re, buf, sizeof(buf)) == -1
+       && re == NULL && buf[0] != '\0', "a bad value regex: %s", buf);
+}
+
+
+static void
 test_pattern_check(void)
 {
     size_t  i;
@@ -939,6 +1121,16 @@ test_pattern_check(void)
         { "*.*.example", -1 },
         { "~(", -1 },
         { "~a[", -1 },
+        { "John Doe", -1 },
+        { "a_b.example", -1 },
+        { "-a.example", -1 },
+        { "a..example", -1 },
+        { "xn--zz.example", -1 },
+        { "xn--bcher-kva.example", 0 },
+        { "10.0.0.1", 0 },
+        { "ops@svc.example", 0 },
+        { "2001:db8::1", 0 },
+        { "https://a.example/x", 0 },
     };
 
     for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
@@ -961,7 +1153,7 @@ test_regex_compile(void)
 {
     int              rc, a, b;
     char             buf[128];
-    void            *re, *res[4];
+    void            *re, *res[5];
     row_t            r;
     size_t           i, j;
     tsb_csr_t       *csr;
@@ -1025,7 +1217,7 @@ test_regex_compile(void)
 
     policy_init(&policy, 0);
 
-    for (i = 0; i < 4; i++) {
+    for (i = 0; i < 5; i++) {
         res[i] = NULL;
 
         if (tsb_policy_regex_compile(names[i].pattern, names[i].len, &res[i],
@@ -1058,7 +1250,7 @@ test_regex_compile(void)
     req_clear(&req);
     tsb_csr_free(csr);
 
-    for (i = 0; i < 4; i++) {
+    for (i = 0; i < 5; i++) {
         tsb_policy_regex_free(res[i]);
     }
 
@@ -1219,6 +1411,319 @@ test_issue_refusals(void)
 }
 
 
+/*
+ * Issue 10, parts 4 and 5: the extensions a CSR requests are an
+ * allow-list, and the lifetime, RSA modulus and exponent, and EC curve
+ * have limits of their own.
+ */
+
+static X509_EXTENSION *ext_make_der(const char *name,
+    const unsigned char *der, int len, int critical);
+
+
+/* certificatePolicies { policyIdentifier 1.3.6.1.4.1.99.1 } */
+static const unsigned char  cert_policies_der[] = {
+    0x30, 0x0b, 0x30, 0x09, 0x06, 0x07,
+    0x2b, 0x06, 0x01, 0x04, 0x01, 0x63, 0x01
+};
+
+
+static X509_EXTENSION *
+ext_make(const char *name, const char *value, int critical)
+{
+    X509V3_CTX          ctx;
+    X509_EXTENSION     *ext;
+
+    if (value != NULL) {
+        X509V3_set_ctx(&ctx, NULL, NULL, NULL, NULL, 0);
+        X509V3_set_ctx_nodb(&ctx);
+        ext = X509V3_EXT_conf(NULL, &ctx, name, value);
+        if (ext == NULL) {
+            tt_die(name);
+        }
+
+        return ext;
+    }
+
+    /* an OID OpenSSL has no method for, holding a DER NULL */
+
+    return ext_make_der(name, (const unsigned char *) "\x05\x00", 2,
+                        critical);
+}
+
+
+static X509_EXTENSION *
+ext_make_der(const char *name, const unsigned char *der, int len,
+    int critical)
+{
+    X509_EXTENSION     *ext;
+    ASN1_OBJECT        *obj;
+    ASN1_OCTET_STRING  *os;
+
+    obj = OBJ_txt2obj(name, 0);
+    os = ASN1_OCTET_STRING_new();
+
+    if (obj == NULL || os == NULL || ASN1_OCTET_STRING_set(os, der, len) != 1)
+    {
+        tt_die(name);
+    }
+
+    ext = X509_EXTENSION_create_by_OBJ(NULL, obj, critical, os);
+    if (ext == NULL) {
+        tt_die(name);
+    }
+
+    ASN1_OBJECT_free(obj);
+    ASN1_OCTET_STRING_free(os);
+
+    return ext;
+}
+
+
+static tsb_csr_t *
+csr_with(EVP_PKEY *key, X509_EXTENSION *e1, X509_EXTENSION *e2)
+{
+    char         *pem;
+    tt_csr_t      g;
+    tsb_csr_t    *csr;
+    tsb_error_t   err;
+
+    memset(&g, 0, sizeof(g));
+
+    g.key = key;
+    g.cn[0] = "a.svc.example";
+    g.san = "DNS:a.svc.example";
+    g.raw[0] = e1;
+    g.raw[1] = e1 ? e2 : NULL;
+
+    pem = tt_csr_pem(&g);
+
+    if (tsb_csr_load((unsigned char *) pem, strlen(pem), &csr, &err) != 0) {
+        printf("#   CSR does not load: %s %s\n", err.reason, err.detail);
+        csr = NULL;
+    }
+
+    free(pem);
+
+    return csr;
+}
+
+
+static void
+judge(const char *name, const tsb_policy_t *policy, tsb_csr_t *csr,
+    long validity, int status, const char *reason)
+{
+    int             rc;
+    tsb_error_t     err;
+    tsb_sign_req_t  req;
+
+    if (csr == NULL) {
+        ok(0, "%s: the CSR loads", name);
+        return;
+    }
+
+    req_init(&req);
+    req.validity = validity;
+    memset(&err, 0, sizeof(err));
+
+    rc = tsb_policy_check(policy, csr, &req, &err);
+
+    if (status == 0) {
+        is_int(rc, 0, "%s: accepted", name);
+        if (rc != 0) {
+            printf("#   %s %s\n", err.reason, err.detail);
+        }
+
+    } else {
+        is_int(rc, -1, "%s: refused", name);
+        is_int(err.status, status, "%s: status %d", name, status);
+        is_str(err.reason, reason, "%s: %s", name, reason);
+    }
+
+    req_clear(&req);
+}
+
+
+static void
+test_extensions(void)
+{
+    char                 oid[TSB_OID_MAX], errbuf[128];
+    tsb_csr_t           *csr;
+    tsb_policy_t         policy, open;
+    static const char   *allowed[] = { "2.5.29.32", "1.2.3.4.5", NULL };
+
+    policy_init(&policy, 0);
+    policy_init(&open, 0);
+    open.allowed_extensions = allowed;
+
+    csr = csr_with(keys[K_P256],
+                   ext_make("nameConstraints",
+                            "permitted;DNS:.svc.example", 0), NULL);
+    judge("nameConstraints", &policy, csr, -1, 403, "policy.extension");
+    judge("nameConstraints, not in the list", &open, csr, -1, 403,
+          "policy.extension");
+    ok(csr && csr->n_exts == 1 && strcmp(csr->exts[0].oid, "2.5.29.30") == 0
+       && csr->exts[0].readable && !csr->exts[0].critical,
+       "nameConstraints is a fact: OID, readable, not critical");
+    tsb_csr_free(csr);
+
+    csr = csr_with(keys[K_P256],
+                   ext_make_der("certificatePolicies", cert_policies_der,
+                                sizeof(cert_policies_der), 0),
+                   NULL);
+    judge("certificatePolicies", &policy, csr, -1, 403, "policy.extension");
+    judge("certificatePolicies, allowed", &open, csr, -1, 0, NULL);
+    tsb_csr_free(csr);
+
+    csr = csr_with(keys[K_P256], ext_make("noCheck", "ignored", 0), NULL);
+    judge("OCSP no-check", &policy, csr, -1, 403, "policy.extension");
+    tsb_csr_free(csr);
+
+    csr = csr_with(keys[K_P256], ext_make("1.2.3.4.5", NULL, 0), NULL);
+    judge("unknown extension", &policy, csr, -1, 403, "policy.extension");
+    judge("unknown extension, allowed", &open, csr, -1, 0, NULL);
+    ok(csr && csr->n_exts == 1 && !csr->exts[0].readable,
+       "an unknown extension is kept as unreadable");
+    tsb_csr_free(csr);
+
+    csr = csr_with(keys[K_P256], ext_make("1.2.3.4.5", NULL, 1), NULL);
+    judge("unknown critical extension", &policy, csr, -1, 403,
+          "policy.extension");
+    judge("unknown critical extension, even when listed", &open, csr, -1,
+          403, "policy.extension");
+    tsb_csr_free(csr);
+
+    csr = csr_with(keys[K_P256], ext_make("subjectKeyIdentifier",
+                                          "00112233445566778899", 0),
+                   ext_make("1.2.3.4.6", NULL, 0));
+    judge("subjectKeyIdentifier and an unknown one", &policy, csr, -1, 403,
+          "policy.extension");
+    tsb_csr_free(csr);
+
+    csr = csr_with(keys[K_P256], ext_make("subjectKeyIdentifier",
+                                          "00112233445566778899", 0), NULL);
+    judge("subjectKeyIdentifier alone", &policy, csr, -1, 0, NULL);
+    tsb_csr_free(csr);
+
+    /* the directive's names */
+
+    is_int(tsb_policy_extension_check("certificatePolicies", oid,
+                                      sizeof(oid), errbuf, sizeof(errbuf)),
+           0, "extension_check: a long name");
+    is_str(oid, "2.5.29.32", "extension_check: its OID");
+    is_int(tsb_policy_extension_check("1.3.6.1.4.1.99.7", oid, sizeof(oid),
+                                      errbuf, sizeof(errbuf)),
+           0, "extension_check: a dotted OID");
+    is_str(oid, "1.3.6.1.4.1.99.7", "extension_check: the same OID");
+    is_int(tsb_policy_extension_check("subjectAltName", oid, sizeof(oid),
+                                      errbuf, sizeof(errbuf)),
+           -1, "extension_check: subjectAltName has its own directives");
+    is_int(tsb_policy_extension_check("basicConstraints", oid, sizeof(oid),
+                                      errbuf, sizeof(errbuf)),
+           -1, "extension_check: basicConstraints too");
+    is_int(tsb_policy_extension_check("no such thing", oid, sizeof(oid),
+                                      errbuf, sizeof(errbuf)),
+           -1, "extension_check: an unknown name");
+}
+
+
+static void
+test_limits(void)
+{
+    BIGNUM        *e;
+    EVP_PKEY      *e3, *p521;
+    tsb_csr_t     *csr;
+    EVP_PKEY_CTX  *pctx;
+    tsb_policy_t   policy;
+    unsigned long  exps[2] = { 3, 65537 };
+
+    policy_init(&policy, 0);
+
+    /* validity */
+
+    csr = csr_with(keys[K_P256], NULL, NULL);
+    judge("no validity", &policy, csr, -1, 0, NULL);
+    judge("397 days", &policy, csr, 397, 0, NULL);
+    judge("398 days", &policy, csr, 398, 403, "policy.validity");
+    judge("36500 days", &policy, csr, 36500, 403, "policy.validity");
+    judge("0 days", &policy, csr, 0, 403, "policy.validity");
+    policy.max_validity = 30 * 86400;
+    judge("30 days of 30", &policy, csr, 30, 0, NULL);
+    judge("31 days of 30", &policy, csr, 31, 403, "policy.validity");
+    policy.max_validity = 0;
+
+    /* EC curves: all three by default, as before */
+
+    policy.allowed_ec_curves = TSB_CURVE_P256;
+    judge("P-256 where only P-256 is allowed", &policy, csr, -1, 0, NULL);
+    tsb_csr_free(csr);
+
+    csr = csr_with(keys[K_P384], NULL, NULL);
+    judge("P-384 where only P-256 is allowed", &policy, csr, -1, 403,
+          "policy.key_type");
+    tsb_csr_free(csr);
+
+    p521 = tt_key("EC-P-521");
+    csr = csr_with(p521, NULL, NULL);
+    judge("P-521 where only P-256 is allowed", &policy, csr, -1, 403,
+          "policy.key_type");
+    policy.allowed_ec_curves = 0;
+    judge("P-521 by default", &policy, csr, -1, 0, NULL);
+    policy.allowed_ec_curves = TSB_CURVE_P256 | TSB_CURVE_P384;
+    judge("P-521 where P-256 and P-384 are allowed", &policy, csr, -1, 403,
+          "policy.key_type");
+    policy.allowed_ec_curves = 0x100;      /* tsb_allow_ec_curves none */
+    judge("P-521 where no curve is allowed", &policy, csr, -1, 403,
+          "policy.key_type");
+    policy.allowed_ec_curves = 0;
+    tsb_csr_free(csr);
+    EVP_PKEY_free(p521);
+
+    /* RSA: the modulus bound, the exponent */
+
+    csr = csr_with(keys[K_RSA2048], NULL, NULL);
+    ok(csr && csr->key_rsa_exponent == 65537, "RSA exponent 65537 read");
+    judge("RSA-2048 e=65537", &policy, csr, -1, 0, NULL);
+    policy.max_rsa_bits = 2047;
+    judge("RSA-2048 above a 2047-bit maximum", &policy, csr, -1, 403,
+          "policy.key_size");
+    policy.max_rsa_bits = 0;
+    tsb_csr_free(csr);
+
+    pctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
+    e = BN_new();
+    e3 = NULL;
+
+    if (pctx == NULL || e == NULL || BN_set_word(e, 3) != 1
+        || EVP_PKEY_keygen_init(pctx) != 1
+        || EVP_PKEY_CTX_set_rsa_keygen_bits(pctx, 2048) != 1
+        || EVP_PKEY_CTX_set1_rsa_keygen_pubexp(pctx, e) != 1
+        || EVP_PKEY_keygen(pctx, &e3) != 1)
+    {
+        tt_die("RSA e=3 key");
+    }
+
+    EVP_PKEY_CTX_free(pctx);
+    BN_free(e);
+
+    csr = csr_with(e3, NULL, NULL);
+    ok(csr && csr->key_rsa_exponent == 3, "RSA exponent 3 read");
+    judge("RSA e=3", &policy, csr, -1, 403, "policy.key_type");
+    policy.rsa_exponents = exps;
+    policy.n_rsa_exponents = 2;
+    judge("RSA e=3 where 3 is listed", &policy, csr, -1, 0, NULL);
+    policy.n_rsa_exponents = 1;
+    judge("RSA e=3 where it is listed alone", &policy, csr, -1, 0, NULL);
+    policy.rsa_exponents = exps + 1;
+    judge("RSA e=3 where only 65537 is listed", &policy, csr, -1, 403,
+          "policy.key_type");
+    policy.rsa_exponents = NULL;
+    policy.n_rsa_exponents = 0;
+    tsb_csr_free(csr);
+    EVP_PKEY_free(e3);
+}
+
+
 int
 main(void)
 {
@@ -1229,6 +1734,7 @@ main(void)
     }
 
     test_name_match();
+    test_value_match();
     test_pattern_check();
     test_rows();
     test_fill();
@@ -1237,6 +1743,8 @@ main(void)
     test_regex_compile();
     test_san_count();
     test_issue_refusals();
+    test_extensions();
+    test_limits();
 
     for (i = 0; i < K_N; i++) {
         EVP_PKEY_free(keys[i]);

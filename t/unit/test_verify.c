@@ -42,6 +42,8 @@ typedef struct {
     const char  *eku;
     const char  *bc;
     int          v1;            /* no extensions at all, version 1 */
+    const char  *subj;          /* after the CN: "O=x/C=CH"; "+" joins the
+                                   RDN before */
 } issue_t;
 
 
@@ -165,6 +167,41 @@ issue(const ca_t *c, const issue_t *i)
                   != 1)
     {
         tt_die("CN 2");
+    }
+
+    if (i->subj) {
+        char  buf[256], *p, *eq, *next;
+        int   set;
+
+        snprintf(buf, sizeof(buf), "%s", i->subj);
+
+        for (p = buf; p != NULL && *p; p = next) {
+            next = strchr(p, '/');
+            if (next) {
+                *next++ = '\0';
+            }
+
+            set = 0;
+            if (*p == '+') {
+                set = -1;
+                p++;
+            }
+
+            eq = strchr(p, '=');
+            if (eq == NULL) {
+                tt_die("subj");
+            }
+
+            *eq++ = '\0';
+
+            if (X509_NAME_add_entry_by_txt(name, p, MBSTRING_UTF8,
+                                           (const unsigned char *) eq, -1,
+                                           -1, set)
+                != 1)
+            {
+                tt_die("subj entry");
+            }
+        }
     }
 
     if (!i->v1) {
@@ -859,6 +896,488 @@ test_size(void)
 }
 
 
+/*
+ * Issue 10, parts 4 and 5: the issued certificate's extensions and its
+ * lifetime against what was accepted.
+ */
+
+typedef struct {
+    const char  *name;      /* OpenSSL config name, or a dotted OID */
+    const char  *value;     /* NULL: a DER NULL under that OID */
+} ext_t;
+
+
+static X509_EXTENSION *
+ext_conf(const ca_t *c, X509 *x, const ext_t *e)
+{
+    X509V3_CTX          ctx;
+    ASN1_OBJECT        *obj;
+    X509_EXTENSION     *ext;
+    ASN1_OCTET_STRING  *os;
+
+    if (e->value != NULL) {
+        X509V3_set_ctx(&ctx, c->cert, x, NULL, NULL, 0);
+        X509V3_set_ctx_nodb(&ctx);
+        ext = X509V3_EXT_conf(NULL, &ctx, e->name, e->value);
+        if (ext == NULL) {
+            tt_die(e->name);
+        }
+
+        return ext;
+    }
+
+    obj = OBJ_txt2obj(e->name, 0);
+    os = ASN1_OCTET_STRING_new();
+
+    if (obj == NULL || os == NULL
+        || ASN1_OCTET_STRING_set(os, (const unsigned char *) "\x05\x00", 2)
+           != 1)
+    {
+        tt_die(e->name);
+    }
+
+    ext = X509_EXTENSION_create_by_OBJ(NULL, obj, 0, os);
+    if (ext == NULL) {
+        tt_die(e->name);
+    }
+
+    ASN1_OBJECT_free(obj);
+    ASN1_OCTET_STRING_free(os);
+
+    return ext;
+}
+
+
+/* a leaf for key_a, CN a.svc.example, the given times and extensions */
+static tsb_buf_t
+issue_ext(long nb, long na, const ext_t *exts)
+{
+    int              n;
+    X509            *x;
+    tsb_buf_t        b;
+    X509_NAME       *name;
+    unsigned char   *p;
+    X509_EXTENSION  *ext;
+
+    x = X509_new();
+
+    if (x == NULL || X509_set_version(x, 2) != 1
+        || ASN1_INTEGER_set(X509_get_serialNumber(x), 3) != 1
+        || X509_gmtime_adj(X509_getm_notBefore(x), nb) == NULL
+        || X509_gmtime_adj(X509_getm_notAfter(x), na) == NULL
+        || X509_set_pubkey(x, key_a) != 1
+        || X509_set_issuer_name(x, X509_get_subject_name(ca.cert)) != 1)
+    {
+        tt_die("certificate");
+    }
+
+    name = X509_get_subject_name(x);
+
+    if (X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
+                                   (const unsigned char *) "a.svc.example",
+                                   -1, -1, 0)
+        != 1)
+    {
+        tt_die("CN");
+    }
+
+    for ( /* void */ ; exts && exts->name; exts++) {
+        ext = ext_conf(&ca, x, exts);
+
+        if (X509_add_ext(x, ext, -1) != 1) {
+            tt_die("X509_add_ext");
+        }
+
+        X509_EXTENSION_free(ext);
+    }
+
+    if (X509_sign(x, ca.key, EVP_sha256()) <= 0) {
+        tt_die("sign");
+    }
+
+    n = i2d_X509(x, NULL);
+    b.data = malloc((size_t) n);
+    if (n <= 0 || b.data == NULL) {
+        tt_die("i2d_X509");
+    }
+
+    p = b.data;
+    i2d_X509(x, &p);
+    b.len = (size_t) n;
+
+    X509_free(x);
+
+    return b;
+}
+
+
+/* the blob for a CSR of key_a, a.svc.example, maybe one extra extension */
+static tsb_buf_t
+expect_ext(const ext_t *requested, long validity, long max_validity,
+    int64_t accepted_at)
+{
+    char                    *pem;
+    tt_csr_t                 g;
+    tsb_buf_t                blob;
+    tsb_csr_t               *csr;
+    tsb_error_t              err;
+    tsb_policy_t             policy;
+    tsb_sign_req_t           req;
+    static const char *const  allowed[] = { "1.2.3.4.5", NULL };
+
+    memset(&g, 0, sizeof(g));
+    g.key = key_a;
+    g.cn[0] = "a.svc.example";
+
+    if (requested) {
+        g.raw[0] = ext_conf(&ca, NULL, requested);
+    }
+
+    pem = tt_csr_pem(&g);
+
+    if (tsb_csr_load((unsigned char *) pem, strlen(pem), &csr, &err) != 0) {
+        printf("# %s %s\n", err.reason, err.detail);
+        tt_die("tsb_csr_load");
+    }
+
+    free(pem);
+
+    policy_init(&policy, 0);
+    policy.allowed_extensions = allowed;
+    policy.max_validity = max_validity;
+    policy.default_key_usage = 0;           /* the leaves carry none */
+    policy.default_ext_key_usage = 0;
+    req_init(&req);
+    req.validity = validity;
+
+    if (tsb_policy_check(&policy, csr, &req, &err) != 0) {
+        printf("# %s %s\n", err.reason, err.detail);
+        tt_die("tsb_policy_check");
+    }
+
+    if (tsb_expect_build_ex(csr, &req, max_validity, accepted_at, &blob)
+        != 0)
+    {
+        tt_die("tsb_expect_build_ex");
+    }
+
+    tsb_sign_req_free(&req);
+    tsb_csr_free(csr);
+
+    return blob;
+}
+
+
+static void
+verdict(const char *name, const tsb_buf_t *blob, tsb_buf_t der,
+    const char *reason, const char *detail_part)
+{
+    int          rc;
+    tsb_error_t  err;
+
+    memset(&err, 0, sizeof(err));
+
+    rc = tsb_expect_verify(blob->data, blob->len, NULL, der.data, der.len,
+                           NULL, &err);
+
+    if (reason == NULL) {
+        is_int(rc, 0, "%s: accepted", name);
+
+        if (rc != 0) {
+            printf("#   %d %s: %s\n", err.status, err.reason, err.detail);
+        }
+
+    } else {
+        is_int(rc, -1, "%s: refused", name);
+        is_str(err.reason, reason, "%s: %s", name, reason);
+        ok(detail_part == NULL || strstr(err.detail, detail_part) != NULL,
+           "%s: detail names it: %s", name, err.detail);
+    }
+
+    ok(ERR_peek_error() == 0, "%s: OpenSSL error queue is clear", name);
+
+    free(der.data);
+}
+
+
+static void
+test_extensions_lifetime(void)
+{
+    int64_t         now;
+    tsb_buf_t       blob, v1;
+    const long      day = 86400;
+    static const ext_t  ca_own[] = {
+        { "subjectKeyIdentifier", "hash" },
+        { "authorityKeyIdentifier", "issuer:always" },
+        { "authorityInfoAccess", "OCSP;URI:http://ocsp.example/" },
+        { "crlDistributionPoints", "URI:http://crl.example/ca.crl" },
+        { "1.3.6.1.4.1.11129.2.4.2", NULL },
+        { NULL, NULL }
+    };
+    static const ext_t  nc[] = {
+        { "nameConstraints", "permitted;DNS:.example" }, { NULL, NULL }
+    };
+    static const ext_t  nocheck[] = {
+        { "noCheck", "ignored" }, { NULL, NULL }
+    };
+    static const ext_t  unknown[] = {
+        { "1.2.3.4.5", NULL }, { NULL, NULL }
+    };
+    static const ext_t  twice[] = {
+        { "authorityInfoAccess", "OCSP;URI:http://ocsp.example/" },
+        { "authorityInfoAccess", "OCSP;URI:http://other.example/" },
+        { NULL, NULL }
+    };
+
+    now = (int64_t) time(NULL);
+
+    /* extensions */
+
+    blob = expect_ext(NULL, -1, 0, now);
+
+    verdict("the CA's own extensions", &blob, issue_ext(-60, day, ca_own),
+            NULL, NULL);
+    verdict("nameConstraints added", &blob, issue_ext(-60, day, nc),
+            "issued.mismatch", "Name Constraints");
+    verdict("OCSP no-check added", &blob, issue_ext(-60, day, nocheck),
+            "issued.mismatch", "1.3.6.1.5.5.7.48.1.5");
+    verdict("an unknown extension added", &blob,
+            issue_ext(-60, day, unknown), "issued.mismatch", "1.2.3.4.5");
+    verdict("an extension twice", &blob, issue_ext(-60, day, twice),
+            "issued.mismatch", "twice");
+    tsb_buf_free(&blob);
+
+    blob = expect_ext(&unknown[0], -1, 0, now);
+    verdict("an unknown extension requested and allowed", &blob,
+            issue_ext(-60, day, unknown), NULL, NULL);
+    verdict("... but not another one", &blob, issue_ext(-60, day, nc),
+            "issued.mismatch", "Name Constraints");
+
+    /* a version 1 blob (tsb_store from before): no lifetime, no extras */
+
+    /* the empty 'S', the 'L' and the one 'E' (a 9-byte OID) at the end */
+    v1.len = blob.len - (5 + 3 + 14 + 3 + 9);
+    v1.data = malloc(v1.len);
+    if (v1.data == NULL) {
+        tt_die("malloc");
+    }
+
+    memcpy(v1.data, blob.data, v1.len);
+    v1.data[2] = 1;
+    verdict("v1: a long lifetime is not checked", &v1,
+            issue_ext(-60, 800 * day, NULL), NULL, NULL);
+    verdict("v1: an added extension is", &v1, issue_ext(-60, day, unknown),
+            "issued.mismatch", "1.2.3.4.5");
+
+    /* records that are not ours */
+
+    blob.data[blob.len - 12] = 'X';
+    verdict("an unknown record", &blob, issue_ext(-60, day, NULL),
+            "internal.expect", NULL);
+    v1.data[2] = 2;
+    verdict("version 2 without its subject and lifetime records", &v1,
+            issue_ext(-60, day, NULL), "internal.expect", NULL);
+    tsb_buf_free(&v1);
+    tsb_buf_free(&blob);
+
+    /* lifetime: requested */
+
+    blob = expect_ext(NULL, 10, 30 * day, now);
+    verdict("10 days as requested", &blob, issue_ext(-60, 10 * day, NULL),
+            NULL, NULL);
+    verdict("10 days and 30 minutes", &blob,
+            issue_ext(0, 10 * day + 1800, NULL), NULL, NULL);
+    verdict("10 days and 2 hours", &blob,
+            issue_ext(0, 10 * day + 7200, NULL), "issued.mismatch",
+            "10 days were accepted");
+    verdict("dated from midnight, up to a day back", &blob,
+            issue_ext(-23 * 3600, 10 * day - 23 * 3600, NULL), NULL, NULL);
+    verdict("backdated two days", &blob,
+            issue_ext(-2 * day, 8 * day, NULL), "issued.mismatch",
+            "before the request was accepted");
+    verdict("valid only from tomorrow", &blob,
+            issue_ext(day, 10 * day, NULL), "issued.mismatch",
+            "in the future");
+    tsb_buf_free(&blob);
+
+    /* lifetime: none requested, tsb_max_validity */
+
+    blob = expect_ext(NULL, -1, 30 * day, now);
+    verdict("30 days of a 30 day maximum", &blob,
+            issue_ext(-60, 30 * day, NULL), NULL, NULL);
+    verdict("31 days of a 30 day maximum", &blob,
+            issue_ext(-60, 31 * day, NULL), "issued.mismatch",
+            "tsb_max_validity");
+    tsb_buf_free(&blob);
+
+    /* accepted a week ago, issued now: fine */
+
+    blob = expect_ext(NULL, 10, 0, now - 7 * day);
+    verdict("approved a week after the request", &blob,
+            issue_ext(-60, 10 * day, NULL), NULL, NULL);
+    tsb_buf_free(&blob);
+}
+
+
+/* the subject beyond the CN: exactly the accepted attributes */
+static void
+test_subject(const tsb_chain_t *chain)
+{
+    char            *pem;
+    size_t           n;
+    tt_csr_t         g;
+    issue_t          good, i;
+    tsb_buf_t        blob, old, der;
+    tsb_csr_t       *csr;
+    tsb_error_t      err;
+    tsb_policy_t     policy;
+    unsigned char   *b;
+    tsb_sign_req_t   req;
+
+    static const tsb_subject_value_t  o[] = {
+        { "Example Corp", 12, 0, NULL }, { "Team 7", 6, 0, NULL }
+    };
+    static const tsb_subject_value_t  c[] = { { "CH", 2, 0, NULL } };
+    static const tsb_subject_rule_t   rules[] = {
+        { "2.5.4.10", "O", o, 2 }, { "2.5.4.6", "C", c, 1 }
+    };
+
+    memset(&g, 0, sizeof(g));
+    g.key = key_a;
+    g.cn[0] = "a.svc.example";
+    g.subj = "O=Example Corp/C=CH/O=Team 7";
+
+    pem = tt_csr_pem(&g);
+
+    if (tsb_csr_load((unsigned char *) pem, strlen(pem), &csr, &err) != 0) {
+        tt_die("tsb_csr_load subject");
+    }
+
+    free(pem);
+
+    is_int(csr->n_subject_attrs, 3, "the CSR's other attributes: 3");
+    is_str(csr->subject_attrs[0].oid, "2.5.4.10", "the first is an O");
+    is_str(csr->subject_attrs[0].name, "O", "named O");
+    is_str(csr->subject_attrs[1].value, "CH", "then C=CH");
+    is_int(csr->subject_multi_rdn, 0, "no multi-valued RDN");
+
+    policy_init(&policy, 0);
+    policy.subject_rules = rules;
+    policy.n_subject_rules = 2;
+    req_init(&req);
+
+    if (tsb_policy_check(&policy, csr, &req, &err) != 0) {
+        printf("# %s %s\n", err.reason, err.detail);
+        tt_die("tsb_policy_check subject");
+    }
+
+    if (tsb_expect_build(csr, &req, &blob) != 0) {
+        tt_die("tsb_expect_build subject");
+    }
+
+    tsb_sign_req_free(&req);
+    tsb_csr_free(csr);
+
+    memset(&good, 0, sizeof(good));
+    good.key = key_a;
+    good.cn = "a.svc.example";
+    good.subj = "O=Example Corp/C=CH/O=Team 7";
+    good.ku = "critical,digitalSignature";
+    good.eku = "serverAuth";
+
+    check("subject: the same", &blob, &ca, &good, chain, NULL, NULL);
+
+    i = good;
+    i.subj = "C=CH/O=Team 7/O=Example Corp";
+    check("subject: another order", &blob, &ca, &i, chain, NULL, NULL);
+
+    i = good;
+    i.subj = "O=Example Corp/C=CH/O=Team 7/O=system:masters";
+    check("subject: O=system:masters added", &blob, &ca, &i, chain,
+          "issued.mismatch", "O=\"system:masters\", which was not accepted");
+
+    i = good;
+    i.subj = "O=Example Corp/C=CH";
+    check("subject: an accepted O dropped", &blob, &ca, &i, chain,
+          "issued.mismatch", "lacks the accepted O=\"Team 7\"");
+
+    i = good;
+    i.subj = "O=Example Corp/C=DE/O=Team 7";
+    check("subject: a value changed", &blob, &ca, &i, chain,
+          "issued.mismatch", "C=\"DE\"");
+
+    i = good;
+    i.subj = "O=Example Corp/C=CH/O=Example Corp";
+    check("subject: one accepted O twice, the other dropped", &blob, &ca,
+          &i, chain, "issued.mismatch", "O=\"Example Corp\"");
+
+    i = good;
+    i.subj = "O=Example Corp/+C=CH/O=Team 7";
+    check("subject: a multi-valued RDN", &blob, &ca, &i, chain,
+          "issued.mismatch", "several attributes");
+
+    i = good;
+    i.subj = "O=example corp/C=CH/O=Team 7";
+    check("subject: a value in another case", &blob, &ca, &i, chain,
+          "issued.mismatch", "O=\"example corp\"");
+
+    /* a record of an unknown tag: the blob is no expectation */
+
+    b = malloc(blob.len + 4);
+    if (b == NULL) {
+        tt_die("malloc");
+    }
+
+    memcpy(b, blob.data, blob.len);
+    memcpy(b + blob.len, "Z\x00\x01\x07", 4);
+    old.data = b;
+    old.len = blob.len + 4;
+    der = issue(&ca, &good);
+    ok(tsb_expect_verify(old.data, old.len, NULL, der.data, der.len, chain,
+                         &err) == -1
+       && strcmp(err.reason, "internal.expect") == 0,
+       "subject: an unknown record makes the blob unreadable");
+    free(der.data);
+
+    /* cut short, a section is no expectation */
+
+    old.len = blob.len + 3;
+    der = issue(&ca, &good);
+    ok(tsb_expect_verify(old.data, old.len, NULL, der.data, der.len, chain,
+                         &err) == -1
+       && strcmp(err.reason, "internal.expect") == 0,
+       "subject: a section cut short is refused as internal.expect");
+    free(der.data);
+    free(b);
+    free(blob.data);
+
+    /*
+     * A blob written before the subject was recorded (version 1, no
+     * records) is checked as before: the CN only.  A version 2 one has
+     * the empty 'S' (length 2, count 0) before its 'L' record (17 bytes).
+     */
+
+    blob = expect_for(key_a, "a.svc.example", NULL, NULL, NULL, 0);
+    n = blob.len;
+    ok(n > 22 && blob.data[n - 22] == 'S' && blob.data[n - 20] == 2
+       && blob.data[n - 18] == 0 && blob.data[n - 17] == 'L',
+       "a CN-only blob has an empty 'S' before its 'L'");
+
+    i = good;
+    i.subj = "O=system:masters";
+    check("CN-only blob: O=system:masters added", &blob, &ca, &i, chain,
+          "issued.mismatch", "system:masters");
+
+    old.data = blob.data;
+    old.len = n - 22;
+    blob.data[2] = 1;
+    check("a version 1 blob: the CN only is checked", &old, &ca, &i,
+          chain, NULL, NULL);
+
+    free(blob.data);
+}
+
+
 int
 main(void)
 {
@@ -882,6 +1401,8 @@ main(void)
     test_ca(&chain);
     test_algorithms(&chain);
     test_size();
+    test_extensions_lifetime();
+    test_subject(&chain);
 
     tsb_chain_free(&chain);
 

@@ -48,6 +48,9 @@ typedef struct {
     const char      *eku;           /* "serverAuth,1.2.3.4" */
     const char      *bc;            /* "critical,CA:TRUE,pathlen:1" */
     X509_EXTENSION  *raw[3];        /* added as they are, then freed */
+    const char      *subj;          /* more subject attributes, after the
+                                       CNs: "O=Example Corp/C=CH"; "+"
+                                       before one joins the RDN before */
 } tt_csr_t;
 
 
@@ -92,6 +95,40 @@ tt_csr_req(const tt_csr_t *g)
                                        n, -1, 0) != 1)
         {
             tt_die("X509_NAME_add_entry_by_txt");
+        }
+    }
+
+    if (g->subj != NULL) {
+        char  buf[256], *p, *eq, *next;
+        int   set;
+
+        snprintf(buf, sizeof(buf), "%s", g->subj);
+
+        for (p = buf; p != NULL && *p; p = next) {
+            next = strchr(p, '/');
+            if (next) {
+                *next++ = '\0';
+            }
+
+            set = 0;
+            if (*p == '+') {
+                set = -1;
+                p++;
+            }
+
+            eq = strchr(p, '=');
+            if (eq == NULL) {
+                tt_die("subj: no '='");
+            }
+
+            *eq++ = '\0';
+
+            if (X509_NAME_add_entry_by_txt(name, p, MBSTRING_UTF8,
+                                           (const unsigned char *) eq,
+                                           -1, -1, set) != 1)
+            {
+                tt_die("X509_NAME_add_entry_by_txt subj");
+            }
         }
     }
 
