@@ -29,6 +29,7 @@ CORE_SRCS    = $(SRC_DIR)/tsb_usage.c $(SRC_DIR)/tsb_csr.c \
                $(SRC_DIR)/tsb_describe.c \
                $(SRC_DIR)/tsb_owner.c
 CORE_SRCS   += $(SRC_DIR)/tsb_name.c
+CORE_SRCS   += $(SRC_DIR)/tsb_jws.c $(SRC_DIR)/tsb_acme.c
 UNIT_TESTS   = $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(wildcard t/unit/test_*.c))
 UNIT_CFLAGS  = -std=c99 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 \
                -fsanitize=address,undefined -fno-omit-frame-pointer \
@@ -42,6 +43,7 @@ FUZZ_TARGETS  = fuzz_csr fuzz_sign_req fuzz_upstream fuzz_cert fuzz_path \
                 fuzz_owner \
                 fuzz_front_path
 FUZZ_TARGETS += fuzz_name
+FUZZ_TARGETS += fuzz_acme
 FUZZ_BINS     = $(patsubst %,$(BUILD)/fuzz/%,$(FUZZ_TARGETS))
 FUZZ_CFLAGS   = -std=c99 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 \
                 -fsanitize=fuzzer,address,undefined \
@@ -62,6 +64,7 @@ FUZZ_MAX_LEN_fuzz_csr_diff = 8192
 FUZZ_MAX_LEN_fuzz_owner    = 4200
 FUZZ_MAX_LEN_fuzz_front_path = 683
 FUZZ_MAX_LEN_fuzz_name     = 512
+FUZZ_MAX_LEN_fuzz_acme     = 8192
 
 # benchmarks (bench/, results in docs/benchmarks.md)
 BENCH_CFLAGS  = -std=c99 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O2 \
@@ -76,12 +79,12 @@ TSB_FIXTURES = $(CURDIR)/t/fixtures
 DEB_PKGS     = nginx nginx-dev libcurl4-openssl-dev libyajl-dev libssl-dev \
                gcc make openssl curl python3 python3-cryptography perl \
                libjson-pp-perl libio-socket-ssl-perl libhttp-tiny-perl \
-               clang libclang-rt-14-dev strace \
+               clang libclang-rt-14-dev strace certbot lego \
                chromium chromium-driver python3-selenium
 
 .PHONY: all build deps unit test integration demo demo-stop clean
 .PHONY: fuzz fuzz-smoke fuzz-build fuzz-coverage bench bench-policy
-.PHONY: bench-cache bench-sign
+.PHONY: bench-cache bench-sign bench-acme
 .PHONY: test-valgrind test-asan soak page-bundle
 .PHONY: test-standalone test-build
 
@@ -189,7 +192,12 @@ bench-sign: build $(BUILD)/bench/csr_decode
 bench-ha: build
 	perl bench/ha_bench.pl --module $(abspath $(MODULE_SO))
 
-bench: bench-policy bench-cache bench-sign
+# tsb_acme: newNonce and order polling against a cached status GET, one
+# keep-alive connection, same run (bench/acme_bench.pl)
+bench-acme: build
+	perl bench/acme_bench.pl --module $(abspath $(MODULE_SO))
+
+bench: bench-policy bench-cache bench-sign bench-acme
 
 integration: build
 	prove -r t/ --ext .t

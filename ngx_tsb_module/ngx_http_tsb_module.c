@@ -17,6 +17,7 @@
 #include "ngx_http_tsb_cache.h"
 #include "ngx_http_tsb_store.h"
 #include "ngx_http_tsb_metrics.h"
+#include "ngx_http_tsb_acme.h"
 
 
 #define NGX_HTTP_TSB_HANDLER_NONE         0
@@ -559,6 +560,41 @@ static ngx_command_t  ngx_http_tsb_commands[] = {
       offsetof(ngx_http_tsb_loc_conf_t, owner_check),
       &ngx_http_tsb_owner_check },
 
+    { ngx_string("tsb_acme_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_http_tsb_acme_zone,
+      0,
+      0,
+      NULL },
+
+    { ngx_string("tsb_acme"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_tsb_acme,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("tsb_acme_eab_keys"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_tsb_acme_eab_keys,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("tsb_acme_eab_required"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_tsb_acme_eab_required,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("tsb_acme_terms_of_service"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_tsb_acme_terms,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
@@ -784,6 +820,10 @@ ngx_http_tsb_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
 
     if (ngx_http_tsb_pass_merge(cf, prev, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_tsb_acme_merge(cf, conf) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -1038,7 +1078,9 @@ ngx_http_tsb_preconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
-    if (ngx_http_tsb_add_variables(cf) != NGX_OK) {
+    if (ngx_http_tsb_add_variables(cf) != NGX_OK
+        || ngx_http_tsb_acme_add_variables(cf) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 

@@ -92,6 +92,9 @@ typedef struct {
     /* tsb_error_format: NGX_HTTP_TSB_ERRORS_* */
     ngx_uint_t                     error_format;
 
+    /* ngx_http_tsb_acme.c: tsb_acme and tsb_acme_* (NULL elsewhere) */
+    void                          *acme;
+
     /* the plain C view of the above, built at merge time */
     tsb_policy_t                   policy;
 } ngx_http_tsb_loc_conf_t;
@@ -135,6 +138,9 @@ typedef struct {
 
     /* ngx_http_tsb_proxy.c: set when the request came through tsb_pass */
     void                          *front;
+
+    /* ngx_http_tsb_acme.c: the ACME request, for $tsb_acme_account */
+    void                          *acme;
 } ngx_http_tsb_ctx_t;
 
 

@@ -1,0 +1,3013 @@
+
+/*
+ * Copyright (C) ngx_tsb_module authors
+ *
+ * The ACME server of a tsb_acme location (RFC 8555).  Validation is the
+ * location's policy plus the TSB's approvers: an identifier the policy
+ * allows for the account gets an authorization that is valid from the
+ * start, any other is refused (rejectedIdentifier); finalize runs the CSR
+ * through the same engine and policy as tsb_sign and forwards it to the
+ * TSB's sign API; the order is "processing" until the approvers decide,
+ * and its status comes from the status cache (tsb_cache), where the
+ * issued certificate is checked against what was accepted.
+ *
+ * State lives in a shared memory zone (tsb_acme_zone): nonces (single
+ * use, expiring), orders (expiring), and accounts, which are also written
+ * to a directory in nginx's thread pool and read back at configuration
+ * time, so they outlive restarts.  The code here is glue: every JSON and
+ * JWS byte goes through tsb_jws.c and tsb_acme.c.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <dirent.h>
+
+#include <openssl/rand.h>
+
+#include "ngx_http_tsb_module.h"
+#include "ngx_http_tsb_policy.h"
+#include "ngx_http_tsb_cache.h"
+#include "ngx_http_tsb_store.h"
+#include "ngx_http_tsb_metrics.h"
+#include "ngx_http_tsb_acme.h"
+#include "tsb_jws.h"
+#include "tsb_acme.h"
+
+
+#define NGX_HTTP_TSB_ACME_NONCE_TTL   3600
+#define NGX_HTTP_TSB_ACME_ORDER_TTL   (7 * 86400)
+#define NGX_HTTP_TSB_ACME_RECORD_MAX  16384
+
+
+/* ------------------------------------------------------------- types */
+
+typedef struct {
+    ngx_str_node_t               sn;          /* key: "n:", "a:", "k:", "o:",
+                                                 "f:" and an id */
+    ngx_queue_t                  queue;       /* expiring entries only */
+    time_t                       expires;     /* 0: kept (accounts) */
+    size_t                       vlen;
+    u_char                       data[1];     /* key, then value */
+} ngx_http_tsb_acme_node_t;
+
+
+typedef struct {
+    ngx_rbtree_t                 rbtree;
+    ngx_rbtree_node_t            sentinel;
+    ngx_queue_t                  queue;       /* newest first */
+} ngx_http_tsb_acme_sh_t;
+
+
+typedef struct {
+    ngx_http_tsb_acme_sh_t      *sh;
+    ngx_slab_pool_t             *shpool;
+    ngx_str_t                    accounts;    /* directory, "" for none */
+#if (NGX_THREADS)
+    ngx_thread_pool_t           *thread_pool;
+#endif
+} ngx_http_tsb_acme_zone_t;
+
+
+typedef struct {
+    ngx_str_t                    kid;
+    ngx_str_t                    secret;      /* decoded HMAC key */
+    ngx_str_t                    identity;
+} ngx_http_tsb_acme_eab_t;
+
+
+typedef struct {
+    ngx_shm_zone_t              *zone;
+    ngx_array_t                 *eab;         /* ngx_http_tsb_acme_eab_t */
+    ngx_flag_t                   eab_required;
+    ngx_str_t                    tos;
+} ngx_http_tsb_acme_conf_t;
+
+
+/* one request's ACME state; freed by a pool cleanup */
+typedef struct {
+    ngx_http_tsb_acme_conf_t    *conf;
+    ngx_http_tsb_acme_zone_t    *zone;
+    ngx_str_t                    base;        /* https://host/prefix/ */
+    ngx_str_t                    resource;    /* after the prefix */
+    ngx_str_t                    account_id;
+    ngx_str_t                    binding;     /* $tsb_acme_account */
+    ngx_str_t                    order_id;
+
+    tsb_jws_t                    jws;
+    tsb_acme_account_t           account;
+    tsb_acme_order_t             order;
+    tsb_jwk_t                    key;         /* the account's key */
+
+    unsigned                     have_jws:1;
+    unsigned                     have_account:1;
+    unsigned                     have_order:1;
+    unsigned                     have_key:1;
+    unsigned                     finalizing:1;
+    unsigned                     answered:1;  /* a problem was sent */
+} ngx_http_tsb_acme_req_t;
+
+
+/* the account file written in a thread */
+typedef struct {
+    ngx_pool_t                  *pool;
+    ngx_str_t                    path;        /* NUL-terminated */
+    ngx_str_t                    tmp;
+    ngx_str_t                    data;
+    ngx_err_t                    err;
+    const char                  *failed;
+} ngx_http_tsb_acme_job_t;
+
+
+typedef ngx_int_t (*ngx_http_tsb_acme_op_pt)(ngx_http_request_t *r,
+    ngx_http_tsb_acme_req_t *ar);
+
+
+static ngx_int_t ngx_http_tsb_acme_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+static void ngx_http_tsb_acme_load_accounts(ngx_http_tsb_acme_zone_t *z,
+    ngx_log_t *log);
+static ngx_int_t ngx_http_tsb_acme_kv_get(ngx_http_tsb_acme_zone_t *z,
+    const char *prefix, ngx_str_t *id, ngx_pool_t *pool, ngx_str_t *value);
+static ngx_int_t ngx_http_tsb_acme_kv_set(ngx_http_tsb_acme_zone_t *z,
+    const char *prefix, ngx_str_t *id, u_char *value, size_t len,
+    time_t expires, ngx_uint_t add);
+static ngx_int_t ngx_http_tsb_acme_kv_del(ngx_http_tsb_acme_zone_t *z,
+    const char *prefix, ngx_str_t *id);
+
+static void ngx_http_tsb_acme_body(ngx_http_request_t *r);
+static ngx_int_t ngx_http_tsb_acme_post(ngx_http_request_t *r,
+    ngx_http_tsb_acme_req_t *ar);
+static ngx_int_t ngx_http_tsb_acme_new_account(ngx_http_request_t *r,
+    ngx_http_tsb_acme_req_t *ar);
+static ngx_int_t ngx_http_tsb_acme_account_op(ngx_http_request_t *r,
+    ngx_http_tsb_acme_req_t *ar);
+static ngx_int_t ngx_http_tsb_acme_key_change(ngx_http_request_t *r,
+    ngx_http_tsb_acme_req_t *ar);
+static ngx_int_t ngx_http_tsb_acme_new_order(ngx_http_request_t *r,
+    ngx_http_tsb_acme_req_t *ar);
+static ngx_int_t ngx_http_tsb_acme_order_op(ngx_http_request_t *r,
+    ngx_http_tsb_acme_req_t *ar);
+static ngx_int_t ngx_http_tsb_acme_authz_op(ngx_http_request_t *r,
+    ngx_http_tsb_acme_req_t *ar);
+static ngx_int_t ngx_http_tsb_acme_finalize(ngx_http_request_t *r,
+    ngx_http_tsb_acme_req_t *ar);
+static ngx_int_t ngx_http_tsb_acme_cert(ngx_http_request_t *r,
+    ngx_http_tsb_acme_req_t *ar);
+static ngx_int_t ngx_http_tsb_acme_revoke(ngx_http_request_t *r,
+    ngx_http_tsb_acme_req_t *ar);
+static ngx_int_t ngx_http_tsb_acme_orders_list(ngx_http_request_t *r,
+    ngx_http_tsb_acme_req_t *ar);
+static void ngx_http_tsb_acme_sign_done(ngx_http_tsb_fetch_t *f);
+static ngx_int_t ngx_http_tsb_acme_order_serve(ngx_http_request_t *r,
+    ngx_http_tsb_entry_t *e, ngx_uint_t cache_status, tsb_error_t *err);
+static ngx_int_t ngx_http_tsb_acme_cert_serve(ngx_http_request_t *r,
+    ngx_http_tsb_entry_t *e, ngx_uint_t cache_status, tsb_error_t *err);
+
+static ngx_int_t ngx_http_tsb_acme_problem(ngx_http_request_t *r,
+    ngx_uint_t status, const char *type, const char *detail,
+    tsb_acme_ident_t *ident);
+static ngx_int_t ngx_http_tsb_acme_problem_err(ngx_http_request_t *r,
+    tsb_error_t *err);
+static ngx_int_t ngx_http_tsb_acme_reply(ngx_http_request_t *r,
+    ngx_uint_t status, tsb_buf_t *json, ngx_str_t *location);
+static ngx_int_t ngx_http_tsb_acme_headers(ngx_http_request_t *r,
+    ngx_http_tsb_acme_req_t *ar);
+static ngx_int_t ngx_http_tsb_acme_nonce(ngx_http_request_t *r,
+    ngx_http_tsb_acme_req_t *ar, ngx_str_t *nonce);
+static ngx_int_t ngx_http_tsb_acme_url(ngx_http_request_t *r,
+    ngx_http_tsb_acme_req_t *ar, const char *a, ngx_str_t *id,
+    ngx_str_t *out);
+static ngx_int_t ngx_http_tsb_acme_save_account(ngx_http_request_t *r,
+    ngx_http_tsb_acme_req_t *ar, ngx_str_t *id, tsb_acme_account_t *a);
+static ngx_int_t ngx_http_tsb_acme_save_order(ngx_http_request_t *r,
+    ngx_http_tsb_acme_req_t *ar);
+static ngx_int_t ngx_http_tsb_acme_load_order(ngx_http_request_t *r,
+    ngx_http_tsb_acme_req_t *ar, ngx_str_t *id);
+static ngx_int_t ngx_http_tsb_acme_random_id(ngx_pool_t *pool,
+    ngx_str_t *out);
+static char *ngx_http_tsb_acme_cstr(ngx_pool_t *pool, ngx_str_t *s);
+static ngx_http_tsb_acme_conf_t *ngx_http_tsb_acme_conf(ngx_conf_t *cf,
+    ngx_http_tsb_loc_conf_t *tlcf);
+static void ngx_http_tsb_acme_cleanup(void *data);
+static ngx_int_t ngx_http_tsb_acme_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+#if (NGX_THREADS)
+static void ngx_http_tsb_acme_write(void *data, ngx_log_t *log);
+static void ngx_http_tsb_acme_written(ngx_event_t *ev);
+#endif
+
+
+static ngx_str_t  ngx_http_tsb_acme_type_json =
+    ngx_string("application/json");
+static ngx_str_t  ngx_http_tsb_acme_type_problem =
+    ngx_string("application/problem+json");
+static ngx_str_t  ngx_http_tsb_acme_type_chain =
+    ngx_string("application/pem-certificate-chain");
+
+
+static ngx_http_variable_t  ngx_http_tsb_acme_vars[] = {
+
+    { ngx_string("tsb_acme_account"), NULL, ngx_http_tsb_acme_variable, 0,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+/* --------------------------------------------------- configuration */
+
+static ngx_http_tsb_acme_conf_t *
+ngx_http_tsb_acme_conf(ngx_conf_t *cf, ngx_http_tsb_loc_conf_t *tlcf)
+{
+    ngx_http_tsb_acme_conf_t  *acf;
+
+    if (tlcf->acme) {
+        return tlcf->acme;
+    }
+
+    acf = ngx_pcalloc(cf->pool, sizeof(ngx_http_tsb_acme_conf_t));
+    if (acf == NULL) {
+        return NULL;
+    }
+
+    acf->eab_required = NGX_CONF_UNSET;
+    tlcf->acme = acf;
+
+    return acf;
+}
+
+
+char *
+ngx_http_tsb_acme_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    u_char                    *p;
+    ssize_t                    size;
+    ngx_str_t                 *value, name, s;
+    ngx_uint_t                 i;
+    ngx_path_t                *path;
+    ngx_shm_zone_t            *shm_zone;
+    ngx_http_tsb_acme_zone_t  *z;
+
+    value = cf->args->elts;
+
+    z = ngx_pcalloc(cf->pool, sizeof(ngx_http_tsb_acme_zone_t));
+    if (z == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    p = (u_char *) ngx_strchr(value[1].data, ':');
+
+    if (p == NULL) {
+        return "takes \"name:size\"";
+    }
+
+    name.data = value[1].data;
+    name.len = p - value[1].data;
+
+    s.data = p + 1;
+    s.len = value[1].data + value[1].len - s.data;
+
+    size = ngx_parse_size(&s);
+
+    if (name.len == 0 || size == NGX_ERROR
+        || size < (ssize_t) (8 * ngx_pagesize))
+    {
+        return "takes \"name:size\" with a size of at least 8 pages";
+    }
+
+    for (i = 2; i < cf->args->nelts; i++) {
+        if (ngx_strncmp(value[i].data, "accounts=", 9) == 0
+            && value[i].len > 9)
+        {
+            path = ngx_pcalloc(cf->pool, sizeof(ngx_path_t));
+            if (path == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            path->name.data = value[i].data + 9;
+            path->name.len = value[i].len - 9;
+
+            if (path->name.len > 1
+                && path->name.data[path->name.len - 1] == '/')
+            {
+                path->name.len--;
+            }
+
+            if (ngx_conf_full_name(cf->cycle, &path->name, 0) != NGX_OK) {
+                return NGX_CONF_ERROR;
+            }
+
+            /* nginx creates it at start and gives it to the worker user */
+            path->conf_file = cf->conf_file->file.name.data;
+            path->line = cf->conf_file->line;
+
+            if (ngx_add_path(cf, &path) != NGX_OK) {
+                return NGX_CONF_ERROR;
+            }
+
+            z->accounts = path->name;
+
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid parameter \"%V\"",
+                           &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (z->accounts.len) {
+#if (NGX_THREADS)
+        z->thread_pool = ngx_thread_pool_add(cf, NULL);
+        if (z->thread_pool == NULL) {
+            return NGX_CONF_ERROR;
+        }
+#else
+        return "accounts= needs nginx built with threads: account files "
+               "are written off the event loop";
+#endif
+    }
+
+    shm_zone = ngx_shared_memory_add(cf, &name, size, &ngx_http_tsb_module);
+    if (shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (shm_zone->data) {
+        return "is duplicate";
+    }
+
+    shm_zone->init = ngx_http_tsb_acme_init_zone;
+    shm_zone->data = z;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_tsb_acme_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_tsb_acme_zone_t  *oz = data;
+
+    size_t                     len;
+    ngx_http_tsb_acme_zone_t  *z;
+
+    z = shm_zone->data;
+
+    if (oz) {
+        /* a reload: the accounts, orders and nonces carry on */
+        z->sh = oz->sh;
+        z->shpool = oz->shpool;
+        return NGX_OK;
+    }
+
+    z->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        z->sh = z->shpool->data;
+        return NGX_OK;
+    }
+
+    z->sh = ngx_slab_alloc(z->shpool, sizeof(ngx_http_tsb_acme_sh_t));
+    if (z->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    z->shpool->data = z->sh;
+
+    ngx_rbtree_init(&z->sh->rbtree, &z->sh->sentinel,
+                    ngx_str_rbtree_insert_value);
+    ngx_queue_init(&z->sh->queue);
+
+    len = sizeof(" in tsb_acme_zone \"\"") + shm_zone->shm.name.len;
+
+    z->shpool->log_ctx = ngx_slab_alloc(z->shpool, len);
+    if (z->shpool->log_ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(z->shpool->log_ctx, " in tsb_acme_zone \"%V\"%Z",
+                &shm_zone->shm.name);
+
+    /* we evict and log ourselves */
+    z->shpool->log_nomem = 0;
+
+    if (z->accounts.len) {
+        ngx_http_tsb_acme_load_accounts(z, shm_zone->shm.log);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Reads every account file into a new zone.  Blocking file I/O, but at
+ * config time only (a zone is initialised by the master while it reads
+ * the configuration); at run time accounts are written in a thread.
+ */
+static void
+ngx_http_tsb_acme_load_accounts(ngx_http_tsb_acme_zone_t *z, ngx_log_t *log)
+{
+    DIR                 *dir;
+    FILE                *fp;
+    size_t               n, len;
+    u_char               buf[NGX_HTTP_TSB_ACME_RECORD_MAX];
+    char                 path[NGX_MAX_PATH];
+    ngx_str_t            id;
+    ngx_uint_t           loaded;
+    tsb_jwk_t            key;
+    tsb_error_t          err;
+    struct dirent       *de;
+    tsb_acme_account_t   a;
+    ngx_str_t            thumb;
+
+    dir = opendir((char *) z->accounts.data);
+
+    if (dir == NULL) {
+        ngx_log_error(NGX_LOG_WARN, log, ngx_errno,
+                      "tsb acme: cannot read the accounts directory \"%V\"; "
+                      "it is created on the first account",
+                      &z->accounts);
+        return;
+    }
+
+    loaded = 0;
+
+    while ((de = readdir(dir)) != NULL) {
+        len = ngx_strlen(de->d_name);
+
+        if (len <= 5 || len - 5 > TSB_ACME_MAX_ID
+            || ngx_strcmp(de->d_name + len - 5, ".json") != 0
+            || de->d_name[0] == '.')
+        {
+            continue;
+        }
+
+        if (z->accounts.len + len + 2 > sizeof(path)) {
+            continue;
+        }
+
+        ngx_sprintf((u_char *) path, "%V/%s%Z", &z->accounts, de->d_name);
+
+        fp = fopen(path, "r");
+        if (fp == NULL) {
+            ngx_log_error(NGX_LOG_WARN, log, ngx_errno,
+                          "tsb acme: cannot open \"%s\"", path);
+            continue;
+        }
+
+        n = fread(buf, 1, sizeof(buf), fp);
+        fclose(fp);
+
+        ngx_memzero(&err, sizeof(tsb_error_t));
+
+        if (n == 0 || n == sizeof(buf)
+            || tsb_acme_account_decode(buf, n, &a, &err) != 0)
+        {
+            ngx_log_error(NGX_LOG_WARN, log, 0,
+                          "tsb acme: \"%s\" is not an account record, "
+                          "skipped", path);
+            continue;
+        }
+
+        if (tsb_jwk_parse((u_char *) a.key, ngx_strlen(a.key), &key, &err)
+            != 0)
+        {
+            ngx_log_error(NGX_LOG_WARN, log, 0,
+                          "tsb acme: the key in \"%s\" is not usable: %s",
+                          path, err.detail);
+            tsb_acme_account_free(&a);
+            continue;
+        }
+
+        id.data = (u_char *) de->d_name;
+        id.len = len - 5;
+        thumb.data = (u_char *) key.thumb;
+        thumb.len = TSB_JWK_THUMB_LEN;
+
+        if (ngx_http_tsb_acme_kv_set(z, "a:", &id, buf, n, 0, 0) != NGX_OK
+            || ngx_http_tsb_acme_kv_set(z, "k:", &thumb, id.data, id.len, 0,
+                                        0) != NGX_OK)
+        {
+            ngx_log_error(NGX_LOG_ALERT, log, 0,
+                          "tsb acme: tsb_acme_zone is too small for the "
+                          "accounts in \"%V\"", &z->accounts);
+            tsb_jwk_free(&key);
+            tsb_acme_account_free(&a);
+            break;
+        }
+
+        loaded++;
+        tsb_jwk_free(&key);
+        tsb_acme_account_free(&a);
+    }
+
+    closedir(dir);
+
+    ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                  "tsb acme: %ui accounts loaded from \"%V\"", loaded,
+                  &z->accounts);
+}
+
+
+char *
+ngx_http_tsb_acme(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_tsb_loc_conf_t *tlcf = conf;
+
+    ngx_str_t                 *value;
+    ngx_http_tsb_acme_conf_t  *acf;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler) {
+        return "is duplicate: the location already has a content handler";
+    }
+
+    if (clcf->name.len == 0 || clcf->name.data[clcf->name.len - 1] != '/'
+        || clcf->exact_match
+#if (NGX_PCRE)
+        || clcf->regex
+#endif
+       )
+    {
+        return "needs a prefix location ending in '/', such as "
+               "\"location /acme/\"";
+    }
+
+    acf = ngx_http_tsb_acme_conf(cf, tlcf);
+    if (acf == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    acf->zone = ngx_shared_memory_add(cf, &value[1], 0,
+                                      &ngx_http_tsb_module);
+    if (acf->zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    clcf->handler = ngx_http_tsb_acme_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * "kid secret identity" a line, '#' comments; the secret base64url as
+ * lego, certbot and cert-manager take it.  Read at config time.
+ */
+char *
+ngx_http_tsb_acme_eab_keys(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    FILE                      *fp;
+    char                       line[1024], *f[4], *save;
+    size_t                     i, len;
+    ngx_str_t                 *value, file;
+    ngx_uint_t                 n, lineno;
+    tsb_buf_t                  secret;
+    ngx_http_tsb_acme_eab_t   *k, *all;
+    ngx_http_tsb_acme_conf_t  *acf;
+
+    acf = ngx_http_tsb_acme_conf(cf, conf);
+    if (acf == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (acf->eab) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    file = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &file, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    acf->eab = ngx_array_create(cf->pool, 4, sizeof(ngx_http_tsb_acme_eab_t));
+    if (acf->eab == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    fp = fopen((char *) file.data, "r");
+    if (fp == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "cannot open \"%V\"", &file);
+        return NGX_CONF_ERROR;
+    }
+
+    lineno = 0;
+
+    while (fgets(line, sizeof(line), fp) != NULL) {
+        lineno++;
+
+        if (strchr(line, '#')) {
+            *strchr(line, '#') = '\0';
+        }
+
+        n = 0;
+
+        for (f[n] = strtok_r(line, " \t\r\n", &save); f[n] && n < 3;
+             f[++n] = strtok_r(NULL, " \t\r\n", &save))
+        {
+            /* void */
+        }
+
+        if (n == 0) {
+            continue;
+        }
+
+        if (n != 3 || f[3] != NULL) {
+            fclose(fp);
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\" line %ui: want \"kid secret "
+                               "identity\"", &file, lineno);
+            return NGX_CONF_ERROR;
+        }
+
+        len = ngx_strlen(f[2]);
+
+        for (i = 0; i < len; i++) {
+            if (!(isalnum((unsigned char) f[2][i]) || f[2][i] == '-'
+                  || f[2][i] == '.' || f[2][i] == '_'))
+            {
+                break;
+            }
+        }
+
+        if (i < len || len > 63) {
+            fclose(fp);
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\" line %ui: an identity is up to 63 "
+                               "letters, digits, '-', '.' and '_', as it "
+                               "goes into names", &file, lineno);
+            return NGX_CONF_ERROR;
+        }
+
+        if (tsb_b64url_decode(f[1], ngx_strlen(f[1]), &secret) != 0
+            || secret.len < 16)
+        {
+            tsb_buf_free(&secret);
+            fclose(fp);
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\" line %ui: the secret is not base64url "
+                               "of at least 16 bytes", &file, lineno);
+            return NGX_CONF_ERROR;
+        }
+
+        all = acf->eab->elts;
+
+        for (i = 0; i < acf->eab->nelts; i++) {
+            if (ngx_strcmp(all[i].kid.data, f[0]) == 0) {
+                break;
+            }
+        }
+
+        k = (i < acf->eab->nelts) ? NULL : ngx_array_push(acf->eab);
+
+        if (k == NULL) {
+            tsb_secure_zero(secret.data, secret.len);
+            tsb_buf_free(&secret);
+            fclose(fp);
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\" line %ui: a kid is listed twice",
+                               &file, lineno);
+            return NGX_CONF_ERROR;
+        }
+
+        k->kid.len = ngx_strlen(f[0]);
+        k->kid.data = ngx_pnalloc(cf->pool, k->kid.len + 1);
+        k->identity.len = len;
+        k->identity.data = ngx_pnalloc(cf->pool, len + 1);
+        k->secret.len = secret.len;
+        k->secret.data = ngx_pnalloc(cf->pool, secret.len);
+
+        if (k->identity.data == NULL || k->secret.data == NULL
+            || k->kid.data == NULL)
+        {
+            tsb_buf_free(&secret);
+            fclose(fp);
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memcpy(k->kid.data, f[0], k->kid.len + 1);
+        ngx_cpystrn(k->identity.data, (u_char *) f[2], len + 1);
+        ngx_memcpy(k->secret.data, secret.data, secret.len);
+
+        tsb_secure_zero(secret.data, secret.len);
+        tsb_buf_free(&secret);
+    }
+
+    tsb_secure_zero(line, sizeof(line));
+    fclose(fp);
+
+    if (acf->eab->nelts == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\" has no keys", &file);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_http_tsb_acme_eab_required(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_str_t                 *value;
+    ngx_http_tsb_acme_conf_t  *acf;
+
+    acf = ngx_http_tsb_acme_conf(cf, conf);
+    if (acf == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (acf->eab_required != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "on") == 0) {
+        acf->eab_required = 1;
+
+    } else if (ngx_strcmp(value[1].data, "off") == 0) {
+        acf->eab_required = 0;
+
+    } else {
+        return "takes \"on\" or \"off\"";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_http_tsb_acme_terms(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_str_t                 *value;
+    ngx_http_tsb_acme_conf_t  *acf;
+
+    acf = ngx_http_tsb_acme_conf(cf, conf);
+    if (acf == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (acf->tos.len) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    acf->tos = value[1];
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_http_tsb_acme_merge(ngx_conf_t *cf, ngx_http_tsb_loc_conf_t *conf)
+{
+    ngx_http_tsb_acme_conf_t  *acf;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    acf = conf->acme;
+
+    if (clcf->handler != ngx_http_tsb_acme_handler) {
+        if (acf && acf->zone == NULL) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "tsb_acme_* directives in location \"%V\" "
+                               "without \"tsb_acme\"", &clcf->name);
+            return NGX_CONF_ERROR;
+        }
+
+        return NGX_CONF_OK;
+    }
+
+    if (acf->eab_required == NGX_CONF_UNSET) {
+        acf->eab_required = 0;
+    }
+
+    if (acf->eab_required && acf->eab == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"tsb_acme_eab_required on\" in location \"%V\" "
+                           "needs \"tsb_acme_eab_keys\"", &clcf->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->upstream.url.len == 0 || conf->cache_zone == NULL
+        || conf->sign_key_name.len == 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"tsb_acme\" in location \"%V\" needs "
+                           "\"tsb_upstream\", \"tsb_cache\" (orders follow "
+                           "their sign request through the status cache) "
+                           "and \"tsb_sign_key_name\"", &clcf->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_tsb_policy_algorithms(cf, conf) != NGX_OK
+        || ngx_http_tsb_cache_check_issuers(cf, conf, &clcf->name)
+           != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    /* bodies are read from memory only (see tsb_sign) */
+    if (conf->max_body_size > TSB_JWS_MAX) {
+        conf->max_body_size = TSB_JWS_MAX;
+    }
+
+    if (clcf->client_body_buffer_size < conf->max_body_size) {
+        clcf->client_body_buffer_size = conf->max_body_size;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+ngx_int_t
+ngx_http_tsb_acme_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_tsb_acme_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+/* the identity the account was bound to by its EAB key; else not found */
+static ngx_int_t
+ngx_http_tsb_acme_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_tsb_ctx_t       *ctx;
+    ngx_http_tsb_acme_req_t  *ar;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_tsb_module);
+    ar = ctx ? ctx->acme : NULL;
+
+    if (ar == NULL || ar->binding.len == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->data = ar->binding.data;
+    v->len = ar->binding.len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+/* ------------------------------------------------------------ the zone */
+
+static ngx_http_tsb_acme_node_t *
+ngx_http_tsb_acme_lookup(ngx_http_tsb_acme_zone_t *z, ngx_str_t *key,
+    uint32_t hash)
+{
+    return (ngx_http_tsb_acme_node_t *)
+               ngx_str_rbtree_lookup(&z->sh->rbtree, key, hash);
+}
+
+
+static void
+ngx_http_tsb_acme_remove(ngx_http_tsb_acme_zone_t *z,
+    ngx_http_tsb_acme_node_t *n)
+{
+    if (n->expires) {
+        ngx_queue_remove(&n->queue);
+    }
+
+    ngx_rbtree_delete(&z->sh->rbtree, &n->sn.node);
+    ngx_slab_free_locked(z->shpool, n);
+}
+
+
+static ngx_int_t
+ngx_http_tsb_acme_key(const char *prefix, ngx_str_t *id, u_char *buf,
+    ngx_str_t *key)
+{
+    if (id->len > TSB_ACME_MAX_ID) {
+        return NGX_ERROR;
+    }
+
+    key->data = buf;
+    key->len = ngx_sprintf(buf, "%s%V", prefix, id) - buf;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_tsb_acme_kv_get(ngx_http_tsb_acme_zone_t *z, const char *prefix,
+    ngx_str_t *id, ngx_pool_t *pool, ngx_str_t *value)
+{
+    u_char                    kb[TSB_ACME_MAX_ID + 4];
+    ngx_str_t                 key;
+    ngx_http_tsb_acme_node_t *n;
+
+    if (ngx_http_tsb_acme_key(prefix, id, kb, &key) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    n = ngx_http_tsb_acme_lookup(z, &key, ngx_crc32_short(key.data, key.len));
+
+    if (n && n->expires && n->expires < ngx_time()) {
+        ngx_http_tsb_acme_remove(z, n);
+        n = NULL;
+    }
+
+    if (n == NULL) {
+        ngx_shmtx_unlock(&z->shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    /* NUL-terminated: the codecs take C strings too */
+    value->len = n->vlen;
+    value->data = ngx_pnalloc(pool, n->vlen + 1);
+
+    if (value->data) {
+        ngx_memcpy(value->data, n->data + n->sn.str.len, n->vlen);
+        value->data[n->vlen] = '\0';
+    }
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    return value->data ? NGX_OK : NGX_ERROR;
+}
+
+
+/*
+ * Sets key to value; with add, only when there is no live entry (then
+ * NGX_DECLINED).  Expiring entries are evicted, oldest first, to make
+ * room; accounts (expires 0) never are.
+ */
+static ngx_int_t
+ngx_http_tsb_acme_kv_set(ngx_http_tsb_acme_zone_t *z, const char *prefix,
+    ngx_str_t *id, u_char *value, size_t len, time_t expires,
+    ngx_uint_t add)
+{
+    size_t                     size;
+    u_char                     kb[TSB_ACME_MAX_ID + 4];
+    uint32_t                   hash;
+    ngx_str_t                  key;
+    ngx_uint_t                 i;
+    ngx_queue_t               *q;
+    ngx_http_tsb_acme_node_t  *n, *old;
+
+    if (ngx_http_tsb_acme_key(prefix, id, kb, &key) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    hash = ngx_crc32_short(key.data, key.len);
+    size = offsetof(ngx_http_tsb_acme_node_t, data) + key.len + len;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    /* a few expired ones go on every write */
+    for (i = 0; i < 2 && !ngx_queue_empty(&z->sh->queue); i++) {
+        q = ngx_queue_last(&z->sh->queue);
+        n = ngx_queue_data(q, ngx_http_tsb_acme_node_t, queue);
+
+        if (n->expires >= ngx_time()) {
+            break;
+        }
+
+        ngx_http_tsb_acme_remove(z, n);
+    }
+
+    old = ngx_http_tsb_acme_lookup(z, &key, hash);
+
+    if (old && old->expires && old->expires < ngx_time()) {
+        ngx_http_tsb_acme_remove(z, old);
+        old = NULL;
+    }
+
+    if (old && add) {
+        ngx_shmtx_unlock(&z->shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    n = ngx_slab_alloc_locked(z->shpool, size);
+
+    for (i = 0; n == NULL && i < 64 && !ngx_queue_empty(&z->sh->queue);
+         i++)
+    {
+        q = ngx_queue_last(&z->sh->queue);
+        ngx_http_tsb_acme_remove(z, ngx_queue_data(q,
+                                     ngx_http_tsb_acme_node_t, queue));
+
+        if (old && q == &old->queue) {
+            old = NULL;
+        }
+
+        n = ngx_slab_alloc_locked(z->shpool, size);
+    }
+
+    if (n == NULL) {
+        ngx_shmtx_unlock(&z->shpool->mutex);
+        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                      "tsb acme: tsb_acme_zone is full of accounts");
+        return NGX_ERROR;
+    }
+
+    if (old) {
+        ngx_http_tsb_acme_remove(z, old);
+    }
+
+    ngx_memcpy(n->data, key.data, key.len);
+    ngx_http_tsb_cpymem(n->data + key.len, value, len);
+
+    n->sn.node.key = hash;
+    n->sn.str.data = n->data;
+    n->sn.str.len = key.len;
+    n->vlen = len;
+    n->expires = expires;
+
+    ngx_rbtree_insert(&z->sh->rbtree, &n->sn.node);
+
+    if (expires) {
+        ngx_queue_insert_head(&z->sh->queue, &n->queue);
+    }
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_tsb_acme_kv_del(ngx_http_tsb_acme_zone_t *z, const char *prefix,
+    ngx_str_t *id)
+{
+    u_char                     kb[TSB_ACME_MAX_ID + 4];
+    ngx_int_t                  rc;
+    ngx_str_t                  key;
+    ngx_http_tsb_acme_node_t  *n;
+
+    if (ngx_http_tsb_acme_key(prefix, id, kb, &key) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    n = ngx_http_tsb_acme_lookup(z, &key, ngx_crc32_short(key.data, key.len));
+
+    rc = NGX_DECLINED;
+
+    if (n) {
+        if (n->expires == 0 || n->expires >= ngx_time()) {
+            rc = NGX_OK;
+        }
+
+        ngx_http_tsb_acme_remove(z, n);
+    }
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    return rc;
+}
+
+
+/* ---------------------------------------------------------- answers */
+
+static ngx_int_t
+ngx_http_tsb_acme_nonce(ngx_http_request_t *r, ngx_http_tsb_acme_req_t *ar,
+    ngx_str_t *nonce)
+{
+    u_char     raw[16];
+    tsb_buf_t  b;
+
+    if (RAND_bytes(raw, sizeof(raw)) != 1
+        || tsb_b64url_encode(raw, sizeof(raw), &b) != 0)
+    {
+        return NGX_ERROR;
+    }
+
+    nonce->len = b.len;
+    nonce->data = ngx_pnalloc(r->pool, b.len);
+
+    if (nonce->data == NULL) {
+        tsb_buf_free(&b);
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(nonce->data, b.data, b.len);
+    tsb_buf_free(&b);
+
+    return ngx_http_tsb_acme_kv_set(ar->zone, "n:", nonce, (u_char *) "", 0,
+                                    ngx_time() + NGX_HTTP_TSB_ACME_NONCE_TTL,
+                                    0);
+}
+
+
+/* Replay-Nonce, Link to the directory, no caching: on every answer */
+static ngx_int_t
+ngx_http_tsb_acme_headers(ngx_http_request_t *r, ngx_http_tsb_acme_req_t *ar)
+{
+    ngx_str_t  nonce, link, v;
+
+    if (ngx_http_tsb_acme_nonce(r, ar, &nonce) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    link.len = ar->base.len + sizeof("<directory>;rel=\"index\"") - 1;
+    link.data = ngx_pnalloc(r->pool, link.len);
+    if (link.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(link.data, "<%Vdirectory>;rel=\"index\"", &ar->base);
+
+    ngx_str_set(&v, "no-store");
+
+    if (ngx_http_tsb_add_header(r, "Replay-Nonce", &nonce) != NGX_OK
+        || ngx_http_tsb_add_header(r, "Link", &link) != NGX_OK
+        || ngx_http_tsb_add_header(r, "Cache-Control", &v) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_tsb_acme_problem(ngx_http_request_t *r, ngx_uint_t status,
+    const char *type, const char *detail, tsb_acme_ident_t *ident)
+{
+    u_char                   *p;
+    ngx_int_t                 rc;
+    tsb_buf_t                 out;
+    ngx_http_tsb_ctx_t       *ctx;
+    ngx_http_tsb_acme_req_t  *ar;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_tsb_module);
+    ar = ctx ? ctx->acme : NULL;
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "tsb acme: %s: %s", type, detail);
+
+    p = ngx_pnalloc(r->pool, sizeof("acme.") + ngx_strlen(type));
+    if (p != NULL) {
+        ngx_sprintf(p, "acme.%s%Z", type);
+        ngx_http_tsb_metrics_refusal((char *) p);
+
+        if (ctx) {
+            ctx->reason = (char *) p;
+        }
+    }
+
+    if (ar && ngx_http_tsb_acme_headers(r, ar) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (tsb_acme_problem_build(type, detail, (int) status, ident, &out)
+        != 0)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_tsb_send(r, status, &ngx_http_tsb_acme_type_problem,
+                           out.data, out.len);
+    tsb_buf_free(&out);
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_tsb_acme_problem_err(ngx_http_request_t *r, tsb_error_t *err)
+{
+    return ngx_http_tsb_acme_problem(r, err->status ? err->status : 400,
+                                     err->reason ? err->reason : "malformed",
+                                     err->detail, NULL);
+}
+
+
+static ngx_int_t
+ngx_http_tsb_acme_reply(ngx_http_request_t *r, ngx_uint_t status,
+    tsb_buf_t *json, ngx_str_t *location)
+{
+    ngx_int_t                 rc;
+    ngx_http_tsb_ctx_t       *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_tsb_module);
+
+    if (ngx_http_tsb_acme_headers(r, ctx->acme) != NGX_OK
+        || (location
+            && ngx_http_tsb_add_header(r, "Location", location) != NGX_OK))
+    {
+        tsb_buf_free(json);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_tsb_send(r, status, &ngx_http_tsb_acme_type_json,
+                           json->data, json->len);
+    tsb_buf_free(json);
+
+    return rc;
+}
+
+
+/* base + a + id, e.g. https://host/acme/order/<id> */
+static ngx_int_t
+ngx_http_tsb_acme_url(ngx_http_request_t *r, ngx_http_tsb_acme_req_t *ar,
+    const char *a, ngx_str_t *id, ngx_str_t *out)
+{
+    size_t  len;
+
+    len = ngx_strlen(a);
+
+    out->len = ar->base.len + len + (id ? id->len : 0);
+    out->data = ngx_pnalloc(r->pool, out->len + 1);
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (id) {
+        ngx_sprintf(out->data, "%V%s%V%Z", &ar->base, a, id);
+
+    } else {
+        ngx_sprintf(out->data, "%V%s%Z", &ar->base, a);
+    }
+
+    return NGX_OK;
+}
+
+
+static char *
+ngx_http_tsb_acme_cstr(ngx_pool_t *pool, ngx_str_t *s)
+{
+    u_char  *p;
+
+    p = ngx_pnalloc(pool, s->len + 1);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    ngx_http_tsb_cpymem(p, s->data, s->len);
+    p[s->len] = '\0';
+
+    return (char *) p;
+}
+
+
+/* ---------------------------------------------------------- handler */
+
+ngx_int_t
+ngx_http_tsb_acme_handler(ngx_http_request_t *r)
+{
+    u_char                    *p;
+    size_t                     hlen;
+    ngx_int_t                  rc;
+    ngx_str_t                  host;
+    tsb_buf_t                  out;
+    ngx_pool_cleanup_t        *cln;
+    ngx_http_tsb_ctx_t        *ctx;
+    ngx_http_tsb_acme_req_t   *ar;
+    ngx_http_tsb_loc_conf_t   *tlcf;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tsb_module);
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    ctx = ngx_http_tsb_get_ctx(r);
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->handler = NGX_HTTP_TSB_H_OTHER;
+
+    ar = ngx_pcalloc(r->pool, sizeof(ngx_http_tsb_acme_req_t));
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+
+    if (ar == NULL || cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_tsb_acme_cleanup;
+    cln->data = ar;
+
+    ar->conf = tlcf->acme;
+    ar->zone = ar->conf->zone->data;
+
+    /*
+     * URLs are absolute (RFC 8555 section 7.1): the scheme and Host the
+     * client used, then the location's prefix.
+     */
+    if (r->headers_in.host) {
+        host = r->headers_in.host->value;
+
+    } else {
+        host = r->headers_in.server;
+    }
+
+    hlen = sizeof("https://") - 1 + host.len + clcf->name.len;
+    ar->base.data = ngx_pnalloc(r->pool, hlen);
+    if (ar->base.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_cpymem(ar->base.data,
+#if (NGX_HTTP_SSL)
+                   r->connection->ssl ? "https://" :
+#endif
+                   "http://",
+#if (NGX_HTTP_SSL)
+                   r->connection->ssl ? sizeof("https://") - 1 :
+#endif
+                   sizeof("http://") - 1);
+    p = ngx_cpymem(p, host.data, host.len);
+    p = ngx_cpymem(p, clcf->name.data, clcf->name.len);
+    ar->base.len = p - ar->base.data;
+
+    ctx->acme = ar;
+
+    ar->resource.data = r->uri.data + clcf->name.len;
+    ar->resource.len = r->uri.len - clcf->name.len;
+
+    if (r->uri.len < clcf->name.len) {
+        ar->resource.len = 0;
+    }
+
+    if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
+
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        if (ar->resource.len == 9
+            && ngx_strncmp(ar->resource.data, "directory", 9) == 0)
+        {
+            if (tsb_acme_directory_build(
+                    (char *) ngx_http_tsb_acme_cstr(r->pool, &ar->base),
+                    ar->conf->tos.len ? (char *) ar->conf->tos.data : NULL,
+                    (int) ar->conf->eab_required, &out)
+                != 0)
+            {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            /* the directory needs no nonce; clients fetch one apart */
+            rc = ngx_http_tsb_send(r, NGX_HTTP_OK,
+                                   &ngx_http_tsb_acme_type_json, out.data,
+                                   out.len);
+            tsb_buf_free(&out);
+            return rc;
+        }
+
+        if (ar->resource.len == 9
+            && ngx_strncmp(ar->resource.data, "new-nonce", 9) == 0)
+        {
+            if (ngx_http_tsb_acme_headers(r, ar) != NGX_OK) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            /* RFC 8555 section 7.2: 200 for HEAD, 204 for GET */
+            r->headers_out.status = (r->method & NGX_HTTP_HEAD)
+                                    ? NGX_HTTP_OK : NGX_HTTP_NO_CONTENT;
+            r->headers_out.content_length_n = 0;
+            r->header_only = 1;
+
+            return ngx_http_send_header(r);
+        }
+
+        return ngx_http_tsb_acme_problem(r, NGX_HTTP_NOT_ALLOWED, "malformed",
+                   "ACME resources other than the directory and newNonce "
+                   "are fetched with POST-as-GET (RFC 8555 section 6.3)",
+                   NULL);
+    }
+
+    if (!(r->method & NGX_HTTP_POST)
+        || r->headers_in.content_type == NULL
+        || r->headers_in.content_type->value.len < 20
+        || ngx_strncasecmp(r->headers_in.content_type->value.data,
+                           (u_char *) "application/jose+json", 21) != 0
+        || r->headers_in.content_length_n > (off_t) tlcf->max_body_size)
+    {
+        /* a body left unread would be taken for the next request */
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
+    if (!(r->method & NGX_HTTP_POST)) {
+        return ngx_http_tsb_acme_problem(r, NGX_HTTP_NOT_ALLOWED, "malformed",
+                                         "use GET, HEAD or POST", NULL);
+    }
+
+    if (r->headers_in.content_type == NULL
+        || r->headers_in.content_type->value.len < 20
+        || ngx_strncasecmp(r->headers_in.content_type->value.data,
+                           (u_char *) "application/jose+json", 21) != 0)
+    {
+        return ngx_http_tsb_acme_problem(r, NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                   "malformed", "send the JWS as application/jose+json",
+                   NULL);
+    }
+
+    if (r->headers_in.content_length_n > (off_t) tlcf->max_body_size) {
+        return ngx_http_tsb_acme_problem(r,
+                   NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, "malformed",
+                   "the JWS is larger than tsb_max_body_size", NULL);
+    }
+
+    r->request_body_in_single_buf = 1;
+
+    rc = ngx_http_read_client_request_body(r, ngx_http_tsb_acme_body);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_tsb_acme_body(ngx_http_request_t *r)
+{
+    ngx_int_t            rc;
+    ngx_http_tsb_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_tsb_module);
+
+    rc = ngx_http_tsb_acme_post(r, ctx->acme);
+
+    /* NGX_DONE: waiting for the TSB or the cache; drops the body's ref */
+    ngx_http_finalize_request(r, rc);
+}
+
+
+static const struct {
+    const char               *name;
+    size_t                    len;
+    ngx_uint_t                prefix;       /* an id follows */
+    ngx_uint_t                jwk;          /* signed with a jwk */
+    ngx_http_tsb_acme_op_pt   op;
+} ngx_http_tsb_acme_ops[] = {
+    { "new-account", 11, 0, 1, ngx_http_tsb_acme_new_account },
+    { "revoke-cert", 11, 0, 2, ngx_http_tsb_acme_revoke },
+    { "new-order", 9, 0, 0, ngx_http_tsb_acme_new_order },
+    { "key-change", 10, 0, 0, ngx_http_tsb_acme_key_change },
+    { "acct/", 5, 1, 0, ngx_http_tsb_acme_account_op },
+    { "orders/", 7, 1, 0, ngx_http_tsb_acme_orders_list },
+    { "order/", 6, 1, 0, ngx_http_tsb_acme_order_op },
+    { "authz/", 6, 1, 0, ngx_http_tsb_acme_authz_op },
+    { "chall/", 6, 1, 0, ngx_http_tsb_acme_authz_op },
+    { "finalize/", 9, 1, 0, ngx_http_tsb_acme_finalize },
+    { "cert/", 5, 1, 0, ngx_http_tsb_acme_cert },
+    { NULL, 0, 0, 0, NULL }
+};
+
+
+static ngx_int_t
+ngx_http_tsb_acme_post(ngx_http_request_t *r, ngx_http_tsb_acme_req_t *ar)
+{
+    u_char       *url;
+    ngx_int_t     rc;
+    ngx_str_t     body, nonce, kid, value;
+    ngx_uint_t    i;
+    tsb_error_t   err;
+
+    if (ngx_http_tsb_body(r, &body) != NGX_OK || body.len == 0) {
+        return ngx_http_tsb_acme_problem(r, NGX_HTTP_BAD_REQUEST, "malformed",
+                   "the body is empty or larger than tsb_max_body_size",
+                   NULL);
+    }
+
+    for (i = 0; ngx_http_tsb_acme_ops[i].name; i++) {
+        if (ngx_http_tsb_acme_ops[i].prefix
+            ? (ar->resource.len > ngx_http_tsb_acme_ops[i].len
+               && ngx_strncmp(ar->resource.data,
+                              ngx_http_tsb_acme_ops[i].name,
+                              ngx_http_tsb_acme_ops[i].len) == 0)
+            : (ar->resource.len == ngx_http_tsb_acme_ops[i].len
+               && ngx_strncmp(ar->resource.data,
+                              ngx_http_tsb_acme_ops[i].name,
+                              ngx_http_tsb_acme_ops[i].len) == 0))
+        {
+            break;
+        }
+    }
+
+    if (ngx_http_tsb_acme_ops[i].name == NULL) {
+        return ngx_http_tsb_acme_problem(r, NGX_HTTP_NOT_FOUND, "malformed",
+                   "there is no such ACME resource", NULL);
+    }
+
+    ngx_memzero(&err, sizeof(tsb_error_t));
+
+    if (tsb_jws_parse(body.data, body.len, TSB_JWS_ACME, &ar->jws, &err)
+        != 0)
+    {
+        return ngx_http_tsb_acme_problem_err(r, &err);
+    }
+
+    ar->have_jws = 1;
+
+    /* the nonce is spent whatever comes next (RFC 8555 section 6.5) */
+
+    nonce.data = (u_char *) ar->jws.nonce;
+    nonce.len = ngx_strlen(ar->jws.nonce);
+
+    if (ngx_http_tsb_acme_kv_del(ar->zone, "n:", &nonce) != NGX_OK) {
+        return ngx_http_tsb_acme_problem(r, NGX_HTTP_BAD_REQUEST, "badNonce",
+                   "the nonce is unknown, used or expired: retry with the "
+                   "one in this answer's Replay-Nonce", NULL);
+    }
+
+    /* the "url" is the one this request went to (section 6.4) */
+
+    url = (u_char *) ar->jws.url;
+
+    if (ngx_strlen(url) != ar->base.len + ar->resource.len
+        || ngx_strncmp(url, ar->base.data, ar->base.len) != 0
+        || ngx_strncmp(url + ar->base.len, ar->resource.data,
+                       ar->resource.len) != 0)
+    {
+        return ngx_http_tsb_acme_problem(r, NGX_HTTP_UNAUTHORIZED,
+                   "unauthorized", "the JWS \"url\" is not the URL this "
+                   "request was sent to", NULL);
+    }
+
+    if (ngx_http_tsb_acme_ops[i].jwk == 1 && !ar->jws.has_jwk) {
+        return ngx_http_tsb_acme_problem(r, NGX_HTTP_BAD_REQUEST, "malformed",
+                   "newAccount is signed with the account key as \"jwk\"",
+                   NULL);
+    }
+
+    if (ngx_http_tsb_acme_ops[i].jwk == 0 && ar->jws.has_jwk) {
+        return ngx_http_tsb_acme_problem(r, NGX_HTTP_BAD_REQUEST, "malformed",
+                   "this request is signed with the account's \"kid\"",
+                   NULL);
+    }
+
+    if (ar->jws.has_jwk) {
+        if (tsb_jws_verify(&ar->jws, NULL, &err) != 0) {
+            return ngx_http_tsb_acme_problem_err(r, &err);
+        }
+
+        return ngx_http_tsb_acme_ops[i].op(r, ar);
+    }
+
+    /* a kid is the account's URL: acct/<id> below this directory */
+
+    kid.data = (u_char *) ar->jws.kid;
+    kid.len = ngx_strlen(ar->jws.kid);
+
+    if (kid.len <= ar->base.len + 5
+        || ngx_strncmp(kid.data, ar->base.data, ar->base.len) != 0
+        || ngx_strncmp(kid.data + ar->base.len, "acct/", 5) != 0)
+    {
+        return ngx_http_tsb_acme_problem(r, NGX_HTTP_BAD_REQUEST,
+                   "accountDoesNotExist", "the \"kid\" is not an account "
+                   "URL of this directory", NULL);
+    }
+
+    ar->account_id.data = kid.data + ar->base.len + 5;
+    ar->account_id.len = kid.len - ar->base.len - 5;
+
+    rc = ngx_http_tsb_acme_kv_get(ar->zone, "a:", &ar->account_id, r->pool,
+                                  &value);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_tsb_acme_problem(r, NGX_HTTP_BAD_REQUEST,
+                   "accountDoesNotExist", "there is no such account", NULL);
+    }
+
+    if (tsb_acme_account_decode(value.data, value.len, &ar->account, &err)
+        != 0)
+    {
+        return ngx_http_tsb_acme_problem_err(r, &err);
+    }
+
+    ar->have_account = 1;
+
+    if (tsb_jwk_parse((u_char *) ar->account.key,
+                      ngx_strlen(ar->account.key), &ar->key, &err) != 0)
+    {
+        return ngx_http_tsb_acme_problem_err(r, &err);
+    }
+
+    ar->have_key = 1;
+
+    if (tsb_jws_verify(&ar->jws, &ar->key, &err) != 0) {
+        return ngx_http_tsb_acme_problem_err(r, &err);
+    }
+
+    if (ar->account.status != TSB_ACME_VALID) {
+        return ngx_http_tsb_acme_problem(r, NGX_HTTP_UNAUTHORIZED,
+                   "unauthorized", "the account is deactivated", NULL);
+    }
+
+    if (ar->account.binding) {
+        ar->binding.data = (u_char *) ar->account.binding;
+        ar->binding.len = ngx_strlen(ar->account.binding);
+    }
+
+    return ngx_http_tsb_acme_ops[i].op(r, ar);
+}
+
+
+/* -------------------------------------------------------- accounts */
+
+static ngx_int_t
+ngx_http_tsb_acme_account_answer(ngx_http_request_t *r,
+    ngx_http_tsb_acme_req_t *ar, ngx_uint_t status, ngx_str_t *id,
+    tsb_acme_account_t *a)
+{
+    ngx_str_t  location;
+    tsb_buf_t  out;
+
+    if (ngx_http_tsb_acme_url(r, ar, "acct/", id, &location) != NGX_OK
+        || tsb_acme_account_build(a, ngx_http_tsb_acme_cstr(r->pool,
+                                                             &ar->base),
+                                  ngx_http_tsb_acme_cstr(r->pool, id), &out)
+           != 0)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_tsb_acme_reply(r, status, &out, &location);
+}
+
+
+static ngx_int_t
+ngx_http_tsb_acme_new_account(ngx_http_request_t *r,
+    ngx_http_tsb_acme_req_t *ar)
+{
+    u_char                    detail[TSB_DETAIL_MAX];
+    size_t                    i;
+    ngx_int_t                 rc;
+    ngx_str_t                 thumb, id, value, eab_url;
+    tsb_jwk_t                 bound;
+    tsb_error_t               err;
+    tsb_acme_account_t        a;
+    ngx_http_tsb_acme_eab_t  *k;
+    tsb_acme_account_req_t    req;
+
+    ngx_memzero(&err, sizeof(tsb_error_t));
+
+    if (tsb_acme_account_req_parse(ar->jws.payload.data, ar->jws.payload.len,
+                                   TSB_ACME_NEW_ACCOUNT, &req, &err)
+        != 0)
+    {
+        return ngx_http_tsb_acme_problem_err(r, &err);
+    }
+
+    thumb.data = (u_char *) ar->jws.jwk.thumb;
+    thumb.len = TSB_JWK_THUMB_LEN;
+
+    /* an existing account for this key: 200 and its URL (7.3.1) */
+
+    rc = ngx_http_tsb_acme_kv_get(ar->zone, "k:", &thumb, r->pool, &id);
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_tsb_acme_kv_get(ar->zone, "a:", &id, r->pool, &value);
+
+        if (rc == NGX_OK
+            && tsb_acme_account_decode(value.data, value.len, &a, &err) == 0)
+        {
+            tsb_acme_account_req_free(&req);
+            rc = ngx_http_tsb_acme_account_answer(r, ar, NGX_HTTP_OK, &id,
+                                                  &a);
+            tsb_acme_account_free(&a);
+            return rc;
+        }
+
+        tsb_acme_account_req_free(&req);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (req.only_existing) {
+        tsb_acme_account_req_free(&req);
+        return ngx_http_tsb_acme_problem(r, NGX_HTTP_BAD_REQUEST,
+                   "accountDoesNotExist", "there is no account for this key",
+                   NULL);
+    }
+
+    if (ar->conf->tos.len && req.tos_agreed != 1) {
+        tsb_acme_account_req_free(&req);
+        return ngx_http_tsb_acme_problem(r, NGX_HTTP_FORBIDDEN,
+                   "userActionRequired", "agree to the terms of service "
+                   "(termsOfServiceAgreed) to create an account", NULL);
+    }
+
+    ngx_memzero(&a, sizeof(tsb_acme_account_t));
+
+    if (!req.has_eab && ar->conf->eab_required) {
+        tsb_acme_account_req_free(&req);
+        return ngx_http_tsb_acme_problem(r, NGX_HTTP_UNAUTHORIZED,
+                   "externalAccountRequired", "this CA needs an external "
+                   "account binding: ask the PKI team for a key id and "
+                   "HMAC key", NULL);
+    }
+
+    if (req.has_eab) {
+        if (ar->conf->eab == NULL) {
+            tsb_acme_account_req_free(&req);
+            return ngx_http_tsb_acme_problem(r, NGX_HTTP_BAD_REQUEST,
+                       "malformed", "this CA takes no external account "
+                       "binding", NULL);
+        }
+
+        k = ar->conf->eab->elts;
+
+        for (i = 0; i < ar->conf->eab->nelts; i++) {
+            if (ngx_strcmp(k[i].kid.data, req.eab.kid) == 0) {
+                break;
+            }
+        }
+
+        eab_url.data = (u_char *) req.eab.url;
+        eab_url.len = ngx_strlen(req.eab.url);
+
+        if (i == ar->conf->eab->nelts
+            || eab_url.len != ar->base.len + ar->resource.len
+            || ngx_strncmp(eab_url.data, ar->base.data, ar->base.len) != 0
+            || tsb_jws_verify_hmac(&req.eab, k[i].secret.data,
+                                   k[i].secret.len, &err) != 0)
+        {
+            tsb_acme_account_req_free(&req);
+            ngx_http_tsb_audit(r, NULL, 0, NGX_HTTP_UNAUTHORIZED,
+                               "acme.unauthorized",
+                               "an external account binding did not verify",
+                               NULL);
+            return ngx_http_tsb_acme_problem(r, NGX_HTTP_UNAUTHORIZED,
+                       "unauthorized", "the external account binding does "
+                       "not verify: unknown key id, another URL, or another "
+                       "HMAC key", NULL);
+        }
+
+        /* it binds this very key (section 7.3.4) */
+        if (tsb_jwk_parse(req.eab.payload.data, req.eab.payload.len, &bound,
+                          &err) != 0
+            || ngx_strcmp(bound.thumb, ar->jws.jwk.thumb) != 0)
+        {
+            if (bound.pkey) {
+                tsb_jwk_free(&bound);
+            }
+
+            tsb_acme_account_req_free(&req);
+            return ngx_http_tsb_acme_problem(r, NGX_HTTP_BAD_REQUEST,
+                       "malformed", "the external account binding's payload "
+                       "is not the account key", NULL);
+        }
+
+        tsb_jwk_free(&bound);
+
+        a.binding = ngx_http_tsb_acme_cstr(r->pool, &k[i].identity);
+    }
+
+    a.key = (char *) ar->jws.jwk.canon.data;
+    a.status = TSB_ACME_VALID;
+    a.n_contact = req.n_contact;
+    a.created = ngx_time();
+
+    for (i = 0; i < req.n_contact; i++) {
+        a.contact[i] = req.contact[i];
+    }
+
+    /* the account id is the key's thumbprint when it was created */
+    id = thumb;
+
+    rc = ngx_http_tsb_acme_save_account(r, ar, &id, &a);
+
+    if (rc == NGX_OK) {
+        (void) ngx_http_tsb_acme_kv_set(ar->zone, "k:", &thumb, id.data,
+                                        id.len, 0, 0);
+
+        ngx_snprintf(detail, sizeof(detail), "account %V created%s%s%Z", &id,
+                     a.binding ? " bound to " : "",
+                     a.binding ? a.binding : "");
+
+        ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0, "tsb acme: %s",
+                      detail);
+        ngx_http_tsb_audit(r, NULL, 1, NGX_HTTP_CREATED, "acme.new_account",
+                           (char *) detail, NULL);
+
+        rc = ngx_http_tsb_acme_account_answer(r, ar, NGX_HTTP_CREATED, &id,
+                                              &a);
+
+    } else {
+        rc = ngx_http_tsb_acme_problem(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                   "serverInternal", "the account could not be kept", NULL);
+    }
+
+    tsb_acme_account_req_free(&req);
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_tsb_acme_account_op(ngx_http_request_t *r,
+    ngx_http_tsb_acme_req_t *ar)
+{
+    size_t                   i;
+    ngx_int_t                rc;
+    ngx_str_t                id;
+    tsb_error_t              err;
+    tsb_acme_account_req_t   req;
+
+    id.data = ar->resource.data + 5;
+    id.len = ar->resource.len - 5;
+
+    if (id.len != ar->account_id.len
+        || ngx_strncmp(id.data, ar->account_id.data, id.len) != 0)
+    {
+        return ngx_http_tsb_acme_problem(r, NGX_HTTP_FORBIDDEN,
+                   "unauthorized", "this is not the signer's account",
+                   NULL);
+    }
+
+    /* POST-as-GET */
+    if (ar->jws.payload.len == 0) {
+        return ngx_http_tsb_acme_account_answer(r, ar, NGX_HTTP_OK, &id,
+                                                &ar->account);
+    }
+
+    ngx_memzero(&err, sizeof(tsb_error_t));
+
+    if (tsb_acme_account_req_parse(ar->jws.payload.data, ar->jws.payload.len,
+                                   TSB_ACME_UPDATE, &req, &err)
+        != 0)
+    {
+        return ngx_http_tsb_acme_problem_err(r, &err);
+    }
+
+    if (req.contact_present) {
+        for (i = 0; i < ar->account.n_contact; i++) {
+            free(ar->account.contact[i]);
+        }
+
+        for (i = 0; i < req.n_contact; i++) {
+            ar->account.contact[i] = req.contact[i];
+            req.contact[i] = NULL;
+        }
+
+        ar->account.n_contact = req.n_contact;
+        req.n_contact = 0;
+    }
+
+    if (req.deactivate) {
+        ar->account.status = TSB_ACME_DEACTIVATED;
+    }
+
+    tsb_acme_account_req_free(&req);
+
+    if (ngx_http_tsb_acme_save_account(r, ar, &id, &ar->account) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ar->account.status == TSB_ACME_DEACTIVATED) {
+        ngx_http_tsb_audit(r, NULL, 1, NGX_HTTP_OK, "acme.deactivated",
+                           "account deactivated", NULL);
+    }
+
+    rc = ngx_http_tsb_acme_account_answer(r, ar, NGX_HTTP_OK, &id,
+                                          &ar->account);
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_tsb_acme_key_change(ngx_http_request_t *r,
+    ngx_http_tsb_acme_req_t *ar)
+{
+    char         *account, *kid_url;
+    ngx_int_t     rc;
+    ngx_str_t     thumb, old_thumb, other, acct_url;
+    tsb_jws_t     inner;
+    tsb_jwk_t     old_key;
+    tsb_error_t   err;
+
+    ngx_memzero(&err, sizeof(tsb_error_t));
+
+    if (tsb_jws_parse(ar->jws.payload.data, ar->jws.payload.len,
+                      TSB_JWS_INNER, &inner, &err) != 0)
+    {
+        return ngx_http_tsb_acme_problem_err(r, &err);
+    }
+
+    if (ngx_strcmp(inner.url, ar->jws.url) != 0
+        || tsb_jws_verify(&inner, NULL, &err) != 0)
+    {
+        tsb_jws_free(&inner);
+        return ngx_http_tsb_acme_problem(r, NGX_HTTP_UNAUTHORIZED,
+                   "unauthorized", "the inner JWS is not signed by its "
+                   "\"jwk\" for this URL", NULL);
+    }
+
+    if (tsb_acme_key_change_parse(inner.payload.data, inner.payload.len,
+                                  &account, &old_key, &err) != 0)
+    {
+        tsb_jws_free(&inner);
+        return ngx_http_tsb_acme_problem_err(r, &err);
+    }
+
+    kid_url = ar->jws.kid;
+
+    if (ngx_strcmp(account, kid_url) != 0
+        || ngx_strcmp(old_key.thumb, ar->key.thumb) != 0)
+    {
+        free(account);
+        tsb_jwk_free(&old_key);
+        tsb_jws_free(&inner);
+        return ngx_http_tsb_acme_problem(r, NGX_HTTP_UNAUTHORIZED,
+                   "unauthorized", "\"account\" and \"oldKey\" are not the "
+                   "signer's account and current key", NULL);
+    }
+
+    free(account);
+    tsb_jwk_free(&old_key);
+
+    thumb.data = (u_char *) inner.jwk.thumb;
+    thumb.len = TSB_JWK_THUMB_LEN;
+
+    rc = ngx_http_tsb_acme_kv_get(ar->zone, "k:", &thumb, r->pool, &other);
+
+    if (rc == NGX_OK) {
+        tsb_jws_free(&inner);
+
+        if (ngx_http_tsb_acme_url(r, ar, "acct/", &other, &acct_url)
+            == NGX_OK)
+        {
+            (void) ngx_http_tsb_add_header(r, "Location", &acct_url);
+        }
+
+        return ngx_http_tsb_acme_problem(r, NGX_HTTP_CONFLICT,
+                   "malformed", "the new key belongs to an account already",
+                   NULL);
+    }
+
+    free(ar->account.key);
+    ar->account.key = strdup((char *) inner.jwk.canon.data);
+
+    old_thumb.data = (u_char *) ar->key.thumb;
+    old_thumb.len = TSB_JWK_THUMB_LEN;
+
+    if (ar->account.key == NULL
+        || ngx_http_tsb_acme_save_account(r, ar, &ar->account_id,
+                                          &ar->account) != NGX_OK
+        || ngx_http_tsb_acme_kv_set(ar->zone, "k:", &thumb,
+                                    ar->account_id.data, ar->account_id.len,
+                                    0, 0) != NGX_OK)
+    {
+        tsb_jws_free(&inner);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    (void) ngx_http_tsb_acme_kv_del(ar->zone, "k:", &old_thumb);
+    tsb_jws_free(&inner);
+
+    ngx_http_tsb_audit(r, NULL, 1, NGX_HTTP_OK, "acme.key_change",
+                       "account key changed", NULL);
+
+    return ngx_http_tsb_acme_account_answer(r, ar, NGX_HTTP_OK,
+                                            &ar->account_id, &ar->account);
+}
+
+
+/*
+ * The record goes into the zone now and to its file in a thread; a
+ * failed write is logged (the zone still has it until a restart).
+ */
+static ngx_int_t
+ngx_http_tsb_acme_save_account(ngx_http_request_t *r,
+    ngx_http_tsb_acme_req_t *ar, ngx_str_t *id, tsb_acme_account_t *a)
+{
+    tsb_buf_t                 rec;
+#if (NGX_THREADS)
+    ngx_pool_t               *pool;
+    ngx_thread_task_t        *task;
+    ngx_http_tsb_acme_job_t  *job;
+#endif
+
+    if (tsb_acme_account_encode(a, &rec) != 0) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_tsb_acme_kv_set(ar->zone, "a:", id, rec.data, rec.len, 0, 0)
+        != NGX_OK)
+    {
+        tsb_buf_free(&rec);
+        return NGX_ERROR;
+    }
+
+#if (NGX_THREADS)
+
+    if (ar->zone->accounts.len == 0) {
+        tsb_buf_free(&rec);
+        return NGX_OK;
+    }
+
+    pool = ngx_create_pool(1024, ngx_cycle->log);
+    if (pool == NULL) {
+        tsb_buf_free(&rec);
+        return NGX_OK;
+    }
+
+    task = ngx_thread_task_alloc(pool, sizeof(ngx_http_tsb_acme_job_t));
+    if (task == NULL) {
+        ngx_destroy_pool(pool);
+        tsb_buf_free(&rec);
+        return NGX_OK;
+    }
+
+    job = task->ctx;
+    job->pool = pool;
+
+    job->path.len = ar->zone->accounts.len + 1 + id->len + 5;
+    job->path.data = ngx_pnalloc(pool, job->path.len + 1);
+    job->tmp.len = job->path.len + 4;
+    job->tmp.data = ngx_pnalloc(pool, job->tmp.len + 1);
+    job->data.len = rec.len;
+    job->data.data = ngx_pnalloc(pool, rec.len);
+
+    if (job->path.data == NULL || job->tmp.data == NULL
+        || job->data.data == NULL)
+    {
+        ngx_destroy_pool(pool);
+        tsb_buf_free(&rec);
+        return NGX_OK;
+    }
+
+    ngx_sprintf(job->path.data, "%V/%V.json%Z", &ar->zone->accounts, id);
+    ngx_sprintf(job->tmp.data, "%V/%V.json.tmp%Z", &ar->zone->accounts, id);
+    ngx_memcpy(job->data.data, rec.data, rec.len);
+
+    task->handler = ngx_http_tsb_acme_write;
+    task->event.handler = ngx_http_tsb_acme_written;
+    task->event.data = job;
+
+    if (ngx_thread_task_post(ar->zone->thread_pool, task) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "tsb acme: account %V not written to disk: the "
+                      "thread pool is busy", id);
+        ngx_destroy_pool(pool);
+    }
+
+#endif
+
+    tsb_buf_free(&rec);
+
+    return NGX_OK;
+}
+
+
+#if (NGX_THREADS)
+
+/* in a thread: write a temporary file, then rename it over the old one */
+static void
+ngx_http_tsb_acme_write(void *data, ngx_log_t *log)
+{
+    ngx_http_tsb_acme_job_t  *job = data;
+
+    ssize_t   n;
+    size_t    done;
+    ngx_fd_t  fd;
+
+    job->err = 0;
+    job->failed = NULL;
+
+    fd = open((char *) job->tmp.data, O_WRONLY|O_CREAT|O_TRUNC, 0600);
+    if (fd == -1) {
+        job->err = ngx_errno;
+        job->failed = "open";
+        return;
+    }
+
+    for (done = 0; done < job->data.len; done += n) {
+        n = write(fd, job->data.data + done, job->data.len - done);
+
+        if (n <= 0) {
+            job->err = ngx_errno;
+            job->failed = "write";
+            close(fd);
+            unlink((char *) job->tmp.data);
+            return;
+        }
+    }
+
+    if (fsync(fd) == -1) {
+        job->err = ngx_errno;
+        job->failed = "fsync";
+    }
+
+    close(fd);
+
+    if (job->failed == NULL
+        && rename((char *) job->tmp.data, (char *) job->path.data) == -1)
+    {
+        job->err = ngx_errno;
+        job->failed = "rename";
+    }
+}
+
+
+static void
+ngx_http_tsb_acme_written(ngx_event_t *ev)
+{
+    ngx_http_tsb_acme_job_t  *job = ev->data;
+
+    if (job->failed) {
+        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, job->err,
+                      "tsb acme: %s \"%V\" failed: the account lives in "
+                      "tsb_acme_zone until a restart", job->failed,
+                      &job->path);
+    }
+
+    ngx_destroy_pool(job->pool);
+}
+
+#endif
+
+
+/* ---------------------------------------------------------- orders */
+
+static ngx_int_t
+ngx_http_tsb_acme_random_id(ngx_pool_t *pool, ngx_str_t *out)
+{
+    u_char     raw[15];
+    tsb_buf_t  b;
+
+    if (RAND_bytes(raw, sizeof(raw)) != 1
+        || tsb_b64url_encode(raw, sizeof(raw), &b) != 0)
+    {
+        return NGX_ERROR;
+    }
+
+    out->len = b.len;
+    out->data = ngx_pnalloc(pool, b.len + 1);
+
+    if (out->data) {
+        ngx_memcpy(out->data, b.data, b.len + 1);
+    }
+
+    tsb_buf_free(&b);
+
+    return out->data ? NGX_OK : NGX_ERROR;
+}
+
+
+static ngx_int_t
+ngx_http_tsb_acme_save_order(ngx_http_request_t *r,
+    ngx_http_tsb_acme_req_t *ar)
+{
+    ngx_int_t  rc;
+    tsb_buf_t  rec;
+
+    if (tsb_acme_order_encode(&ar->order, &rec) != 0) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_tsb_acme_kv_set(ar->zone, "o:", &ar->order_id, rec.data,
+                                  rec.len, (time_t) ar->order.expires, 0);
+    tsb_buf_free(&rec);
+
+    return rc;
+}
+
+
+/* NGX_OK; or an answer already made (ar->answered), or an error */
+static ngx_int_t
+ngx_http_tsb_acme_load_order(ngx_http_request_t *r,
+    ngx_http_tsb_acme_req_t *ar, ngx_str_t *id)
+{
+    ngx_int_t    rc;
+    ngx_str_t    value;
+    tsb_error_t  err;
+
+    ar->order_id = *id;
+
+    rc = ngx_http_tsb_acme_kv_get(ar->zone, "o:", id, r->pool, &value);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        ar->answered = 1;
+        return ngx_http_tsb_acme_problem(r, NGX_HTTP_NOT_FOUND, "malformed",
+                   "there is no such order (orders are kept 7 days)", NULL);
+    }
+
+    ngx_memzero(&err, sizeof(tsb_error_t));
+
+    if (tsb_acme_order_decode(value.data, value.len, &ar->order, &err) != 0) {
+        ar->answered = 1;
+        return ngx_http_tsb_acme_problem_err(r, &err);
+    }
+
+    ar->have_order = 1;
+
+    if (ar->account_id.len != ngx_strlen(ar->order.account)
+        || ngx_strncmp(ar->account_id.data, ar->order.account,
+                       ar->account_id.len) != 0)
+    {
+        ar->answered = 1;
+        return ngx_http_tsb_acme_problem(r, NGX_HTTP_FORBIDDEN,
+                   "unauthorized", "the order belongs to another account",
+                   NULL);
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_tsb_acme_order_answer(ngx_http_request_t *r,
+    ngx_http_tsb_acme_req_t *ar, ngx_uint_t status)
+{
+    ngx_str_t                 location, v;
+    tsb_buf_t                 out;
+    ngx_http_tsb_loc_conf_t  *tlcf;
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tsb_module);
+
+    if (ngx_http_tsb_acme_url(r, ar, "order/", &ar->order_id, &location)
+        != NGX_OK
+        || tsb_acme_order_build(&ar->order,
+                                ngx_http_tsb_acme_cstr(r->pool, &ar->base),
+                                ngx_http_tsb_acme_cstr(r->pool,
+                                                       &ar->order_id),
+                                &out) != 0)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ar->order.status == TSB_ACME_PROCESSING) {
+        v.data = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
+        if (v.data == NULL) {
+            tsb_buf_free(&out);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        v.len = ngx_sprintf(v.data, "%T", tlcf->retry_after) - v.data;
+
+        if (ngx_http_tsb_add_header(r, "Retry-After", &v) != NGX_OK) {
+            tsb_buf_free(&out);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    return ngx_http_tsb_acme_reply(r, status, &out, &location);
+}
+
+
+/* whether the location's policy, for this account, allows name */
+static ngx_uint_t
+ngx_http_tsb_acme_allowed(const tsb_policy_t *p, tsb_acme_ident_t *id)
+{
+    size_t  i;
+
+    for (i = 0; i < p->n_names; i++) {
+        if (tsb_policy_name_match_re(p->names[i].pattern, p->names[i].len,
+                                     p->name_regex ? p->name_regex[i] : NULL,
+                                     id->value, id->len))
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+static ngx_int_t
+ngx_http_tsb_acme_new_order(ngx_http_request_t *r,
+    ngx_http_tsb_acme_req_t *ar)
+{
+    u_char                    detail[TSB_DETAIL_MAX];
+    size_t                    i;
+    ngx_int_t                 rc;
+    tsb_error_t               err;
+    const tsb_policy_t       *policy;
+    tsb_acme_order_req_t      req;
+    ngx_http_tsb_loc_conf_t  *tlcf;
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tsb_module);
+
+    ngx_memzero(&err, sizeof(tsb_error_t));
+
+    if (tsb_acme_order_req_parse(ar->jws.payload.data, ar->jws.payload.len,
+                                 &req, &err) != 0)
+    {
+        return ngx_http_tsb_acme_problem_err(r, &err);
+    }
+
+    /* the name patterns, with $tsb_acme_account for this account */
+    policy = ngx_http_tsb_request_policy(r, tlcf);
+    if (policy == NULL) {
+        tsb_acme_order_req_free(&req);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    for (i = 0; i < req.n; i++) {
+        if (!ngx_http_tsb_acme_allowed(policy, &req.idents[i])) {
+            ngx_snprintf(detail, sizeof(detail),
+                         "the policy of this CA does not allow \"%s\" for "
+                         "this account%Z", req.idents[i].value);
+
+            ngx_http_tsb_audit(r, NULL, 0, NGX_HTTP_FORBIDDEN,
+                               "acme.rejectedIdentifier", (char *) detail,
+                               NULL);
+
+            rc = ngx_http_tsb_acme_problem(r, NGX_HTTP_FORBIDDEN,
+                               "rejectedIdentifier", (char *) detail,
+                               &req.idents[i]);
+            tsb_acme_order_req_free(&req);
+            return rc;
+        }
+    }
+
+    if (ngx_http_tsb_acme_random_id(r->pool, &ar->order_id) != NGX_OK) {
+        tsb_acme_order_req_free(&req);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memzero(&ar->order, sizeof(tsb_acme_order_t));
+    ar->have_order = 1;
+
+    ar->order.account = strndup((char *) ar->account_id.data,
+                                ar->account_id.len);
+    ar->order.status = TSB_ACME_READY;     /* authorised by the policy */
+    ar->order.expires = ngx_time() + NGX_HTTP_TSB_ACME_ORDER_TTL;
+    ar->order.n = req.n;
+    ngx_memcpy(ar->order.idents, req.idents, sizeof(req.idents));
+    req.n = 0;
+
+    if (ar->order.account == NULL
+        || ngx_http_tsb_acme_save_order(r, ar) != NGX_OK)
+    {
+        return ngx_http_tsb_acme_problem(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                   "serverInternal", "the order could not be kept", NULL);
+    }
+
+    ngx_snprintf(detail, sizeof(detail), "order %V for %s%s created%Z",
+                 &ar->order_id, ar->order.idents[0].value,
+                 ar->order.n > 1 ? " and more" : "");
+    ngx_http_tsb_audit(r, NULL, 1, NGX_HTTP_CREATED, "acme.new_order",
+                       (char *) detail, NULL);
+
+    return ngx_http_tsb_acme_order_answer(r, ar, NGX_HTTP_CREATED);
+}
+
+
+static ngx_int_t
+ngx_http_tsb_acme_orders_list(ngx_http_request_t *r,
+    ngx_http_tsb_acme_req_t *ar)
+{
+    tsb_buf_t  out;
+
+    /*
+     * Orders are not indexed by account: the list is empty, which RFC
+     * 8555 section 7.1.2.1 allows for orders the server does not list.
+     */
+    out.data = (u_char *) strdup("{\"orders\":[]}");
+    if (out.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    out.len = sizeof("{\"orders\":[]}") - 1;
+
+    return ngx_http_tsb_acme_reply(r, NGX_HTTP_OK, &out, NULL);
+}
+
+
+static ngx_int_t
+ngx_http_tsb_acme_order_op(ngx_http_request_t *r,
+    ngx_http_tsb_acme_req_t *ar)
+{
+    ngx_int_t  rc;
+    ngx_str_t  id;
+
+    id.data = ar->resource.data + 6;
+    id.len = ar->resource.len - 6;
+
+    rc = ngx_http_tsb_acme_load_order(r, ar, &id);
+    if (rc != NGX_OK || ar->answered) {
+        return rc;
+    }
+
+    if (ar->order.status != TSB_ACME_PROCESSING) {
+        return ngx_http_tsb_acme_order_answer(r, ar, NGX_HTTP_OK);
+    }
+
+    /* the sign request's status, through the cache every poller shares */
+    id.data = (u_char *) ar->order.request;
+    id.len = ngx_strlen(ar->order.request);
+
+    return ngx_http_tsb_cache_handle(r, &id, 0,
+                                     ngx_http_tsb_acme_order_serve);
+}
+
+
+/* an order in processing meets its sign request's status */
+static ngx_int_t
+ngx_http_tsb_acme_order_serve(ngx_http_request_t *r,
+    ngx_http_tsb_entry_t *e, ngx_uint_t cache_status, tsb_error_t *err)
+{
+    u_char                    detail[TSB_DETAIL_MAX];
+    const char               *type;
+    ngx_http_tsb_ctx_t       *ctx;
+    ngx_http_tsb_acme_req_t  *ar;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_tsb_module);
+    ar = ctx->acme;
+    type = NULL;
+
+    if (e == NULL) {
+        /* the TSB could not be asked: still processing, ask again later */
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "tsb acme: order %V: status of sign request %s not "
+                      "known: %s", &ar->order_id, ar->order.request,
+                      err ? err->detail : "");
+        return ngx_http_tsb_acme_order_answer(r, ar, NGX_HTTP_OK);
+    }
+
+    switch (e->status) {
+
+    case TSB_STATUS_EXECUTED:
+        if (e->mismatch || e->der.len == 0) {
+            type = "serverInternal";
+            ngx_snprintf(detail, sizeof(detail),
+                         "the certificate the TSB issued for sign request %s "
+                         "is not what was accepted, and is withheld: %V%Z",
+                         ar->order.request, &e->detail);
+            break;
+        }
+
+        ar->order.status = TSB_ACME_VALID;
+        break;
+
+    case TSB_STATUS_REJECTED:
+        type = "unauthorized";
+        ngx_snprintf(detail, sizeof(detail),
+                     "the approvers REJECTED sign request %s%Z",
+                     ar->order.request);
+        break;
+
+    case TSB_STATUS_EXPIRED:
+        type = "unauthorized";
+        ngx_snprintf(detail, sizeof(detail),
+                     "sign request %s EXPIRED before the approvers "
+                     "decided%Z", ar->order.request);
+        break;
+
+    case TSB_STATUS_CANCELLED:
+        type = "unauthorized";
+        ngx_snprintf(detail, sizeof(detail),
+                     "sign request %s was CANCELLED%Z", ar->order.request);
+        break;
+
+    case TSB_STATUS_FAILED:
+        type = "serverInternal";
+        ngx_snprintf(detail, sizeof(detail),
+                     "the TSB FAILED to sign request %s%Z",
+                     ar->order.request);
+        break;
+
+    default:
+        /* PENDING, APPROVED: the approvers are deciding */
+        return ngx_http_tsb_acme_order_answer(r, ar, NGX_HTTP_OK);
+    }
+
+    if (type) {
+        ar->order.status = TSB_ACME_INVALID;
+
+        if (tsb_acme_order_set_error(&ar->order, type, (char *) detail)
+            != 0)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                  "tsb acme: order %V is %s (sign request %s %s)",
+                  &ar->order_id, tsb_acme_status_name(ar->order.status),
+                  ar->order.request, tsb_status_name((int) e->status));
+
+    if (ngx_http_tsb_acme_save_order(r, ar) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_tsb_acme_order_answer(r, ar, NGX_HTTP_OK);
+}
+
+
+static ngx_int_t
+ngx_http_tsb_acme_authz_op(ngx_http_request_t *r,
+    ngx_http_tsb_acme_req_t *ar)
+{
+    u_char     *dash;
+    ngx_int_t   rc, n;
+    ngx_str_t   id, up, authz;
+    tsb_buf_t   out;
+    ngx_uint_t  chall;
+
+    chall = (ar->resource.data[0] == 'c');
+
+    id.data = ar->resource.data + 6;
+    id.len = ar->resource.len - 6;
+
+    dash = ngx_strlchr(id.data, id.data + id.len, '-');
+
+    /* order ids are base64url and may hold '-': the index is after the
+     * last one */
+    while (dash) {
+        u_char  *next = ngx_strlchr(dash + 1, id.data + id.len, '-');
+
+        if (next == NULL) {
+            break;
+        }
+
+        dash = next;
+    }
+
+    if (dash == NULL
+        || (n = ngx_atoi(dash + 1, id.data + id.len - dash - 1)) == NGX_ERROR)
+    {
+        return ngx_http_tsb_acme_problem(r, NGX_HTTP_NOT_FOUND, "malformed",
+                   "there is no such authorization", NULL);
+    }
+
+    authz = id;
+    id.len = dash - id.data;
+
+    rc = ngx_http_tsb_acme_load_order(r, ar, &id);
+    if (rc != NGX_OK || ar->answered) {
+        return rc;
+    }
+
+    if ((size_t) n >= ar->order.n) {
+        return ngx_http_tsb_acme_problem(r, NGX_HTTP_NOT_FOUND, "malformed",
+                   "there is no such authorization", NULL);
+    }
+
+    if (!chall) {
+        if (tsb_acme_authz_build(&ar->order, n,
+                                 ngx_http_tsb_acme_cstr(r->pool, &ar->base),
+                                 ngx_http_tsb_acme_cstr(r->pool, &id), &out)
+            != 0)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_tsb_acme_reply(r, NGX_HTTP_OK, &out, NULL);
+    }
+
+    /*
+     * A challenge answered (payload {}) or fetched: it is valid already,
+     * nothing to do (RFC 8555 section 7.5.1 lets the server say so).
+     */
+    if (tsb_acme_challenge_build(&ar->order, n,
+                                 ngx_http_tsb_acme_cstr(r->pool, &ar->base),
+                                 ngx_http_tsb_acme_cstr(r->pool, &id), &out)
+        != 0)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    up.len = ar->base.len + sizeof("<authz/>;rel=\"up\"") - 1 + authz.len;
+    up.data = ngx_pnalloc(r->pool, up.len);
+
+    if (up.data == NULL) {
+        tsb_buf_free(&out);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_sprintf(up.data, "<%Vauthz/%V>;rel=\"up\"", &ar->base, &authz);
+
+    if (ngx_http_tsb_add_header(r, "Link", &up) != NGX_OK) {
+        tsb_buf_free(&out);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_tsb_acme_reply(r, NGX_HTTP_OK, &out, NULL);
+}
+
+
+/* ------------------------------------------------------- finalize */
+
+/* the gateway's key password, as tsb_sign adds it (never logged) */
+static ngx_int_t
+ngx_http_tsb_acme_key_password(ngx_http_tsb_ctx_t *ctx,
+    ngx_http_tsb_loc_conf_t *tlcf)
+{
+    char  *pw;
+
+    if (tlcf->key_password.len == 0) {
+        return NGX_OK;
+    }
+
+    pw = malloc(tlcf->key_password.len + 1);
+    if (pw == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(pw, tlcf->key_password.data, tlcf->key_password.len);
+    pw[tlcf->key_password.len] = '\0';
+
+    ctx->req.key_password = pw;
+    ctx->req.key_password_len = tlcf->key_password.len;
+    ctx->req.key_password_present = 1;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_tsb_acme_finalize(ngx_http_request_t *r,
+    ngx_http_tsb_acme_req_t *ar)
+{
+    char                     *cn;
+    size_t                    cn_len;
+    ngx_int_t                 rc;
+    ngx_str_t                 id, path, up;
+    tsb_buf_t                 der, pem, out;
+    tsb_csr_t                 facts;
+    tsb_error_t               err;
+    ngx_http_tsb_ctx_t       *ctx;
+    ngx_http_tsb_fetch_t     *f;
+    const tsb_policy_t       *policy;
+    ngx_http_tsb_loc_conf_t  *tlcf;
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tsb_module);
+    ctx = ngx_http_get_module_ctx(r, ngx_http_tsb_module);
+
+    id.data = ar->resource.data + 9;
+    id.len = ar->resource.len - 9;
+
+    rc = ngx_http_tsb_acme_load_order(r, ar, &id);
+    if (rc != NGX_OK || ar->answered) {
+        return rc;
+    }
+
+    if (ar->order.status != TSB_ACME_READY) {
+        return ngx_http_tsb_acme_problem(r, NGX_HTTP_FORBIDDEN,
+                   "orderNotReady", "the order is not \"ready\": it was "
+                   "finalized already", NULL);
+    }
+
+    ngx_memzero(&err, sizeof(tsb_error_t));
+
+    if (tsb_acme_finalize_parse(ar->jws.payload.data, ar->jws.payload.len,
+                                &der, &err) != 0)
+    {
+        return ngx_http_tsb_acme_problem_err(r, &err);
+    }
+
+    rc = tsb_csr_parse(der.data, der.len, &ctx->csr, &err);
+    tsb_buf_free(&der);
+
+    if (rc != 0
+        || tsb_acme_csr_matches(ctx->csr, ar->order.idents, ar->order.n,
+                                &err) != 0)
+    {
+        ngx_http_tsb_audit(r, ctx, 0, NGX_HTTP_BAD_REQUEST, "acme.badCSR",
+                           err.detail, NULL);
+        return ngx_http_tsb_acme_problem(r, NGX_HTTP_BAD_REQUEST, "badCSR",
+                                         err.detail, NULL);
+    }
+
+    /* the same policy as tsb_sign, for this account */
+
+    policy = ngx_http_tsb_request_policy(r, tlcf);
+    if (policy == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /*
+     * RFC 8555 CSRs often carry no commonName (certbot's do not), and the
+     * TSB names the subject from one: the order's first identifier, which
+     * the CSR has as a SAN, stands in, for the policy and for what the
+     * issued certificate is checked against.  A shallow copy: the CSR
+     * itself goes to the TSB as the client made it.
+     */
+    facts = *ctx->csr;
+
+    if (facts.n_common_names == 0) {
+        cn = ar->order.idents[0].value;
+        cn_len = ar->order.idents[0].len;
+        facts.common_names = &cn;
+        facts.common_name_lens = &cn_len;
+        facts.n_common_names = 1;
+    }
+
+    if (tsb_policy_check(policy, &facts, &ctx->req, &err) != 0) {
+        ngx_http_tsb_audit(r, ctx, 0, err.status ? err.status : 403,
+                           err.reason, err.detail, NULL);
+        return ngx_http_tsb_acme_problem(r, NGX_HTTP_FORBIDDEN,
+                   ngx_strncmp(err.reason, "policy.common_name", 18) == 0
+                   || ngx_strncmp(err.reason, "policy.san", 10) == 0
+                   ? "rejectedIdentifier" : "badCSR", err.detail, NULL);
+    }
+
+    if (tsb_expect_build(&facts, &ctx->req, &ctx->expect) != 0
+        || ngx_http_tsb_acme_key_password(ctx, tlcf) != NGX_OK
+        || tsb_csr_to_pem(ctx->csr, &pem) != 0)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    free(ctx->req.csr);
+    ctx->req.csr = (char *) pem.data;
+    ctx->req.csr_len = pem.len;
+
+    if (tsb_sign_req_build(&ctx->req, &out) != 0) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    up.len = out.len;
+    up.data = ngx_pnalloc(r->pool, out.len);
+
+    if (up.data != NULL) {
+        ngx_memcpy(up.data, out.data, out.len);
+    }
+
+    tsb_secure_zero(out.data, out.len);
+    tsb_buf_free(&out);
+
+    if (up.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* one finalize per order, across workers: whoever marks it first */
+
+    if (ngx_http_tsb_acme_kv_set(ar->zone, "f:", &ar->order_id,
+                                 (u_char *) "", 0,
+                                 (time_t) ar->order.expires, 1)
+        != NGX_OK)
+    {
+        if (ctx->req.key_password) {
+            tsb_secure_zero(up.data, up.len);
+        }
+
+        return ngx_http_tsb_acme_problem(r, NGX_HTTP_FORBIDDEN,
+                   "orderNotReady", "the order is being finalized already",
+                   NULL);
+    }
+
+    ar->finalizing = 1;
+
+    ngx_str_set(&path, "/v1/certificate/sign");
+
+    f = ngx_http_tsb_fetch_create(r, &tlcf->upstream, "POST", &path, &up);
+    if (f == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    f->done = ngx_http_tsb_acme_sign_done;
+    f->data = ar;
+
+    if (ngx_http_tsb_fetch_start(f) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "tsb acme: order %V finalized, CSR accepted by policy, "
+                  "forwarding to the TSB", &ar->order_id);
+
+    r->main->count++;
+    r->read_event_handler = ngx_http_test_reading;
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_tsb_acme_sign_done(ngx_http_tsb_fetch_t *f)
+{
+    char                     *id;
+    u_char                    detail[TSB_DETAIL_MAX];
+    ngx_int_t                 rc;
+    ngx_str_t                 sid;
+    tsb_error_t               err;
+    ngx_http_request_t       *r;
+    ngx_http_tsb_ctx_t       *ctx;
+    ngx_http_tsb_acme_req_t  *ar;
+    ngx_http_tsb_loc_conf_t  *tlcf;
+
+    r = f->request;
+    ar = f->data;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_tsb_module);
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tsb_module);
+
+    ngx_memzero(&err, sizeof(tsb_error_t));
+
+    if (f->busy || f->result != CURLE_OK || f->status < 200
+        || f->status > 299
+        || tsb_sign_resp_parse(f->body, f->body_len, &id, &err) != 0)
+    {
+        /* the order stays ready: the client may finalize again */
+        (void) ngx_http_tsb_acme_kv_del(ar->zone, "f:", &ar->order_id);
+        ar->finalizing = 0;
+
+        ngx_snprintf(detail, sizeof(detail),
+                     "the TSB did not take the sign request (%s%s%l)%Z",
+                     f->busy ? "busy" : "",
+                     f->result != CURLE_OK ? curl_easy_strerror(f->result)
+                                           : "HTTP ",
+                     f->status);
+
+        ngx_http_tsb_audit(r, ctx, 1, NGX_HTTP_SERVICE_UNAVAILABLE,
+                           "upstream.error", (char *) detail, NULL);
+
+        rc = ngx_http_tsb_acme_problem(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                       "serverInternal", (char *) detail,
+                                       NULL);
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    sid.data = (u_char *) id;
+    sid.len = ngx_strlen(id);
+
+    ngx_http_tsb_audit(r, ctx, 1, NGX_HTTP_OK, NULL, NULL, id);
+
+    /* what the certificate must match, as tsb_sign keeps it */
+
+    if (ngx_http_tsb_cache_remember(r, &sid, ctx->expect.data,
+                                    ctx->expect.len) == NGX_ERROR)
+    {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "tsb acme: what was accepted for sign request %s "
+                      "could not be kept in the cache", id);
+    }
+
+    if (tlcf->store) {
+        ngx_http_tsb_store_remember(tlcf->store, &sid, ctx->expect.data,
+                                    ctx->expect.len, r->connection->log);
+    }
+
+    ar->order.status = TSB_ACME_PROCESSING;
+    ar->order.request = id;     /* freed with the order */
+    ar->finalizing = 0;         /* the mark stays: finalized once */
+
+    ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                  "tsb acme: order %V processing: sign request %s "
+                  "submitted", &ar->order_id, id);
+
+    if (ngx_http_tsb_acme_save_order(r, ar) != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ngx_http_finalize_request(r, ngx_http_tsb_acme_order_answer(r, ar,
+                                                                NGX_HTTP_OK));
+}
+
+
+/* --------------------------------------------------- certificates */
+
+static ngx_int_t
+ngx_http_tsb_acme_cert(ngx_http_request_t *r, ngx_http_tsb_acme_req_t *ar)
+{
+    ngx_int_t  rc;
+    ngx_str_t  id;
+
+    id.data = ar->resource.data + 5;
+    id.len = ar->resource.len - 5;
+
+    rc = ngx_http_tsb_acme_load_order(r, ar, &id);
+    if (rc != NGX_OK || ar->answered) {
+        return rc;
+    }
+
+    if (ar->order.status != TSB_ACME_VALID || ar->order.request == NULL) {
+        return ngx_http_tsb_acme_problem(r, NGX_HTTP_NOT_FOUND, "malformed",
+                   "the order has no certificate", NULL);
+    }
+
+    id.data = (u_char *) ar->order.request;
+    id.len = ngx_strlen(ar->order.request);
+
+    return ngx_http_tsb_cache_handle(r, &id, 0, ngx_http_tsb_acme_cert_serve);
+}
+
+
+static ngx_int_t
+ngx_http_tsb_acme_cert_serve(ngx_http_request_t *r, ngx_http_tsb_entry_t *e,
+    ngx_uint_t cache_status, tsb_error_t *err)
+{
+    u_char                   *p;
+    ngx_int_t                 rc;
+    tsb_buf_t                 pem, chain;
+    ngx_http_tsb_ctx_t       *ctx;
+    ngx_http_tsb_loc_conf_t  *tlcf;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_tsb_module);
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tsb_module);
+
+    if (e == NULL || e->status != TSB_STATUS_EXECUTED || e->mismatch
+        || e->der.len == 0)
+    {
+        return ngx_http_tsb_acme_problem(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                   "serverInternal", "the certificate cannot be served now "
+                   "(the TSB is not reachable, or it is withheld)", NULL);
+    }
+
+    if (tsb_cert_der_to_pem(e->der.data, e->der.len, &pem) != 0) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (tsb_chain_to_pem(tlcf->issuers, &chain) != 0) {
+        tsb_buf_free(&pem);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_pnalloc(r->pool, pem.len + chain.len);
+
+    if (p == NULL || ngx_http_tsb_acme_headers(r, ctx->acme) != NGX_OK) {
+        tsb_buf_free(&pem);
+        tsb_buf_free(&chain);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(p, pem.data, pem.len);
+    ngx_http_tsb_cpymem(p + pem.len, chain.data, chain.len);
+
+    rc = ngx_http_tsb_send_data(r, NGX_HTTP_OK,
+                                &ngx_http_tsb_acme_type_chain, p,
+                                pem.len + chain.len, 0);
+
+    tsb_buf_free(&pem);
+    tsb_buf_free(&chain);
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_tsb_acme_revoke(ngx_http_request_t *r, ngx_http_tsb_acme_req_t *ar)
+{
+    ngx_http_tsb_audit(r, NULL, 0, NGX_HTTP_FORBIDDEN, "acme.revoke",
+                       "revocation asked for; the TSB cannot revoke", NULL);
+
+    return ngx_http_tsb_acme_problem(r, NGX_HTTP_FORBIDDEN, "unauthorized",
+               "this CA cannot revoke through ACME: the HSM's TSB has no "
+               "revocation API; ask the PKI team to revoke the certificate",
+               NULL);
+}
+
+
+static void
+ngx_http_tsb_acme_cleanup(void *data)
+{
+    ngx_http_tsb_acme_req_t  *ar = data;
+
+    /*
+     * The client went away before the TSB answered the finalize: the
+     * order may be finalized again (the TSB may then see the CSR twice;
+     * its approvers decide on each).
+     */
+    if (ar->finalizing) {
+        (void) ngx_http_tsb_acme_kv_del(ar->zone, "f:", &ar->order_id);
+    }
+
+    if (ar->have_jws) {
+        tsb_jws_free(&ar->jws);
+    }
+
+    if (ar->have_account) {
+        tsb_acme_account_free(&ar->account);
+    }
+
+    if (ar->have_order) {
+        tsb_acme_order_free(&ar->order);
+    }
+
+    if (ar->have_key) {
+        tsb_jwk_free(&ar->key);
+    }
+}
