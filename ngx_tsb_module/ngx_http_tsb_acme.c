@@ -2393,12 +2393,9 @@ ngx_http_tsb_acme_orders_list(ngx_http_request_t *r,
      * Orders are not indexed by account: the list is empty, which RFC
      * 8555 section 7.1.2.1 allows for orders the server does not list.
      */
-    out.data = (u_char *) strdup("{\"orders\":[]}");
-    if (out.data == NULL) {
+    if (tsb_acme_orders_build(&out) != 0) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    out.len = sizeof("{\"orders\":[]}") - 1;
 
     return ngx_http_tsb_acme_reply(r, NGX_HTTP_OK, &out, NULL);
 }

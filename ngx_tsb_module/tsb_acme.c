@@ -759,6 +759,29 @@ tsb_acme_directory_build(const char *base, const char *tos,
 }
 
 
+/* an account's orders list: empty, the orders are not indexed by account */
+int
+tsb_acme_orders_build(tsb_buf_t *out)
+{
+    int       rc;
+    yajl_gen  g;
+
+    g = tsb_acme_gen();
+    if (g == NULL) {
+        return -1;
+    }
+
+    rc = (tsb_gen_ok(yajl_gen_map_open(g))
+          && tsb_acme_str(g, "orders") == 0
+          && tsb_gen_ok(yajl_gen_array_open(g))
+          && tsb_gen_ok(yajl_gen_array_close(g))
+          && tsb_gen_ok(yajl_gen_map_close(g)))
+         ? 0 : -1;
+
+    return tsb_acme_finish(g, rc, out);
+}
+
+
 int
 tsb_acme_account_build(const tsb_acme_account_t *a, const char *base,
     const char *id, tsb_buf_t *out)

@@ -637,6 +637,11 @@ test_records(void)
        && strstr((char *) out.data, "\"externalAccountRequired\":true"),
        "directory: %s", out.data);
     tsb_buf_free(&out);
+
+    is_int(tsb_acme_orders_build(&out), 0, "orders list");
+    ok(strcmp((char *) out.data, "{\"orders\":[]}") == 0,
+       "orders list: %s", out.data);
+    tsb_buf_free(&out);
 }
 
 
