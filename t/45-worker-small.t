@@ -59,7 +59,7 @@ sub h2 {
     my ($method, $path, %o) = @_;
     my $body_file = $t->tmp . '/h2body' . ++$n;
     my @cmd = ('curl', '-sS', '--http2-prior-knowledge', '-X', $method,
-               '-o', $body_file, '-w', '%{http_code} %{http_version} '
+               '-o', $body_file, '-w', '\n@@%{http_code} %{http_version} '
                . '%{content_type}', '--max-time', 10 * $F);
     if (defined $o{body}) {
         my $in = $t->tmp . '/h2in' . $n;
@@ -70,13 +70,16 @@ sub h2 {
     }
     push @cmd, 'http://127.0.0.1:' . $t->port(2) . $path;
     # curl 7.88 may drop an answer that comes while it still uploads (its
-    # error 92, nginx has sent it whole): ask again then
-    my ($rc, $out);
+    # error 92, or 16/55/56 when the machine is busy; nginx has sent the
+    # answer whole): ask again when curl saw no status line
+    my ($rc, $out, $code, $version, $type);
     for (1 .. 10) {
         ($rc, $out) = $t->run_cmd(@cmd);
-        last unless $out =~ /^000/ || $out =~ /\(92\)/;
+        ($code, $version, $type) = $out =~ /\@\@(\d{3}) (\S*) ?(.*)$/m;
+        last if defined $code && $code ne '000';
+        diag("curl: $out");
+        sleep 0.2;
     }
-    my ($code, $version, $type) = split / /, $out, 3;
     my $content = TsbTest::slurp($body_file) // '';
     return { status => $code // 0, version => $version // '',
              type => $type // '', content => $content,
