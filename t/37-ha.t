@@ -209,11 +209,20 @@ SKIP: {
     skip 'PID and UTS namespaces need root (unshare)', 6 if $rc;
 
     my @hosts;
+    my @checker = @TsbTest::NGINX_WRAPPER;
     for my $h (qw(gw-c gw-d)) {
         my $t = TsbTest->new;
+        # the checker's wrapper of make test-asan/test-valgrind goes inside
+        # the namespace (the ASan module cannot load without its runtime);
+        # its logs are named by pid, which is the same in both namespaces:
+        # the host name goes in front of it
+        my @inner = map {
+            s{((?:log_path=|--log-file=)\S*/(?:asan|ubsan|vg))(?=[:.]|$)}
+             {$1.$h}gr
+        } @checker;
         local @TsbTest::NGINX_WRAPPER = ('unshare', '--pid', '--fork',
             '--uts', '--kill-child', 'sh', '-c', "hostname $h && exec \"\$@\"",
-            'sh');
+            'sh', @inner);
         $t->start_nginx(conf(), workers => 1);
         push @hosts, $t;
     }
