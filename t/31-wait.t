@@ -342,7 +342,9 @@ sub show {
     my %bodies = map { $_->{content} => 1 } @pem;
     is(scalar keys %bodies, 1, 'the same certificate for all');
     my ($max) = sort { $b <=> $a } map { $_->{t_done} - $at->{approve} } @r;
-    cmp_ok($max, '<=', $INTERVAL + 0.5,
+    # the interval is the module's; the slack for serving 200 clients
+    # grows under a checker (t/sanitize: TSB_TIME_FACTOR)
+    cmp_ok($max, '<=', $INTERVAL + 0.5 * $TsbTest::TIME_FACTOR,
            sprintf('the last one %.2f s after the approval', $max));
     my %by;
     $by{$_->{headers}{'x-worker'} // '?'}++ for @r;

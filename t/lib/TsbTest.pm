@@ -60,6 +60,13 @@ our @NGINX_WRAPPER = grep { length }
                      split ' ', ($ENV{TSB_NGINX_WRAPPER} // '');
 our $TIME_FACTOR = ($ENV{TSB_TIME_FACTOR} // '') =~ /^\d+(\.\d+)?$/
                    && $ENV{TSB_TIME_FACTOR} >= 1 ? $ENV{TSB_TIME_FACTOR} : 1;
+# Reading the configuration (nginx's start and each reload) is the slowest
+# thing under a checker: OpenSSL allocates a great deal loading the TLS
+# files of every location, and ASan's slow unwinder (which make test-asan
+# needs to tell the module's leaks from nginx's) takes a whole stack at
+# each allocation: t/20's configuration took 36 s under load.  The wait
+# ends as soon as the workers run or nginx dies; only a hang pays it.
+our $CONF_WAIT = 5 * $TIME_FACTOR * (@NGINX_WRAPPER ? 6 : 1);
 our $MODULE = $ENV{TSB_MODULE} || "$ROOT/build/ngx_http_tsb_module.so";
 our $SIM = "$ROOT/sim/tsb_sim.py";
 our $PYTHON = '/usr/bin/python3';
@@ -401,10 +408,10 @@ EOF
     $self->{ngx_pid} = $self->_spawn("$tmp/nginx.out", "$tmp/nginx.out",
         @NGINX_WRAPPER, $NGINX, '-p', "$tmp/", '-e', "$tmp/error.log",
         '-c', "$tmp/nginx.conf");
-    my $ok = _wait_port($self->port(1), time + 5 * $TIME_FACTOR,
+    my $ok = _wait_port($self->port(1), time + $CONF_WAIT,
                         $self->{ngx_pid});
     # Ready means: accepting, and the worker processes are up.
-    my $deadline = time + 5 * $TIME_FACTOR;
+    my $deadline = time + $CONF_WAIT;
     while ($ok && time < $deadline
            && $self->worker_pids < $workers) {
         sleep 0.02;
@@ -449,7 +456,8 @@ sub reload {
     my %old = map { $_ => 1 } $self->worker_pids;
     my $log_before = length $self->error_log;
     kill 'HUP', $self->{ngx_pid} or croak "HUP: $!";
-    my $deadline = time + ($opt{timeout} // 5) * $TIME_FACTOR;
+    my $deadline = $opt{timeout} ? time + $opt{timeout} * $TIME_FACTOR
+                                 : time + $CONF_WAIT;
     my @new;
     while (time < $deadline) {
         @new = grep { !$old{$_} } $self->worker_pids;
