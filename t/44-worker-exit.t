@@ -115,6 +115,29 @@ is($r->{status}, 200, 'the sign in flight at the reload finishes: 200')
 ok(gone($old, 2), sprintf('the old worker is gone %.2f s after its last '
                           . 'transfer', time - $done));
 
+# ----------------------------------- reload, a POST /sign?wait= waiting
+{
+    my $n0 = $t->sim_counts->{$SIGN} // 0;
+    my $g0 = $t->sim_counts->{$GET} // 0;
+    my $s = $t->raw_send(POST => '/sign?wait=20', content_type => $PEM,
+                         body => csr());
+    ok($t->wait_for(sub { ($t->sim_counts->{$SIGN} // 0) > $n0
+                          && ($t->sim_counts->{$GET} // 0) > $g0 }, 5),
+       'sign?wait=20: signed, and its first status read done');
+    sleep 0.3;
+    ok(!$t->raw_ready($s), 'sign?wait=20: the client waits');
+    my $t0 = time;
+    $t->reload;
+    my $r = $t->raw_read($s, 5);
+    my $took = time - $t0;
+    ok($r->{status} == 200 && ($r->{json}{signRequestId} // '') =~ /\S/
+       && $r->{headers}{location},
+       'sign?wait=20 across a reload: the usual 200 with the id and Location')
+        or $t->explain_response($r);
+    ok($took < 1.5 * $F, sprintf('... %.2f s after the signal, not at the '
+                                 . 'end of ?wait=20', $took));
+}
+
 # ----------------------------------------------------- quit, waiters
 $id = $t->sign_id(csr());
 @w = waiters($id);
