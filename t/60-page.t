@@ -82,7 +82,7 @@ remove_tree($out);
 make_path($out);
 
 my $url = $t->base_url . '/ui/';
-my $json = `$PY $ROOT/t/page/browser.py --url '$url' --sim '${\ $t->sim_url}' --out '$out' --refused www.evil.example --name web1.svc.example --first alice --timeout 30`;
+my $json = `$PY $ROOT/t/page/browser.py --url '$url' --sim '${\ $t->sim_url}' --out '$out' --refused www.evil.example --name web1.svc.example --first alice --timeout ${\ (30 * $TsbTest::TIME_FACTOR)}`;
 is($?, 0, 'the browser driver ran');
 my $seen = TsbTest::json_decode($json) // {};
 diag("browser: $seen->{timeout}\n$seen->{page_text}") if $seen->{timeout};
