@@ -230,11 +230,14 @@ test-asan:
 
 # Mixed load with reloads and a TSB restart for SOAK_SECONDS (default 60);
 # prints the figures and writes them to docs/benchmarks.md (bench/soak).
+# SOAK_NOTE: said next to the machine's figures (e.g. what else ran)
 SOAK_SECONDS ?= 60
+SOAK_NOTE    ?=
 soak: build
 	@sh .ci/deps.sh wrk
 	perl bench/soak --module $(abspath $(MODULE_SO)) \
-	    --seconds $(SOAK_SECONDS) --doc docs/benchmarks.md
+	    --seconds $(SOAK_SECONDS) --doc docs/benchmarks.md \
+	    --note '$(SOAK_NOTE)'
 
 # The tracked files copied into an empty directory: no file names a path
 # outside the checkout, and the tests that read fixtures pass there and
