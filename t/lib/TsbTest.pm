@@ -469,15 +469,19 @@ sub reload {
         unless @new >= $self->{workers};
     # Old workers retitle themselves just before they close their listening
     # sockets; wait for that so that new connections reach new workers.
+    # Under valgrind /proc/PID/cmdline keeps valgrind's command line: the
+    # notice nginx logs just before the retitle says it too.
     for my $p (keys %old) {
         while (time < $deadline) {
             my $cmd = slurp("/proc/$p/cmdline");
             last if !defined $cmd || $cmd =~ /shutting down/
                  || !grep { $_ == $p } $self->worker_pids;
+            last if substr($self->error_log, $log_before)
+                    =~ /\b$p#\d+: gracefully shutting down/;
             sleep 0.01;
         }
     }
-    sleep 0.05;
+    sleep 0.05 * $TIME_FACTOR;
     # Do not reuse keep-alive connections to the old workers.
     $self->{ua} = $self->_ua;
     return @new;
