@@ -230,7 +230,7 @@ test-asan:
 
 # Mixed load with reloads and a TSB restart for SOAK_SECONDS (default 60);
 # prints the figures and writes them to docs/benchmarks.md (bench/soak).
-# SOAK_NOTE: said next to the machine's figures (e.g. what else ran)
+# SOAK_NOTE: said next to the machine's figures (what else ran; no ')
 SOAK_SECONDS ?= 60
 SOAK_NOTE    ?=
 soak: build
