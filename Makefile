@@ -30,6 +30,7 @@ CORE_SRCS    = $(SRC_DIR)/tsb_usage.c $(SRC_DIR)/tsb_csr.c \
                $(SRC_DIR)/tsb_owner.c
 CORE_SRCS   += $(SRC_DIR)/tsb_name.c
 CORE_SRCS   += $(SRC_DIR)/tsb_jws.c $(SRC_DIR)/tsb_acme.c
+CORE_SRCS   += $(SRC_DIR)/tsb_etag.c
 UNIT_TESTS   = $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(wildcard t/unit/test_*.c))
 UNIT_CFLAGS  = -std=c99 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 \
                -fsanitize=address,undefined -fno-omit-frame-pointer \
