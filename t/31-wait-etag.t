@@ -79,22 +79,28 @@ sub parse_http {
     return $r;
 }
 
-# All clients' requests at once ([name, path, headers]), the actions at
-# their times (seconds after the start); every answer with the time it
-# completed.  Returns ($t0, {name => response}, {action => time}).
+# The clients' requests ([name, path, headers, seconds after the start,
+# 0 if not given]), the actions at their times; every answer with the time
+# it completed.  Returns ($t0, {name => response}, {action => time}).
 sub run_clients {
     my (%o) = @_;
     my $t0 = time;
     my (%sock, %name, %buf, %res, %at);
+    my $sel = IO::Select->new;
+    my @actions = @{$o{actions} || []};
     for my $c (@{$o{clients}}) {
-        my ($name, $path, $h) = @$c;
-        my $s = $t->raw_send(GET => $path, headers => $h || {});
-        $sock{$name} = $s;
-        $name{fileno $s} = $name;
-        $buf{$name} = '';
+        my ($name, $path, $h, $when) = @$c;
+        my $send = sub {
+            my $s = $t->raw_send(GET => $path, headers => $h || {});
+            $sock{$name} = $s;
+            $name{fileno $s} = $name;
+            $buf{$name} = '';
+            $sel->add($s);
+        };
+        if ($when) { push @actions, [$when, "send $name", $send] }
+        else { $send->() }
     }
-    my @actions = sort { $a->[0] <=> $b->[0] } @{$o{actions} || []};
-    my $sel = IO::Select->new(values %sock);
+    @actions = sort { $a->[0] <=> $b->[0] } @actions;
     my $deadline = $t0 + ($o{timeout} // 10);
     while (($sel->count || @actions) && time < $deadline) {
         while (@actions && time >= $t0 + $actions[0][0]) {
@@ -163,8 +169,12 @@ $nm = $t->get("/request/$id",
 is($nm->{status}, 200, 'another tag: 200 with the document');
 
 # --------------- the first approval wakes long polls in both workers at once
+# One client first, the others half an interval later: the worker that did
+# not hold the first starts watching the id then, out of step with the
+# other unless the watches are timed from the refreshes.
 my @clients = map { ["w$_", "/request/$id?wait=20",
-                     { 'If-None-Match' => $tag0 }] } 1 .. 16;
+                     { 'If-None-Match' => $tag0 }, $_ == 1 ? 0 : 0.5] }
+              1 .. 16;
 # a plain long poll (no If-None-Match) still waits for the end
 push @clients, ['plain', "/request/$id?wait=3"];
 my $g0 = gets_for($id);
@@ -186,6 +196,13 @@ my ($last) = sort { $b <=> $a } map { $_->{t_done} - $at->{alice} } @w;
 cmp_ok($last, '<=', $INTERVAL + $SLACK,
        sprintf('the last one %.2f s after the approval (interval %d s, '
                . 'wait=20)', $last, $INTERVAL));
+my $spread = $last - ($first - $at->{alice});
+cmp_ok($spread, '<', 0.3,
+       sprintf('%.2f s between the first answer and the last: both workers '
+               . 'took the same refresh', $spread))
+    or diag(join ' ', map { sprintf '%s:%.2f', $_->{headers}{'x-worker'},
+                                    $_->{t_done} - $t0 }
+                      sort { $a->{t_done} <=> $b->{t_done} } @w);
 my %by = workers_of(@w);
 is(scalar(keys %by), $WORKERS, 'both workers held some of them')
     or diag(explain(\%by));
