@@ -45,6 +45,7 @@ FUZZ_TARGETS  = fuzz_csr fuzz_sign_req fuzz_upstream fuzz_cert fuzz_path \
                 fuzz_front_path
 FUZZ_TARGETS += fuzz_name
 FUZZ_TARGETS += fuzz_acme
+FUZZ_TARGETS += fuzz_etag
 FUZZ_BINS     = $(patsubst %,$(BUILD)/fuzz/%,$(FUZZ_TARGETS))
 FUZZ_CFLAGS   = -std=c99 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 \
                 -fsanitize=fuzzer,address,undefined \
@@ -66,6 +67,7 @@ FUZZ_MAX_LEN_fuzz_owner    = 4200
 FUZZ_MAX_LEN_fuzz_front_path = 683
 FUZZ_MAX_LEN_fuzz_name     = 512
 FUZZ_MAX_LEN_fuzz_acme     = 8192
+FUZZ_MAX_LEN_fuzz_etag     = 1024
 
 # benchmarks (bench/, results in docs/benchmarks.md)
 BENCH_CFLAGS  = -std=c99 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O2 \
