@@ -32,6 +32,7 @@ CORE_SRCS    = $(SRC_DIR)/tsb_usage.c $(SRC_DIR)/tsb_csr.c \
                $(SRC_DIR)/tsb_owner.c
 CORE_SRCS   += $(SRC_DIR)/tsb_name.c
 CORE_SRCS   += $(SRC_DIR)/tsb_jws.c $(SRC_DIR)/tsb_acme.c
+CORE_SRCS   += $(SRC_DIR)/tsb_etag.c
 CORE_HDRS    = $(wildcard $(SRC_DIR)/tsb_*.h)
 UNIT_OBJS    = $(CORE_SRCS:$(SRC_DIR)/%.c=$(BUILD)/obj-unit/%.o)
 FUZZ_OBJS    = $(CORE_SRCS:$(SRC_DIR)/%.c=$(BUILD)/obj-fuzz/%.o)
@@ -49,6 +50,7 @@ FUZZ_TARGETS  = fuzz_csr fuzz_sign_req fuzz_upstream fuzz_cert fuzz_path \
                 fuzz_front_path
 FUZZ_TARGETS += fuzz_name
 FUZZ_TARGETS += fuzz_acme
+FUZZ_TARGETS += fuzz_etag
 FUZZ_BINS     = $(patsubst %,$(BUILD)/fuzz/%,$(FUZZ_TARGETS))
 FUZZ_CFLAGS   = -std=c99 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 \
                 -fsanitize=fuzzer,address,undefined \
@@ -71,6 +73,7 @@ FUZZ_MAX_LEN_fuzz_owner    = 4200
 FUZZ_MAX_LEN_fuzz_front_path = 683
 FUZZ_MAX_LEN_fuzz_name     = 512
 FUZZ_MAX_LEN_fuzz_acme     = 8192
+FUZZ_MAX_LEN_fuzz_etag     = 1024
 
 # benchmarks (bench/, results in docs/benchmarks.md)
 BENCH_CFLAGS  = -std=c99 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O2 \
