@@ -40,13 +40,15 @@
 #define NGX_HTTP_TSB_ACME_NONCE_TTL   3600
 #define NGX_HTTP_TSB_ACME_ORDER_TTL   (7 * 86400)
 #define NGX_HTTP_TSB_ACME_RECORD_MAX  16384
+#define NGX_HTTP_TSB_ACME_LIST_MAX    100     /* orders listed an account */
+#define NGX_HTTP_TSB_ACME_LIST_PAGE   20
 
 
 /* ------------------------------------------------------------- types */
 
 typedef struct {
     ngx_str_node_t               sn;          /* key: "n:", "a:", "k:", "o:",
-                                                 "f:" and an id */
+                                                 "f:", "d:", "l:" and an id */
     ngx_queue_t                  queue;       /* expiring entries only */
     time_t                       expires;     /* 0: kept (accounts) */
     size_t                       vlen;
@@ -134,8 +136,13 @@ static ngx_int_t ngx_http_tsb_acme_kv_get(ngx_http_tsb_acme_zone_t *z,
 static ngx_int_t ngx_http_tsb_acme_kv_set(ngx_http_tsb_acme_zone_t *z,
     const char *prefix, ngx_str_t *id, u_char *value, size_t len,
     time_t expires, ngx_uint_t add);
+static ngx_int_t ngx_http_tsb_acme_kv_set_locked(
+    ngx_http_tsb_acme_zone_t *z, const char *prefix, ngx_str_t *id,
+    u_char *value, size_t len, time_t expires, ngx_uint_t add);
 static ngx_int_t ngx_http_tsb_acme_kv_del(ngx_http_tsb_acme_zone_t *z,
     const char *prefix, ngx_str_t *id);
+static ngx_int_t ngx_http_tsb_acme_list_add(ngx_http_tsb_acme_zone_t *z,
+    ngx_str_t *account, ngx_str_t *order, time_t expires);
 
 static void ngx_http_tsb_acme_body(ngx_http_request_t *r);
 static ngx_int_t ngx_http_tsb_acme_post(ngx_http_request_t *r,
@@ -966,6 +973,29 @@ ngx_http_tsb_acme_kv_set(ngx_http_tsb_acme_zone_t *z, const char *prefix,
     ngx_str_t *id, u_char *value, size_t len, time_t expires,
     ngx_uint_t add)
 {
+    ngx_int_t  rc;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+    rc = ngx_http_tsb_acme_kv_set_locked(z, prefix, id, value, len, expires,
+                                         add);
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    if (rc == NGX_ABORT) {
+        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                      "tsb acme: tsb_acme_zone is full of accounts");
+        rc = NGX_ERROR;
+    }
+
+    return rc;
+}
+
+
+/* the same under the zone's lock; NGX_ABORT: no room */
+static ngx_int_t
+ngx_http_tsb_acme_kv_set_locked(ngx_http_tsb_acme_zone_t *z,
+    const char *prefix, ngx_str_t *id, u_char *value, size_t len,
+    time_t expires, ngx_uint_t add)
+{
     size_t                     size;
     u_char                     kb[TSB_ACME_MAX_ID + 4];
     uint32_t                   hash;
@@ -980,8 +1010,6 @@ ngx_http_tsb_acme_kv_set(ngx_http_tsb_acme_zone_t *z, const char *prefix,
 
     hash = ngx_crc32_short(key.data, key.len);
     size = offsetof(ngx_http_tsb_acme_node_t, data) + key.len + len;
-
-    ngx_shmtx_lock(&z->shpool->mutex);
 
     /* a few expired ones go on every write */
     for (i = 0; i < 2 && !ngx_queue_empty(&z->sh->queue); i++) {
@@ -1003,7 +1031,6 @@ ngx_http_tsb_acme_kv_set(ngx_http_tsb_acme_zone_t *z, const char *prefix,
     }
 
     if (old && add) {
-        ngx_shmtx_unlock(&z->shpool->mutex);
         return NGX_DECLINED;
     }
 
@@ -1024,10 +1051,7 @@ ngx_http_tsb_acme_kv_set(ngx_http_tsb_acme_zone_t *z, const char *prefix,
     }
 
     if (n == NULL) {
-        ngx_shmtx_unlock(&z->shpool->mutex);
-        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
-                      "tsb acme: tsb_acme_zone is full of accounts");
-        return NGX_ERROR;
+        return NGX_ABORT;
     }
 
     if (old) {
@@ -1049,9 +1073,82 @@ ngx_http_tsb_acme_kv_set(ngx_http_tsb_acme_zone_t *z, const char *prefix,
         ngx_queue_insert_head(&z->sh->queue, &n->queue);
     }
 
+    return NGX_OK;
+}
+
+
+/*
+ * Adds an order id to its account's list ("l:" and the account id: ids
+ * separated by spaces, oldest first, the last NGX_HTTP_TSB_ACME_LIST_MAX
+ * kept), under the lock, so that orders made at once in several workers
+ * all get in.
+ */
+static ngx_int_t
+ngx_http_tsb_acme_list_add(ngx_http_tsb_acme_zone_t *z, ngx_str_t *account,
+    ngx_str_t *order, time_t expires)
+{
+    u_char                    *p, *last, *start;
+    u_char                     kb[TSB_ACME_MAX_ID + 4];
+    u_char                     buf[NGX_HTTP_TSB_ACME_LIST_MAX
+                                   * (TSB_ACME_MAX_ID + 1)];
+    size_t                     len;
+    ngx_int_t                  rc;
+    ngx_str_t                  key;
+    ngx_uint_t                 count;
+    ngx_http_tsb_acme_node_t  *n;
+
+    if (ngx_http_tsb_acme_key("l:", account, kb, &key) != NGX_OK
+        || order->len > TSB_ACME_MAX_ID)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    n = ngx_http_tsb_acme_lookup(z, &key, ngx_crc32_short(key.data, key.len));
+    len = 0;
+
+    if (n && (n->expires == 0 || n->expires >= ngx_time())
+        && n->vlen <= sizeof(buf))
+    {
+        start = n->data + n->sn.str.len;
+        last = start + n->vlen;
+
+        for (count = 0, p = start; p < last; p++) {
+            if (*p == ' ') {
+                count++;
+            }
+        }
+
+        /* the oldest go when the list is full */
+        for (p = start; count + 1 >= NGX_HTTP_TSB_ACME_LIST_MAX && p < last;
+             count--)
+        {
+            p = ngx_strlchr(p, last, ' ');
+            p = p ? p + 1 : last;
+        }
+
+        len = last - p;
+        ngx_memcpy(buf, p, len);
+    }
+
+    if (len + 1 + order->len > sizeof(buf)) {
+        len = 0;
+    }
+
+    if (len) {
+        buf[len++] = ' ';
+    }
+
+    ngx_memcpy(buf + len, order->data, order->len);
+    len += order->len;
+
+    rc = ngx_http_tsb_acme_kv_set_locked(z, "l:", account, buf, len, expires,
+                                         0);
+
     ngx_shmtx_unlock(&z->shpool->mutex);
 
-    return NGX_OK;
+    return rc == NGX_OK ? NGX_OK : NGX_ERROR;
 }
 
 
@@ -1534,6 +1631,7 @@ ngx_http_tsb_acme_post(ngx_http_request_t *r, ngx_http_tsb_acme_req_t *ar)
     nonce.len = ngx_strlen(ar->jws.nonce);
 
     if (ngx_http_tsb_acme_kv_del(ar->zone, "n:", &nonce) != NGX_OK) {
+        ngx_http_tsb_metrics_acme(NGX_HTTP_TSB_ACME_BAD_NONCE);
         return ngx_http_tsb_acme_problem(r, NGX_HTTP_BAD_REQUEST, "badNonce",
                    "the nonce is unknown, used or expired: retry with the "
                    "one in this answer's Replay-Nonce", NULL);
@@ -1812,6 +1910,7 @@ ngx_http_tsb_acme_new_account(ngx_http_request_t *r,
                       detail);
         ngx_http_tsb_audit(r, NULL, 1, NGX_HTTP_CREATED, "acme.new_account",
                            (char *) detail, NULL);
+        ngx_http_tsb_metrics_acme(NGX_HTTP_TSB_ACME_ACCOUNT);
 
         rc = ngx_http_tsb_acme_account_answer(r, ar, NGX_HTTP_CREATED, &id,
                                               &a);
@@ -2373,27 +2472,154 @@ ngx_http_tsb_acme_new_order(ngx_http_request_t *r,
                    "serverInternal", "the order could not be kept", NULL);
     }
 
+    if (ngx_http_tsb_acme_list_add(ar->zone, &ar->account_id, &ar->order_id,
+                                   (time_t) ar->order.expires)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "tsb acme: order %V not in its account's list",
+                      &ar->order_id);
+    }
+
     ngx_snprintf(detail, sizeof(detail), "order %V for %s%s created%Z",
                  &ar->order_id, ar->order.idents[0].value,
                  ar->order.n > 1 ? " and more" : "");
     ngx_http_tsb_audit(r, NULL, 1, NGX_HTTP_CREATED, "acme.new_order",
                        (char *) detail, NULL);
+    ngx_http_tsb_metrics_acme(NGX_HTTP_TSB_ACME_ORDER);
 
     return ngx_http_tsb_acme_order_answer(r, ar, NGX_HTTP_CREATED);
 }
 
 
+/*
+ * orders/<account>[/<page>]: the account's orders the zone still has,
+ * newest first, but the invalid ones (RFC 8555 section 7.1.2.1 says
+ * "SHOULD NOT"), NGX_HTTP_TSB_ACME_LIST_PAGE a page with Link rel="next"
+ * to the next.
+ */
 static ngx_int_t
 ngx_http_tsb_acme_orders_list(ngx_http_request_t *r,
     ngx_http_tsb_acme_req_t *ar)
 {
-    tsb_buf_t  out;
+    u_char            *p, *end, *slash;
+    char              *ids[NGX_HTTP_TSB_ACME_LIST_PAGE];
+    ngx_int_t          rc, page;
+    ngx_str_t          id, list, value, rec, link;
+    ngx_uint_t         skip, n, more;
+    tsb_buf_t          out;
+    tsb_error_t        err;
+    tsb_acme_order_t   o;
 
-    /*
-     * Orders are not indexed by account: the list is empty, which RFC
-     * 8555 section 7.1.2.1 allows for orders the server does not list.
-     */
-    if (tsb_acme_orders_build(&out) != 0) {
+    id.data = ar->resource.data + 7;
+    id.len = ar->resource.len - 7;
+    page = 0;
+
+    slash = ngx_strlchr(id.data, id.data + id.len, '/');
+
+    if (slash) {
+        page = ngx_atoi(slash + 1, id.data + id.len - slash - 1);
+        id.len = slash - id.data;
+    }
+
+    if (page == NGX_ERROR || page > NGX_HTTP_TSB_ACME_LIST_MAX) {
+        return ngx_http_tsb_acme_problem(r, NGX_HTTP_NOT_FOUND, "malformed",
+                   "there is no such page of orders", NULL);
+    }
+
+    if (id.len != ar->account_id.len
+        || ngx_strncmp(id.data, ar->account_id.data, id.len) != 0)
+    {
+        return ngx_http_tsb_acme_problem(r, NGX_HTTP_FORBIDDEN,
+                   "unauthorized", "these are not the signer's orders",
+                   NULL);
+    }
+
+    rc = ngx_http_tsb_acme_kv_get(ar->zone, "l:", &id, r->pool, &list);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        list.len = 0;
+        list.data = (u_char *) "";
+    }
+
+    skip = (ngx_uint_t) page * NGX_HTTP_TSB_ACME_LIST_PAGE;
+    n = 0;
+    more = 0;
+    ngx_memzero(&err, sizeof(tsb_error_t));
+
+    /* newest last in the record: walk it backwards */
+
+    end = list.data + list.len;
+
+    while (end > list.data) {
+        for (p = end; p > list.data && p[-1] != ' '; p--) {
+            /* void */
+        }
+
+        value.data = p;
+        value.len = end - p;
+        end = (p > list.data) ? p - 1 : list.data;
+
+        if (ngx_http_tsb_acme_kv_get(ar->zone, "o:", &value, r->pool, &rec)
+            != NGX_OK)
+        {
+            continue;       /* expired or evicted */
+        }
+
+        if (tsb_acme_order_decode(rec.data, rec.len, &o, &err) != 0) {
+            continue;
+        }
+
+        rc = (o.status == TSB_ACME_INVALID);
+        tsb_acme_order_free(&o);
+
+        if (rc) {
+            continue;
+        }
+
+        if (skip) {
+            skip--;
+            continue;
+        }
+
+        if (n == NGX_HTTP_TSB_ACME_LIST_PAGE) {
+            more = 1;
+            break;
+        }
+
+        ids[n] = ngx_http_tsb_acme_cstr(r->pool, &value);
+        if (ids[n] == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        n++;
+    }
+
+    if (more) {
+        link.len = ar->base.len + sizeof("<orders//>;rel=\"next\"") - 1
+                   + id.len + NGX_INT_T_LEN;
+        link.data = ngx_pnalloc(r->pool, link.len);
+        if (link.data == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        link.len = ngx_sprintf(link.data, "<%Vorders/%V/%i>;rel=\"next\"",
+                               &ar->base, &id, page + 1)
+                   - link.data;
+
+        if (ngx_http_tsb_add_header(r, "Link", &link) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    if (tsb_acme_orders_build(ngx_http_tsb_acme_cstr(r->pool, &ar->base),
+                              ids, n, &out)
+        != 0)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -2509,13 +2735,36 @@ ngx_http_tsb_acme_order_serve(ngx_http_request_t *r,
         }
     }
 
-    ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
-                  "tsb acme: order %V is %s (sign request %s %s)",
-                  &ar->order_id, tsb_acme_status_name(ar->order.status),
-                  ar->order.request, tsb_status_name((int) e->status));
-
     if (ngx_http_tsb_acme_save_order(r, ar) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /*
+     * Pollers in several workers may all see the decision: the first to
+     * mark the order logs, audits and counts it.
+     */
+    if (ngx_http_tsb_acme_kv_set(ar->zone, "d:", &ar->order_id,
+                                 (u_char *) "", 0,
+                                 (time_t) ar->order.expires, 1)
+        == NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                      "tsb acme: order %V is %s (sign request %s %s)",
+                      &ar->order_id, tsb_acme_status_name(ar->order.status),
+                      ar->order.request, tsb_status_name((int) e->status));
+
+        if (type == NULL) {
+            ngx_snprintf(detail, sizeof(detail),
+                         "order %V valid: the approvers executed sign "
+                         "request %s%Z", &ar->order_id, ar->order.request);
+        }
+
+        ngx_http_tsb_audit(r, NULL, type == NULL, NGX_HTTP_OK,
+                           type ? "acme.order_invalid" : "acme.order_valid",
+                           (char *) detail, ar->order.request);
+
+        ngx_http_tsb_metrics_acme(type ? NGX_HTTP_TSB_ACME_ORDER_INVALID
+                                       : NGX_HTTP_TSB_ACME_ORDER_VALID);
     }
 
     return ngx_http_tsb_acme_order_answer(r, ar, NGX_HTTP_OK);
@@ -2693,6 +2942,7 @@ ngx_http_tsb_acme_finalize(ngx_http_request_t *r,
     {
         ngx_http_tsb_audit(r, ctx, 0, NGX_HTTP_BAD_REQUEST, "acme.badCSR",
                            err.detail, NULL);
+        ngx_http_tsb_metrics_acme(NGX_HTTP_TSB_ACME_FINALIZE_REFUSED);
         return ngx_http_tsb_acme_problem(r, NGX_HTTP_BAD_REQUEST, "badCSR",
                                          err.detail, NULL);
     }
@@ -2724,6 +2974,7 @@ ngx_http_tsb_acme_finalize(ngx_http_request_t *r,
     if (tsb_policy_check(policy, &facts, &ctx->req, &err) != 0) {
         ngx_http_tsb_audit(r, ctx, 0, err.status ? err.status : 403,
                            err.reason, err.detail, NULL);
+        ngx_http_tsb_metrics_acme(NGX_HTTP_TSB_ACME_FINALIZE_REFUSED);
         return ngx_http_tsb_acme_problem(r, NGX_HTTP_FORBIDDEN,
                    ngx_strncmp(err.reason, "policy.common_name", 18) == 0
                    || ngx_strncmp(err.reason, "policy.san", 10) == 0
@@ -2776,6 +3027,9 @@ ngx_http_tsb_acme_finalize(ngx_http_request_t *r,
     }
 
     ar->finalizing = 1;
+
+    /* accepted by the engine and the policy; the TSB's answer is audited */
+    ngx_http_tsb_metrics_acme(NGX_HTTP_TSB_ACME_FINALIZE_OK);
 
     ngx_str_set(&path, "/v1/certificate/sign");
 
@@ -2957,6 +3211,10 @@ ngx_http_tsb_acme_cert_serve(ngx_http_request_t *r, ngx_http_tsb_entry_t *e,
     rc = ngx_http_tsb_send_data(r, NGX_HTTP_OK,
                                 &ngx_http_tsb_acme_type_chain, p,
                                 pem.len + chain.len, 0);
+
+    if (rc != NGX_ERROR) {
+        ngx_http_tsb_metrics_acme(NGX_HTTP_TSB_ACME_CERTIFICATE);
+    }
 
     tsb_buf_free(&pem);
     tsb_buf_free(&chain);

@@ -759,11 +759,13 @@ tsb_acme_directory_build(const char *base, const char *tos,
 }
 
 
-/* an account's orders list: empty, the orders are not indexed by account */
+/* an account's orders list (RFC 8555 section 7.1.2.1): order URLs */
 int
-tsb_acme_orders_build(tsb_buf_t *out)
+tsb_acme_orders_build(const char *base, char *const *ids, size_t n,
+    tsb_buf_t *out)
 {
     int       rc;
+    size_t    i;
     yajl_gen  g;
 
     g = tsb_acme_gen();
@@ -773,10 +775,18 @@ tsb_acme_orders_build(tsb_buf_t *out)
 
     rc = (tsb_gen_ok(yajl_gen_map_open(g))
           && tsb_acme_str(g, "orders") == 0
-          && tsb_gen_ok(yajl_gen_array_open(g))
-          && tsb_gen_ok(yajl_gen_array_close(g))
-          && tsb_gen_ok(yajl_gen_map_close(g)))
+          && tsb_gen_ok(yajl_gen_array_open(g)))
          ? 0 : -1;
+
+    for (i = 0; rc == 0 && i < n; i++) {
+        rc = tsb_acme_url(g, base, "order/", ids[i]);
+    }
+
+    if (rc == 0) {
+        rc = (tsb_gen_ok(yajl_gen_array_close(g))
+              && tsb_gen_ok(yajl_gen_map_close(g)))
+             ? 0 : -1;
+    }
 
     return tsb_acme_finish(g, rc, out);
 }

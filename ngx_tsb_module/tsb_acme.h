@@ -152,7 +152,8 @@ int tsb_acme_directory_build(const char *base, const char *tos,
     int eab_required, tsb_buf_t *out);
 int tsb_acme_account_build(const tsb_acme_account_t *a, const char *base,
     const char *id, tsb_buf_t *out);
-int tsb_acme_orders_build(tsb_buf_t *out);
+int tsb_acme_orders_build(const char *base, char *const *ids,
+    size_t n, tsb_buf_t *out);
 int tsb_acme_order_build(const tsb_acme_order_t *o, const char *base,
     const char *id, tsb_buf_t *out);
 int tsb_acme_authz_build(const tsb_acme_order_t *o, size_t n,

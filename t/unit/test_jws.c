@@ -638,10 +638,23 @@ test_records(void)
        "directory: %s", out.data);
     tsb_buf_free(&out);
 
-    is_int(tsb_acme_orders_build(&out), 0, "orders list");
+    is_int(tsb_acme_orders_build("https://ca/acme/", NULL, 0, &out), 0,
+           "orders list");
     ok(strcmp((char *) out.data, "{\"orders\":[]}") == 0,
        "orders list: %s", out.data);
     tsb_buf_free(&out);
+
+    {
+        char  *ids[2] = { "o1", "o-2_" };
+
+        is_int(tsb_acme_orders_build("https://ca/acme/", ids, 2, &out), 0,
+               "orders list of two");
+        ok(strcmp((char *) out.data, "{\"orders\":["
+                  "\"https://ca/acme/order/o1\","
+                  "\"https://ca/acme/order/o-2_\"]}") == 0,
+           "orders list of two: %s", out.data);
+        tsb_buf_free(&out);
+    }
 }
 
 
