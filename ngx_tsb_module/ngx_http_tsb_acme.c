@@ -42,6 +42,8 @@
 #define NGX_HTTP_TSB_ACME_RECORD_MAX  16384
 #define NGX_HTTP_TSB_ACME_LIST_MAX    100     /* orders listed an account */
 #define NGX_HTTP_TSB_ACME_LIST_PAGE   20
+#define NGX_HTTP_TSB_ACME_HTTP01_MAX  1024    /* bytes of an http-01 answer */
+#define NGX_HTTP_TSB_ACME_HTTP01_TIME 10000   /* ms, at most */
 
 
 /* ------------------------------------------------------------- types */
@@ -85,6 +87,8 @@ typedef struct {
     ngx_array_t                 *eab;         /* ngx_http_tsb_acme_eab_t */
     ngx_flag_t                   eab_required;
     ngx_str_t                    tos;
+    ngx_flag_t                   http01;      /* tsb_acme_challenge */
+    ngx_uint_t                   http01_port;
 } ngx_http_tsb_acme_conf_t;
 
 
@@ -107,7 +111,13 @@ typedef struct {
     unsigned                     have_account:1;
     unsigned                     have_order:1;
     unsigned                     have_key:1;
+    ngx_str_t                    authz;       /* <order>-<n> validated */
+    ngx_uint_t                   authz_n;
+    char                        *token;       /* its challenge's */
+    ngx_str_t                    http01_url;
+
     unsigned                     finalizing:1;
+    unsigned                     validating:1;
     unsigned                     answered:1;  /* a problem was sent */
 } ngx_http_tsb_acme_req_t;
 
@@ -195,6 +205,11 @@ static ngx_int_t ngx_http_tsb_acme_load_order(ngx_http_request_t *r,
     ngx_http_tsb_acme_req_t *ar, ngx_str_t *id);
 static ngx_int_t ngx_http_tsb_acme_random_id(ngx_pool_t *pool,
     ngx_str_t *out);
+static ngx_int_t ngx_http_tsb_acme_http01_start(ngx_http_request_t *r,
+    ngx_http_tsb_acme_req_t *ar);
+static void ngx_http_tsb_acme_http01_done(ngx_http_tsb_fetch_t *f);
+static ngx_int_t ngx_http_tsb_acme_chall_answer(ngx_http_request_t *r,
+    ngx_http_tsb_acme_req_t *ar);
 static char *ngx_http_tsb_acme_cstr(ngx_pool_t *pool, ngx_str_t *s);
 static ngx_http_tsb_acme_conf_t *ngx_http_tsb_acme_conf(ngx_conf_t *cf,
     ngx_http_tsb_loc_conf_t *tlcf);
@@ -241,6 +256,8 @@ ngx_http_tsb_acme_conf(ngx_conf_t *cf, ngx_http_tsb_loc_conf_t *tlcf)
     }
 
     acf->eab_required = NGX_CONF_UNSET;
+    acf->http01 = NGX_CONF_UNSET;
+    acf->http01_port = NGX_CONF_UNSET_UINT;
     tlcf->acme = acf;
 
     return acf;
@@ -777,6 +794,67 @@ ngx_http_tsb_acme_terms(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 
 char *
+ngx_http_tsb_acme_challenge(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_str_t                 *value;
+    ngx_http_tsb_acme_conf_t  *acf;
+
+    acf = ngx_http_tsb_acme_conf(cf, conf);
+    if (acf == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (acf->http01 != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "http-01") == 0) {
+        acf->http01 = 1;
+
+    } else if (ngx_strcmp(value[1].data, "none") == 0) {
+        acf->http01 = 0;
+
+    } else {
+        return "takes \"none\" or \"http-01\"";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_http_tsb_acme_http01_port(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_int_t                  n;
+    ngx_str_t                 *value;
+    ngx_http_tsb_acme_conf_t  *acf;
+
+    acf = ngx_http_tsb_acme_conf(cf, conf);
+    if (acf == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (acf->http01_port != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    n = ngx_atoi(value[1].data, value[1].len);
+
+    if (n < 1 || n > 65535) {
+        return "takes a port number";
+    }
+
+    acf->http01_port = (ngx_uint_t) n;
+
+    return NGX_CONF_OK;
+}
+
+
+char *
 ngx_http_tsb_acme_merge(ngx_conf_t *cf, ngx_http_tsb_loc_conf_t *conf)
 {
     ngx_http_tsb_acme_conf_t  *acf;
@@ -798,6 +876,14 @@ ngx_http_tsb_acme_merge(ngx_conf_t *cf, ngx_http_tsb_loc_conf_t *conf)
 
     if (acf->eab_required == NGX_CONF_UNSET) {
         acf->eab_required = 0;
+    }
+
+    if (acf->http01 == NGX_CONF_UNSET) {
+        acf->http01 = 0;
+    }
+
+    if (acf->http01_port == NGX_CONF_UNSET_UINT) {
+        acf->http01_port = 80;        /* RFC 8555 section 8.3 */
     }
 
     if (acf->eab_required && acf->eab == NULL) {
@@ -2447,6 +2533,24 @@ ngx_http_tsb_acme_new_order(ngx_http_request_t *r,
             tsb_acme_order_req_free(&req);
             return rc;
         }
+
+        /* the policy first: then what http-01 can prove */
+        if (ar->conf->http01 && req.idents[i].value[0] == '*') {
+            ngx_snprintf(detail, sizeof(detail),
+                         "\"%s\" is a wildcard: http-01, the one challenge "
+                         "of this CA, cannot prove control of it (RFC 8555 "
+                         "section 8.3)%Z", req.idents[i].value);
+
+            ngx_http_tsb_audit(r, NULL, 0, NGX_HTTP_FORBIDDEN,
+                               "acme.rejectedIdentifier", (char *) detail,
+                               NULL);
+
+            rc = ngx_http_tsb_acme_problem(r, NGX_HTTP_FORBIDDEN,
+                               "rejectedIdentifier", (char *) detail,
+                               &req.idents[i]);
+            tsb_acme_order_req_free(&req);
+            return rc;
+        }
     }
 
     if (ngx_http_tsb_acme_random_id(r->pool, &ar->order_id) != NGX_OK) {
@@ -2464,6 +2568,26 @@ ngx_http_tsb_acme_new_order(ngx_http_request_t *r,
     ar->order.n = req.n;
     ngx_memcpy(ar->order.idents, req.idents, sizeof(req.idents));
     req.n = 0;
+
+    if (ar->conf->http01) {
+        /* allowed by the policy, and control is proven as well */
+        u_char     raw[16];
+        tsb_buf_t  tok;
+
+        if (RAND_bytes(raw, sizeof(raw)) != 1
+            || tsb_b64url_encode(raw, sizeof(raw), &tok) != 0)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ar->order.token = (char *) tok.data;    /* freed with the order */
+        ar->order.status = TSB_ACME_PENDING;
+        ar->order.has_authz = 1;
+
+        for (i = 0; i < ar->order.n; i++) {
+            ar->order.authz[i] = TSB_ACME_PENDING;
+        }
+    }
 
     if (ar->order.account == NULL
         || ngx_http_tsb_acme_save_order(r, ar) != NGX_OK)
@@ -2777,7 +2901,7 @@ ngx_http_tsb_acme_authz_op(ngx_http_request_t *r,
 {
     u_char     *dash;
     ngx_int_t   rc, n;
-    ngx_str_t   id, up, authz;
+    ngx_str_t   id, authz;
     tsb_buf_t   out;
     ngx_uint_t  chall;
 
@@ -2820,6 +2944,9 @@ ngx_http_tsb_acme_authz_op(ngx_http_request_t *r,
                    "there is no such authorization", NULL);
     }
 
+    ar->authz = authz;
+    ar->authz_n = (ngx_uint_t) n;
+
     if (!chall) {
         if (tsb_acme_authz_build(&ar->order, n,
                                  ngx_http_tsb_acme_cstr(r->pool, &ar->base),
@@ -2833,18 +2960,42 @@ ngx_http_tsb_acme_authz_op(ngx_http_request_t *r,
     }
 
     /*
-     * A challenge answered (payload {}) or fetched: it is valid already,
-     * nothing to do (RFC 8555 section 7.5.1 lets the server say so).
+     * A challenge answered (payload {}) of a pending authorization, with
+     * tsb_acme_challenge http-01: validated now, and answered when done.
+     * Otherwise it is valid already, nothing to do (RFC 8555 section
+     * 7.5.1 lets the server say so), or fetched (POST-as-GET).
      */
-    if (tsb_acme_challenge_build(&ar->order, n,
+    if (ar->order.has_authz && ar->jws.payload.len
+        && ar->order.status == TSB_ACME_PENDING
+        && ar->order.authz[n] == TSB_ACME_PENDING)
+    {
+        return ngx_http_tsb_acme_http01_start(r, ar);
+    }
+
+    return ngx_http_tsb_acme_chall_answer(r, ar);
+}
+
+
+/* the challenge object, with Link rel="up" to its authorization */
+static ngx_int_t
+ngx_http_tsb_acme_chall_answer(ngx_http_request_t *r,
+    ngx_http_tsb_acme_req_t *ar)
+{
+    ngx_str_t  up;
+    tsb_buf_t  out;
+
+    if (tsb_acme_challenge_build(&ar->order, ar->authz_n,
                                  ngx_http_tsb_acme_cstr(r->pool, &ar->base),
-                                 ngx_http_tsb_acme_cstr(r->pool, &id), &out)
+                                 ngx_http_tsb_acme_cstr(r->pool,
+                                                        &ar->order_id),
+                                 &out)
         != 0)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    up.len = ar->base.len + sizeof("<authz/>;rel=\"up\"") - 1 + authz.len;
+    up.len = ar->base.len + sizeof("<authz/>;rel=\"up\"") - 1
+             + ar->authz.len;
     up.data = ngx_pnalloc(r->pool, up.len);
 
     if (up.data == NULL) {
@@ -2852,7 +3003,7 @@ ngx_http_tsb_acme_authz_op(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_sprintf(up.data, "<%Vauthz/%V>;rel=\"up\"", &ar->base, &authz);
+    ngx_sprintf(up.data, "<%Vauthz/%V>;rel=\"up\"", &ar->base, &ar->authz);
 
     if (ngx_http_tsb_add_header(r, "Link", &up) != NGX_OK) {
         tsb_buf_free(&out);
@@ -2860,6 +3011,288 @@ ngx_http_tsb_acme_authz_op(ngx_http_request_t *r,
     }
 
     return ngx_http_tsb_acme_reply(r, NGX_HTTP_OK, &out, NULL);
+}
+
+
+/* ------------------------------------------------------------ http-01 */
+
+/*
+ * GET http://<identifier>:<port>/.well-known/acme-challenge/<token>
+ * through the module's libcurl client on the event loop, as a TSB call
+ * is made, but with a configuration of its own: no TSB credentials, no
+ * client certificate, no proxy, no redirects followed, an answer of at
+ * most NGX_HTTP_TSB_ACME_HTTP01_MAX bytes, within
+ * NGX_HTTP_TSB_ACME_HTTP01_TIME ms.  The challenge POST is answered when
+ * the validation is done.
+ */
+static ngx_int_t
+ngx_http_tsb_acme_http01_start(ngx_http_request_t *r,
+    ngx_http_tsb_acme_req_t *ar)
+{
+    u_char                        *p;
+    char                           tok[TSB_ACME_TOKEN_MAX];
+    size_t                         len;
+    ngx_str_t                      path;
+    tsb_acme_ident_t              *ident;
+    ngx_http_tsb_node_t           *node;
+    ngx_http_tsb_fetch_t          *f;
+    ngx_http_tsb_loc_conf_t       *tlcf;
+    ngx_http_tsb_upstream_conf_t  *ucf;
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tsb_module);
+    ident = &ar->order.idents[ar->authz_n];
+
+    if (tsb_acme_challenge_token(&ar->order, ar->authz_n,
+                                 ngx_http_tsb_acme_cstr(r->pool,
+                                                        &ar->order_id),
+                                 tok, sizeof(tok))
+        != 0)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ar->token = ngx_pnalloc(r->pool, ngx_strlen(tok) + 1);
+    if (ar->token == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(ar->token, tok, ngx_strlen(tok) + 1);
+
+    /* one validation of an authorization at a time, across workers */
+
+    if (ngx_http_tsb_acme_kv_set(ar->zone, "v:", &ar->authz, (u_char *) "",
+                                 0, ngx_time()
+                                    + NGX_HTTP_TSB_ACME_HTTP01_TIME / 1000
+                                    + 5, 1)
+        != NGX_OK)
+    {
+        return ngx_http_tsb_acme_chall_answer(r, ar);
+    }
+
+    ar->validating = 1;
+
+    ucf = ngx_palloc(r->pool, sizeof(ngx_http_tsb_upstream_conf_t));
+    node = ngx_pcalloc(r->pool, sizeof(ngx_http_tsb_node_t));
+
+    if (ucf == NULL || node == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    *ucf = tlcf->upstream;
+
+    ngx_str_null(&ucf->api_key);
+    ngx_str_null(&ucf->bearer);
+    ucf->tls = NULL;
+    ucf->http2 = 0;
+    ucf->max_response = NGX_HTTP_TSB_ACME_HTTP01_MAX;
+    ucf->timeout = ngx_min(ucf->timeout, NGX_HTTP_TSB_ACME_HTTP01_TIME);
+    ucf->connect_timeout = ngx_min(ucf->connect_timeout,
+                                   NGX_HTTP_TSB_ACME_HTTP01_TIME);
+
+    /* the identifier is a checked DNS name, no wildcard: safe in a URL */
+    len = sizeof("http://:65535") + ident->len;
+    node->url.data = ngx_pnalloc(r->pool, len);
+    if (node->url.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_sprintf(node->url.data, "http://%s:%ui", ident->value,
+                    ar->conf->http01_port);
+    node->url.len = p - node->url.data;
+    *p = '\0';
+
+    ucf->url = node->url;
+    ucf->nodes = ngx_array_create(r->pool, 1, sizeof(ngx_http_tsb_node_t));
+    if (ucf->nodes == NULL || ngx_array_push(ucf->nodes) == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(ucf->nodes->elts, node, sizeof(ngx_http_tsb_node_t));
+
+    path.len = sizeof("/.well-known/acme-challenge/") - 1
+               + ngx_strlen(ar->token);
+    path.data = ngx_pnalloc(r->pool, path.len);
+    if (path.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_sprintf(path.data, "/.well-known/acme-challenge/%s", ar->token);
+
+    ar->http01_url.len = node->url.len + path.len;
+    ar->http01_url.data = ngx_pnalloc(r->pool, ar->http01_url.len);
+    if (ar->http01_url.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_sprintf(ar->http01_url.data, "%V%V", &node->url, &path);
+
+    f = ngx_http_tsb_fetch_create(r, ucf, "GET", &path, NULL);
+    if (f == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    f->not_tsb = 1;
+    f->done = ngx_http_tsb_acme_http01_done;
+    f->data = ar;
+
+    if (ngx_http_tsb_fetch_start(f) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "tsb acme: authorization %V: http-01 validation at %V",
+                  &ar->authz, &ar->http01_url);
+
+    r->main->count++;
+    r->read_event_handler = ngx_http_test_reading;
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_tsb_acme_http01_done(ngx_http_tsb_fetch_t *f)
+{
+    u_char                    detail[TSB_DETAIL_MAX];
+    size_t                    i;
+    ngx_int_t                 rc;
+    ngx_str_t                 value;
+    ngx_uint_t                k, valid;
+    const char               *type;
+    tsb_error_t               err;
+    tsb_acme_order_t          o;
+    ngx_http_request_t       *r;
+    ngx_http_tsb_acme_req_t  *ar;
+
+    r = f->request;
+    ar = f->data;
+    k = ar->authz_n;
+
+    ngx_memzero(&err, sizeof(tsb_error_t));
+    type = NULL;
+
+    if (f->busy) {
+        (void) ngx_http_tsb_acme_kv_del(ar->zone, "v:", &ar->authz);
+        ar->validating = 0;
+
+        ngx_http_finalize_request(r, ngx_http_tsb_acme_problem(r,
+                        NGX_HTTP_SERVICE_UNAVAILABLE, "serverInternal",
+                        "too many transfers in flight: answer the "
+                        "challenge again later", NULL));
+        return;
+    }
+
+    if (f->too_large) {
+        type = "incorrectResponse";
+        ngx_snprintf(detail, sizeof(detail), "%V answered more than %uz "
+                     "bytes, not a key authorization%Z", &ar->http01_url,
+                     (size_t) NGX_HTTP_TSB_ACME_HTTP01_MAX);
+
+    } else if (f->result != CURLE_OK) {
+        type = "connection";
+        ngx_snprintf(detail, sizeof(detail), "%V could not be fetched: "
+                     "%s%Z", &ar->http01_url,
+                     f->errbuf[0] ? f->errbuf
+                                  : curl_easy_strerror(f->result));
+
+    } else if (f->status != 200) {
+        type = "incorrectResponse";
+        ngx_snprintf(detail, sizeof(detail), "%V answered HTTP %l%s, not "
+                     "200 with the key authorization%Z", &ar->http01_url,
+                     f->status,
+                     f->status >= 300 && f->status < 400
+                     ? " (redirects are not followed)" : "");
+
+    } else if (tsb_acme_http01_check(f->body, f->body_len, ar->token,
+                                     ar->key.thumb, &err)
+               != 0)
+    {
+        type = err.reason;
+        ngx_snprintf(detail, sizeof(detail), "%V: %s%Z", &ar->http01_url,
+                     err.detail);
+    }
+
+    valid = (type == NULL);
+
+    if (valid) {
+        ngx_snprintf(detail, sizeof(detail), "%V answered the key "
+                     "authorization%Z", &ar->http01_url);
+    }
+
+    /*
+     * The order as it is now (another authorization of it may have been
+     * validated meanwhile), with this authorization's outcome.
+     */
+
+    rc = ngx_http_tsb_acme_kv_get(ar->zone, "o:", &ar->order_id, r->pool,
+                                  &value);
+
+    if (rc != NGX_OK
+        || tsb_acme_order_decode(value.data, value.len, &o, &err) != 0)
+    {
+        (void) ngx_http_tsb_acme_kv_del(ar->zone, "v:", &ar->authz);
+        ar->validating = 0;
+        ngx_http_finalize_request(r, ngx_http_tsb_acme_problem(r,
+                        NGX_HTTP_NOT_FOUND, "malformed",
+                        "the order is gone", NULL));
+        return;
+    }
+
+    tsb_acme_order_free(&ar->order);
+    ar->order = o;
+
+    if (o.has_authz && k < o.n && o.authz[k] == TSB_ACME_PENDING) {
+        ar->order.authz[k] = valid ? TSB_ACME_VALID : TSB_ACME_INVALID;
+
+        if (!valid) {
+            /* an invalid authorization makes the order invalid (7.1.6) */
+            ar->order.status = TSB_ACME_INVALID;
+
+            if (tsb_acme_order_set_error(&ar->order, type, (char *) detail)
+                != 0)
+            {
+                ngx_http_finalize_request(r,
+                                          NGX_HTTP_INTERNAL_SERVER_ERROR);
+                return;
+            }
+
+        } else if (ar->order.status == TSB_ACME_PENDING) {
+            for (i = 0; i < ar->order.n; i++) {
+                if (ar->order.authz[i] != TSB_ACME_VALID) {
+                    break;
+                }
+            }
+
+            if (i == ar->order.n) {
+                ar->order.status = TSB_ACME_READY;
+            }
+        }
+
+        if (ngx_http_tsb_acme_save_order(r, ar) != NGX_OK) {
+            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+    }
+
+    (void) ngx_http_tsb_acme_kv_del(ar->zone, "v:", &ar->authz);
+    ar->validating = 0;
+
+    ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                  "tsb acme: authorization %V %s: %s", &ar->authz,
+                  valid ? "valid" : "invalid", detail);
+
+    ngx_http_tsb_audit(r, NULL, valid, valid ? NGX_HTTP_OK
+                                             : NGX_HTTP_FORBIDDEN,
+                       valid ? "acme.http01_valid" : "acme.http01_invalid",
+                       (char *) detail, NULL);
+
+    if (!valid) {
+        ngx_http_tsb_metrics_refusal(type[0] == 'c'
+                                     ? "acme.connection"
+                                     : "acme.incorrectResponse");
+    }
+
+    ngx_http_finalize_request(r, ngx_http_tsb_acme_chall_answer(r, ar));
 }
 
 
@@ -2917,6 +3350,12 @@ ngx_http_tsb_acme_finalize(ngx_http_request_t *r,
     rc = ngx_http_tsb_acme_load_order(r, ar, &id);
     if (rc != NGX_OK || ar->answered) {
         return rc;
+    }
+
+    if (ar->order.status == TSB_ACME_PENDING) {
+        return ngx_http_tsb_acme_problem(r, NGX_HTTP_FORBIDDEN,
+                   "orderNotReady", "the order is not \"ready\": answer its "
+                   "http-01 challenges first", NULL);
     }
 
     if (ar->order.status != TSB_ACME_READY) {
@@ -3248,6 +3687,11 @@ ngx_http_tsb_acme_cleanup(void *data)
      */
     if (ar->finalizing) {
         (void) ngx_http_tsb_acme_kv_del(ar->zone, "f:", &ar->order_id);
+    }
+
+    /* the client went away during a validation: it may answer again */
+    if (ar->validating) {
+        (void) ngx_http_tsb_acme_kv_del(ar->zone, "v:", &ar->authz);
     }
 
     if (ar->have_jws) {

@@ -2520,7 +2520,9 @@ ngx_http_tsb_fetch_finish(ngx_http_tsb_fetch_t *f)
     ngx_connection_t    *c;
     ngx_http_request_t  *r;
 
-    ngx_http_tsb_metrics_upstream(f);
+    if (!f->not_tsb) {
+        ngx_http_tsb_metrics_upstream(f);
+    }
 
     if (f->done == NULL) {
         return;
