@@ -96,6 +96,8 @@ typedef struct {
 typedef struct {
     ngx_http_tsb_acme_conf_t    *conf;
     ngx_http_tsb_acme_zone_t    *zone;
+    ngx_http_tsb_loc_conf_t     *tlcf;
+    size_t                       reserved;    /* in the cache, as tsb_sign */
     ngx_str_t                    base;        /* https://host/prefix/ */
     ngx_str_t                    resource;    /* after the prefix */
     ngx_str_t                    account_id;
@@ -1493,6 +1495,7 @@ ngx_http_tsb_acme_handler(ngx_http_request_t *r)
 
     ar->conf = tlcf->acme;
     ar->zone = ar->conf->zone->data;
+    ar->tlcf = tlcf;
 
     /*
      * URLs are absolute (RFC 8555 section 7.1): the scheme and Host the
@@ -3467,6 +3470,28 @@ ngx_http_tsb_acme_finalize(ngx_http_request_t *r,
 
     ar->finalizing = 1;
 
+    /*
+     * As tsb_sign does: the record of what is accepted must have room in
+     * the cache before the TSB acts, or the certificate could not be
+     * checked against it.
+     */
+    if (ngx_http_tsb_cache_reserve(tlcf, ctx->expect.len, &ar->reserved,
+                                   r->connection->log)
+        != NGX_OK)
+    {
+        (void) ngx_http_tsb_acme_kv_del(ar->zone, "f:", &ar->order_id);
+        ar->finalizing = 0;
+
+        if (ctx->req.key_password) {
+            tsb_secure_zero(up.data, up.len);
+        }
+
+        return ngx_http_tsb_acme_problem(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                   "serverInternal", "the cache zone has no room left to "
+                   "keep what is accepted for pending requests; finalize "
+                   "again later", NULL);
+    }
+
     /* accepted by the engine and the policy; the TSB's answer is audited */
     ngx_http_tsb_metrics_acme(NGX_HTTP_TSB_ACME_FINALIZE_OK);
 
@@ -3512,6 +3537,10 @@ ngx_http_tsb_acme_sign_done(ngx_http_tsb_fetch_t *f)
     ar = f->data;
     ctx = ngx_http_get_module_ctx(r, ngx_http_tsb_module);
     tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tsb_module);
+
+    /* remember() below takes the room for real */
+    ngx_http_tsb_cache_unreserve(tlcf, ar->reserved);
+    ar->reserved = 0;
 
     ngx_memzero(&err, sizeof(tsb_error_t));
 
@@ -3687,6 +3716,11 @@ ngx_http_tsb_acme_cleanup(void *data)
      */
     if (ar->finalizing) {
         (void) ngx_http_tsb_acme_kv_del(ar->zone, "f:", &ar->order_id);
+    }
+
+    if (ar->reserved) {
+        ngx_http_tsb_cache_unreserve(ar->tlcf, ar->reserved);
+        ar->reserved = 0;
     }
 
     /* the client went away during a validation: it may answer again */
