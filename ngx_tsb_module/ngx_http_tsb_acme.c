@@ -207,6 +207,11 @@ static ngx_int_t ngx_http_tsb_acme_load_order(ngx_http_request_t *r,
     ngx_http_tsb_acme_req_t *ar, ngx_str_t *id);
 static ngx_int_t ngx_http_tsb_acme_random_id(ngx_pool_t *pool,
     ngx_str_t *out);
+static void ngx_http_tsb_acme_persist(ngx_http_tsb_acme_zone_t *z,
+    ngx_log_t *log, ngx_str_t *id, const char *suffix, u_char *data,
+    size_t len);
+static ngx_int_t ngx_http_tsb_acme_load_orders(ngx_http_tsb_acme_zone_t *z,
+    ngx_log_t *log, DIR *dir);
 static ngx_int_t ngx_http_tsb_acme_http01_start(ngx_http_request_t *r,
     ngx_http_tsb_acme_req_t *ar);
 static void ngx_http_tsb_acme_http01_done(ngx_http_tsb_fetch_t *f);
@@ -464,6 +469,7 @@ ngx_http_tsb_acme_load_accounts(ngx_http_tsb_acme_zone_t *z, ngx_log_t *log)
     while ((de = readdir(dir)) != NULL) {
         len = ngx_strlen(de->d_name);
 
+        /* orders: "<id>.order", read below */
         if (len <= 5 || len - 5 > TSB_ACME_MAX_ID
             || ngx_strcmp(de->d_name + len - 5, ".json") != 0
             || de->d_name[0] == '.')
@@ -530,11 +536,178 @@ ngx_http_tsb_acme_load_accounts(ngx_http_tsb_acme_zone_t *z, ngx_log_t *log)
         tsb_acme_account_free(&a);
     }
 
-    closedir(dir);
-
     ngx_log_error(NGX_LOG_NOTICE, log, 0,
                   "tsb acme: %ui accounts loaded from \"%V\"", loaded,
                   &z->accounts);
+
+    rewinddir(dir);
+
+    loaded = ngx_http_tsb_acme_load_orders(z, log, dir);
+
+    closedir(dir);
+
+    ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                  "tsb acme: %i orders loaded from \"%V\"", loaded,
+                  &z->accounts);
+}
+
+
+typedef struct {
+    u_char      id[TSB_ACME_MAX_ID + 1];
+    size_t      id_len;
+    long long   expires;
+    u_char     *rec;
+    size_t      len;
+} ngx_http_tsb_acme_saved_t;
+
+
+static int
+ngx_http_tsb_acme_saved_cmp(const void *a, const void *b)
+{
+    const ngx_http_tsb_acme_saved_t  *x = a, *y = b;
+
+    return (x->expires > y->expires) - (x->expires < y->expires);
+}
+
+
+/*
+ * The orders still alive, into the zone with their marks and accounts'
+ * lists (oldest first, as they were made); expired files are removed.
+ * Blocking file I/O at config time only, as the accounts are read.
+ */
+static ngx_int_t
+ngx_http_tsb_acme_load_orders(ngx_http_tsb_acme_zone_t *z, ngx_log_t *log,
+    DIR *dir)
+{
+    FILE                       *fp;
+    size_t                      n, len, i, nsaved, cap;
+    u_char                      buf[NGX_HTTP_TSB_ACME_RECORD_MAX];
+    char                        path[NGX_MAX_PATH];
+    ngx_str_t                   id, account;
+    ngx_int_t                   loaded;
+    tsb_error_t                 err;
+    struct dirent              *de;
+    tsb_acme_order_t            o;
+    ngx_http_tsb_acme_saved_t  *saved, *more;
+
+    saved = NULL;
+    nsaved = 0;
+    cap = 0;
+
+    while ((de = readdir(dir)) != NULL) {
+        len = ngx_strlen(de->d_name);
+
+        if (len <= 6 || len - 6 > TSB_ACME_MAX_ID
+            || ngx_strcmp(de->d_name + len - 6, ".order") != 0
+            || de->d_name[0] == '.'
+            || z->accounts.len + len + 2 > sizeof(path))
+        {
+            continue;
+        }
+
+        ngx_sprintf((u_char *) path, "%V/%s%Z", &z->accounts, de->d_name);
+
+        fp = fopen(path, "r");
+        if (fp == NULL) {
+            continue;
+        }
+
+        n = fread(buf, 1, sizeof(buf), fp);
+        fclose(fp);
+
+        ngx_memzero(&err, sizeof(tsb_error_t));
+
+        if (n == 0 || n == sizeof(buf)
+            || tsb_acme_order_decode(buf, n, &o, &err) != 0)
+        {
+            ngx_log_error(NGX_LOG_WARN, log, 0,
+                          "tsb acme: \"%s\" is not an order record, "
+                          "skipped", path);
+            continue;
+        }
+
+        if (o.expires < (long long) ngx_time()) {
+            tsb_acme_order_free(&o);
+            (void) unlink(path);
+            continue;
+        }
+
+        tsb_acme_order_free(&o);
+
+        if (nsaved == cap) {
+            cap = cap ? 2 * cap : 64;
+            more = realloc(saved, cap * sizeof(ngx_http_tsb_acme_saved_t));
+            if (more == NULL) {
+                break;
+            }
+
+            saved = more;
+        }
+
+        saved[nsaved].rec = malloc(n);
+        if (saved[nsaved].rec == NULL) {
+            break;
+        }
+
+        ngx_memcpy(saved[nsaved].rec, buf, n);
+        saved[nsaved].len = n;
+        saved[nsaved].id_len = len - 6;
+        ngx_memcpy(saved[nsaved].id, de->d_name, len - 6);
+        saved[nsaved].expires = o.expires;
+        nsaved++;
+    }
+
+    if (nsaved) {
+        qsort(saved, nsaved, sizeof(ngx_http_tsb_acme_saved_t),
+              ngx_http_tsb_acme_saved_cmp);
+    }
+
+    loaded = 0;
+
+    for (i = 0; i < nsaved; i++) {
+        id.data = saved[i].id;
+        id.len = saved[i].id_len;
+
+        if (tsb_acme_order_decode(saved[i].rec, saved[i].len, &o, &err)
+            != 0)
+        {
+            continue;
+        }
+
+        account.data = (u_char *) o.account;
+        account.len = ngx_strlen(o.account);
+
+        if (ngx_http_tsb_acme_kv_set(z, "o:", &id, saved[i].rec,
+                                     saved[i].len, (time_t) o.expires, 0)
+            == NGX_OK)
+        {
+            loaded++;
+
+            /* finalized once; and its outcome counted once */
+            if (o.request) {
+                (void) ngx_http_tsb_acme_kv_set(z, "f:", &id, (u_char *) "",
+                                                0, (time_t) o.expires, 0);
+            }
+
+            if (o.status == TSB_ACME_VALID || o.status == TSB_ACME_INVALID) {
+                (void) ngx_http_tsb_acme_kv_set(z, "d:", &id, (u_char *) "",
+                                                0, (time_t) o.expires, 0);
+            }
+
+            (void) ngx_http_tsb_acme_list_add(z, &account, &id,
+                                              (time_t) o.expires);
+        }
+
+        tsb_acme_order_free(&o);
+    }
+
+    for (i = 0; i < nsaved; i++) {
+        free(saved[i].rec);
+    }
+
+    free(saved);
+
+    return loaded;
 }
 
 
@@ -2194,11 +2367,6 @@ ngx_http_tsb_acme_save_account(ngx_http_request_t *r,
     ngx_http_tsb_acme_req_t *ar, ngx_str_t *id, tsb_acme_account_t *a)
 {
     tsb_buf_t                 rec;
-#if (NGX_THREADS)
-    ngx_pool_t               *pool;
-    ngx_thread_task_t        *task;
-    ngx_http_tsb_acme_job_t  *job;
-#endif
 
     if (tsb_acme_account_encode(a, &rec) != 0) {
         return NGX_ERROR;
@@ -2211,64 +2379,79 @@ ngx_http_tsb_acme_save_account(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-#if (NGX_THREADS)
+    ngx_http_tsb_acme_persist(ar->zone, r->connection->log, id, ".json",
+                              rec.data, rec.len);
 
-    if (ar->zone->accounts.len == 0) {
-        tsb_buf_free(&rec);
-        return NGX_OK;
+    tsb_buf_free(&rec);
+
+    return NGX_OK;
+}
+
+
+/*
+ * Writes a record to <accounts>/<id><suffix> in nginx's thread pool;
+ * nothing without accounts=.  Accounts are "<id>.json", orders
+ * "<id>.order".
+ */
+static void
+ngx_http_tsb_acme_persist(ngx_http_tsb_acme_zone_t *z, ngx_log_t *log,
+    ngx_str_t *id, const char *suffix, u_char *data, size_t len)
+{
+#if (NGX_THREADS)
+    size_t                    slen;
+    ngx_pool_t               *pool;
+    ngx_thread_task_t        *task;
+    ngx_http_tsb_acme_job_t  *job;
+
+    if (z->accounts.len == 0) {
+        return;
     }
 
     pool = ngx_create_pool(1024, ngx_cycle->log);
     if (pool == NULL) {
-        tsb_buf_free(&rec);
-        return NGX_OK;
+        return;
     }
 
     task = ngx_thread_task_alloc(pool, sizeof(ngx_http_tsb_acme_job_t));
     if (task == NULL) {
         ngx_destroy_pool(pool);
-        tsb_buf_free(&rec);
-        return NGX_OK;
+        return;
     }
+
+    slen = ngx_strlen(suffix);
 
     job = task->ctx;
     job->pool = pool;
 
-    job->path.len = ar->zone->accounts.len + 1 + id->len + 5;
+    job->path.len = z->accounts.len + 1 + id->len + slen;
     job->path.data = ngx_pnalloc(pool, job->path.len + 1);
     job->tmp.len = job->path.len + 4;
     job->tmp.data = ngx_pnalloc(pool, job->tmp.len + 1);
-    job->data.len = rec.len;
-    job->data.data = ngx_pnalloc(pool, rec.len);
+    job->data.len = len;
+    job->data.data = ngx_pnalloc(pool, len);
 
     if (job->path.data == NULL || job->tmp.data == NULL
         || job->data.data == NULL)
     {
         ngx_destroy_pool(pool);
-        tsb_buf_free(&rec);
-        return NGX_OK;
+        return;
     }
 
-    ngx_sprintf(job->path.data, "%V/%V.json%Z", &ar->zone->accounts, id);
-    ngx_sprintf(job->tmp.data, "%V/%V.json.tmp%Z", &ar->zone->accounts, id);
-    ngx_memcpy(job->data.data, rec.data, rec.len);
+    ngx_sprintf(job->path.data, "%V/%V%s%Z", &z->accounts, id, suffix);
+    ngx_sprintf(job->tmp.data, "%V/%V%s.tmp%Z", &z->accounts, id, suffix);
+    ngx_memcpy(job->data.data, data, len);
 
     task->handler = ngx_http_tsb_acme_write;
     task->event.handler = ngx_http_tsb_acme_written;
     task->event.data = job;
 
-    if (ngx_thread_task_post(ar->zone->thread_pool, task) != NGX_OK) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "tsb acme: account %V not written to disk: the "
-                      "thread pool is busy", id);
+    if (ngx_thread_task_post(z->thread_pool, task) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "tsb acme: %V%s not written to disk: the thread pool "
+                      "is busy", id, suffix);
         ngx_destroy_pool(pool);
     }
-
 #endif
-
-    tsb_buf_free(&rec);
-
-    return NGX_OK;
 }
 
 
@@ -2329,7 +2512,7 @@ ngx_http_tsb_acme_written(ngx_event_t *ev)
 
     if (job->failed) {
         ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, job->err,
-                      "tsb acme: %s \"%V\" failed: the account lives in "
+                      "tsb acme: %s \"%V\" failed: the record lives in "
                       "tsb_acme_zone until a restart", job->failed,
                       &job->path);
     }
@@ -2380,6 +2563,13 @@ ngx_http_tsb_acme_save_order(ngx_http_request_t *r,
 
     rc = ngx_http_tsb_acme_kv_set(ar->zone, "o:", &ar->order_id, rec.data,
                                   rec.len, (time_t) ar->order.expires, 0);
+
+    if (rc == NGX_OK) {
+        ngx_http_tsb_acme_persist(ar->zone, r->connection->log,
+                                  &ar->order_id, ".order", rec.data,
+                                  rec.len);
+    }
+
     tsb_buf_free(&rec);
 
     return rc;
