@@ -585,6 +585,7 @@ ngx_http_tsb_acme_load_orders(ngx_http_tsb_acme_zone_t *z, ngx_log_t *log,
     char                        path[NGX_MAX_PATH];
     ngx_str_t                   id, account;
     ngx_int_t                   loaded;
+    long long                   expires;
     tsb_error_t                 err;
     struct dirent              *de;
     tsb_acme_order_t            o;
@@ -626,13 +627,13 @@ ngx_http_tsb_acme_load_orders(ngx_http_tsb_acme_zone_t *z, ngx_log_t *log,
             continue;
         }
 
-        if (o.expires < (long long) ngx_time()) {
-            tsb_acme_order_free(&o);
+        expires = o.expires;
+        tsb_acme_order_free(&o);
+
+        if (expires < (long long) ngx_time()) {
             (void) unlink(path);
             continue;
         }
-
-        tsb_acme_order_free(&o);
 
         if (nsaved == cap) {
             cap = cap ? 2 * cap : 64;
@@ -653,7 +654,7 @@ ngx_http_tsb_acme_load_orders(ngx_http_tsb_acme_zone_t *z, ngx_log_t *log,
         saved[nsaved].len = n;
         saved[nsaved].id_len = len - 6;
         ngx_memcpy(saved[nsaved].id, de->d_name, len - 6);
-        saved[nsaved].expires = o.expires;
+        saved[nsaved].expires = expires;
         nsaved++;
     }
 

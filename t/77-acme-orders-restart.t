@@ -82,6 +82,11 @@ $r = post($base . 'new-order', $key, kid => $kid,
 my $order_a = $r->{headers}{location};
 is($r->{json}{status}, 'ready', 'order a: ready');
 sleep 1;    # the list is read back in the order the orders expire
+$r = post($base . 'new-order', $key, kid => $kid,
+          payload => '{"identifiers":[{"type":"dns","value":"c.svc.example"}]}');
+my $order_c = $r->{headers}{location};
+is($r->{json}{status}, 'ready', 'order c: ready');
+sleep 1;
 
 $r = post($base . 'new-order', $key, kid => $kid,
           payload => '{"identifiers":[{"type":"dns","value":"b.svc.example"}]}');
@@ -107,7 +112,7 @@ spew("$tmp/acme/old.order", '{"account":"x","status":"ready","expires":1000,'
 
 $t->stop_nginx;
 $t->start_nginx($conf);
-like($t->error_log, qr/2 orders loaded from/, 'two orders read back');
+like($t->error_log, qr/3 orders loaded from/, 'three orders read back');
 ok(!-e "$tmp/acme/old.order", 'the expired one removed');
 
 $r = post($order_a, $key, kid => $kid, payload => '');
@@ -123,7 +128,7 @@ is($r->{json}{type}, 'urn:ietf:params:acme:error:orderNotReady',
    'order b is not finalized twice');
 
 $r = post($orders, $key, kid => $kid, payload => '');
-is_deeply($r->{json}{orders}, [$order_b, $order_a],
+is_deeply($r->{json}{orders}, [$order_b, $order_c, $order_a],
           'the account\'s list, newest first');
 
 $t->sim_approve($id);
