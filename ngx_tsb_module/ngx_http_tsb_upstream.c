@@ -1538,6 +1538,11 @@ ngx_http_tsb_node_update(ngx_http_tsb_fetch_t *f, ngx_uint_t failed)
     ngx_uint_t            doublings;
     ngx_http_tsb_node_t  *node;
 
+    if (f->not_tsb) {
+        /* an ACME http-01 fetch: its one node is its own, not a TSB */
+        return;
+    }
+
     node = f->conf->nodes->elts;
     node = &node[f->node];
 
