@@ -597,6 +597,20 @@ static ngx_command_t  ngx_http_tsb_commands[] = {
       0,
       NULL },
 
+    { ngx_string("tsb_acme_challenge"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_tsb_acme_challenge,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("tsb_acme_http01_port"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_tsb_acme_http01_port,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
