@@ -20,6 +20,8 @@ NGX_TREE     = $(BUILD)/nginx-src
 SRC_DIR      = ngx_tsb_module
 MODULE_SRCS  = $(wildcard $(SRC_DIR)/*.c $(SRC_DIR)/*.h) config
 
+COMMA        = ,
+
 # the plain C parts: no nginx types, unit tested and fuzzed directly
 CORE_SRCS    = $(SRC_DIR)/tsb_usage.c $(SRC_DIR)/tsb_csr.c \
                $(SRC_DIR)/tsb_policy.c $(SRC_DIR)/tsb_json.c \
@@ -30,6 +32,10 @@ CORE_SRCS    = $(SRC_DIR)/tsb_usage.c $(SRC_DIR)/tsb_csr.c \
                $(SRC_DIR)/tsb_owner.c
 CORE_SRCS   += $(SRC_DIR)/tsb_name.c
 CORE_SRCS   += $(SRC_DIR)/tsb_jws.c $(SRC_DIR)/tsb_acme.c
+CORE_SRCS   += $(SRC_DIR)/tsb_etag.c
+CORE_HDRS    = $(wildcard $(SRC_DIR)/tsb_*.h)
+UNIT_OBJS    = $(CORE_SRCS:$(SRC_DIR)/%.c=$(BUILD)/obj-unit/%.o)
+FUZZ_OBJS    = $(CORE_SRCS:$(SRC_DIR)/%.c=$(BUILD)/obj-fuzz/%.o)
 UNIT_TESTS   = $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(wildcard t/unit/test_*.c))
 UNIT_CFLAGS  = -std=c99 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 \
                -fsanitize=address,undefined -fno-omit-frame-pointer \
@@ -44,11 +50,13 @@ FUZZ_TARGETS  = fuzz_csr fuzz_sign_req fuzz_upstream fuzz_cert fuzz_path \
                 fuzz_front_path
 FUZZ_TARGETS += fuzz_name
 FUZZ_TARGETS += fuzz_acme
+FUZZ_TARGETS += fuzz_etag
 FUZZ_BINS     = $(patsubst %,$(BUILD)/fuzz/%,$(FUZZ_TARGETS))
 FUZZ_CFLAGS   = -std=c99 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 \
                 -fsanitize=fuzzer,address,undefined \
                 -fno-sanitize-recover=all -fno-omit-frame-pointer \
                 -I$(SRC_DIR)
+FUZZ_OBJ_CFLAGS = $(subst -fsanitize=fuzzer$(COMMA),-fsanitize=fuzzer-no-link$(COMMA),$(FUZZ_CFLAGS))
 FUZZ_SECONDS       ?= 180
 FUZZ_SMOKE_SECONDS ?= 5
 # per target: a little above the largest input the parser sees in practice
@@ -65,6 +73,7 @@ FUZZ_MAX_LEN_fuzz_owner    = 4200
 FUZZ_MAX_LEN_fuzz_front_path = 683
 FUZZ_MAX_LEN_fuzz_name     = 512
 FUZZ_MAX_LEN_fuzz_acme     = 8192
+FUZZ_MAX_LEN_fuzz_etag     = 1024
 
 # benchmarks (bench/, results in docs/benchmarks.md)
 BENCH_CFLAGS  = -std=c99 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O2 \
@@ -82,7 +91,7 @@ DEB_PKGS     = nginx nginx-dev libcurl4-openssl-dev libyajl-dev libssl-dev \
                clang libclang-rt-14-dev strace certbot lego \
                chromium chromium-driver python3-selenium
 
-.PHONY: all build deps unit test integration demo demo-stop clean
+.PHONY: all build deps unit unit-build test integration demo demo-stop clean
 .PHONY: fuzz fuzz-smoke fuzz-build fuzz-coverage bench bench-policy
 .PHONY: bench-cache bench-sign bench-acme
 .PHONY: test-valgrind test-asan soak page-bundle
@@ -127,17 +136,31 @@ $(MODULE_SO): $(NGX_TREE)/Makefile $(MODULE_SRCS)
 	cp $(NGX_TREE)/objs/ngx_http_tsb_module.so $@.tmp
 	mv -f $@.tmp $@
 
-$(BUILD)/unit/%: t/unit/%.c $(CORE_SRCS) $(wildcard $(SRC_DIR)/tsb_*.h) \
+# The engine is compiled once per flavour (unit: ASan+UBSan; fuzz: the
+# same plus libFuzzer's coverage) and linked into every test and harness.
+.SECONDARY: $(UNIT_OBJS) $(FUZZ_OBJS)
+
+$(BUILD)/obj-unit/%.o: $(SRC_DIR)/%.c $(CORE_HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(UNIT_CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj-fuzz/%.o: $(SRC_DIR)/%.c $(CORE_HDRS)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_OBJ_CFLAGS) -c -o $@ $<
+
+$(BUILD)/unit/%: t/unit/%.c $(UNIT_OBJS) $(CORE_HDRS) \
                  t/unit/tap.h $(wildcard t/unit/*.h)
 	@mkdir -p $(BUILD)/unit
-	$(CC) $(UNIT_CFLAGS) -o $@ $< $(CORE_SRCS) $(UNIT_LIBS)
+	$(CC) $(UNIT_CFLAGS) -o $@ $< $(UNIT_OBJS) $(UNIT_LIBS)
 
-unit: $(UNIT_TESTS)
+unit-build: $(UNIT_TESTS)
+
+unit: unit-build
 	prove --exec '' $(UNIT_TESTS)
 
-$(BUILD)/fuzz/%: fuzz/%.c $(CORE_SRCS) $(wildcard $(SRC_DIR)/tsb_*.h)
+$(BUILD)/fuzz/%: fuzz/%.c $(FUZZ_OBJS) $(CORE_HDRS)
 	@mkdir -p $(BUILD)/fuzz
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(CORE_SRCS) $(UNIT_LIBS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_OBJS) $(UNIT_LIBS)
 
 fuzz-build: $(FUZZ_BINS)
 
@@ -252,10 +275,14 @@ test-build: build
 	TSB_MODULE_COMPAT=$(abspath $(BUILD)/compat/ngx_http_tsb_module.so) \
 	    prove -v t/07-build.t
 
+# the builds and the fuzz smoke run on every core (the integration tests
+# pick their own parallelism, TEST_JOBS)
+BUILD_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+
 test: deps
-	$(MAKE) build
+	$(MAKE) -j$(BUILD_JOBS) build unit-build fuzz-build
 	$(MAKE) unit
-	$(MAKE) fuzz-smoke
+	$(MAKE) -j$(BUILD_JOBS) fuzz-smoke
 	$(MAKE) integration
 	$(MAKE) test-standalone
 

@@ -4,6 +4,8 @@
 #   DEMO_PORT      gateway port   (default 8080)
 #   DEMO_SIM_PORT  simulator port (default 8081)
 #   DEMO_DIR       state, logs    (default ./demo)
+#   NGINX_BIN      nginx binary   (default /usr/sbin/nginx)
+#   MODULE_SO      the module     (default build/ngx_http_tsb_module.so)
 
 set -e
 
@@ -55,7 +57,7 @@ mkdir -p "$dir/tmp" "$dir/sim"
 echo $! >"$dir/sim.pid"
 wait_for "http://127.0.0.1:$sim_port/_sim/health" "the TSB simulator"
 
-sed -e "s#@MODULE@#$top/build/ngx_http_tsb_module.so#" \
+sed -e "s#@MODULE@#${MODULE_SO:-$top/build/ngx_http_tsb_module.so}#" \
     -e "s#@DIR@#$dir#g" -e "s#@PORT@#$port#" -e "s#@SIM_PORT@#$sim_port#" \
     -e "s#@TOP@#$top#g" \
     "$top/conf/demo.conf" >"$dir/nginx.conf"

@@ -34,7 +34,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char                    *acct;
+    char                    *acct, tok[TSB_ACME_TOKEN_MAX];
+    size_t                   k;
     tsb_buf_t                der, out, out2;
     tsb_jwk_t                key;
     tsb_jws_t                jws;
@@ -112,9 +113,27 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             tsb_buf_free(&out2);
         }
 
+        /* authorizations and challenges of every identifier (http-01) */
+        for (k = 0; k < o.n; k++) {
+            if (tsb_acme_authz_build(&o, k, "https://ca/acme/", "x", &out2)
+                == 0)
+            {
+                tsb_buf_free(&out2);
+            }
+
+            fuzz_assert(tsb_acme_challenge_token(&o, k, "x", tok,
+                                                 sizeof(tok)) == 0
+                        || o.token != NULL);
+        }
+
         tsb_buf_free(&out);
         tsb_acme_order_free(&o);
         tsb_acme_order_free(&o2);
+    }
+
+    /* an http-01 answer: any bytes, never read beyond them */
+    if (tsb_acme_http01_check(data, size, "tok", "thumb", &err) == 0) {
+        fuzz_assert(size >= 9 && memcmp(data, "tok.thumb", 9) == 0);
     }
 
     if (tsb_acme_account_decode(data, size, &a, &err) == 0) {

@@ -303,6 +303,39 @@ fuzz_import(const uint8_t *data, size_t size, int checked)
 }
 
 
+/*
+ * The key check is tsb_json_check() and then some: whatever it passes,
+ * tsb_json_check() passes; whatever that refuses, it refuses; with no keys
+ * configured the two agree exactly.
+ */
+static void
+fuzz_key_check(const uint8_t *data, size_t size, int checked)
+{
+    int                  rc;
+    tsb_error_t          err;
+    static const char   *keys[] = { "CA-Key" };
+
+    rc = tsb_front_key_check(data, size, NULL, 0, &err);
+    fuzz_assert(rc == checked);
+
+    rc = tsb_front_key_check(data, size, keys, 1, &err);
+
+    if (checked != 0) {
+        fuzz_assert(rc == -1);
+    }
+
+    if (rc != 0) {
+        fuzz_assert(rc == -1 && err.reason != NULL);
+        fuzz_assert(err.status == 400 || err.status == 403);
+
+    } else {
+        fuzz_assert(err.reason == NULL);
+    }
+
+    (void) tsb_front_path_names_key(data, size, keys, 1);
+}
+
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -319,6 +352,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_assert(err.reason == NULL);
     }
 
+    fuzz_key_check(data, size, checked);
     fuzz_reemit(data, size, checked);
     fuzz_import(data, size, checked);
 

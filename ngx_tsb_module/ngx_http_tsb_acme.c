@@ -40,13 +40,17 @@
 #define NGX_HTTP_TSB_ACME_NONCE_TTL   3600
 #define NGX_HTTP_TSB_ACME_ORDER_TTL   (7 * 86400)
 #define NGX_HTTP_TSB_ACME_RECORD_MAX  16384
+#define NGX_HTTP_TSB_ACME_LIST_MAX    100     /* orders listed an account */
+#define NGX_HTTP_TSB_ACME_LIST_PAGE   20
+#define NGX_HTTP_TSB_ACME_HTTP01_MAX  1024    /* bytes of an http-01 answer */
+#define NGX_HTTP_TSB_ACME_HTTP01_TIME 10000   /* ms, at most */
 
 
 /* ------------------------------------------------------------- types */
 
 typedef struct {
     ngx_str_node_t               sn;          /* key: "n:", "a:", "k:", "o:",
-                                                 "f:" and an id */
+                                                 "f:", "d:", "l:" and an id */
     ngx_queue_t                  queue;       /* expiring entries only */
     time_t                       expires;     /* 0: kept (accounts) */
     size_t                       vlen;
@@ -83,6 +87,8 @@ typedef struct {
     ngx_array_t                 *eab;         /* ngx_http_tsb_acme_eab_t */
     ngx_flag_t                   eab_required;
     ngx_str_t                    tos;
+    ngx_flag_t                   http01;      /* tsb_acme_challenge */
+    ngx_uint_t                   http01_port;
 } ngx_http_tsb_acme_conf_t;
 
 
@@ -90,6 +96,8 @@ typedef struct {
 typedef struct {
     ngx_http_tsb_acme_conf_t    *conf;
     ngx_http_tsb_acme_zone_t    *zone;
+    ngx_http_tsb_loc_conf_t     *tlcf;
+    size_t                       reserved;    /* in the cache, as tsb_sign */
     ngx_str_t                    base;        /* https://host/prefix/ */
     ngx_str_t                    resource;    /* after the prefix */
     ngx_str_t                    account_id;
@@ -105,7 +113,13 @@ typedef struct {
     unsigned                     have_account:1;
     unsigned                     have_order:1;
     unsigned                     have_key:1;
+    ngx_str_t                    authz;       /* <order>-<n> validated */
+    ngx_uint_t                   authz_n;
+    char                        *token;       /* its challenge's */
+    ngx_str_t                    http01_url;
+
     unsigned                     finalizing:1;
+    unsigned                     validating:1;
     unsigned                     answered:1;  /* a problem was sent */
 } ngx_http_tsb_acme_req_t;
 
@@ -134,8 +148,13 @@ static ngx_int_t ngx_http_tsb_acme_kv_get(ngx_http_tsb_acme_zone_t *z,
 static ngx_int_t ngx_http_tsb_acme_kv_set(ngx_http_tsb_acme_zone_t *z,
     const char *prefix, ngx_str_t *id, u_char *value, size_t len,
     time_t expires, ngx_uint_t add);
+static ngx_int_t ngx_http_tsb_acme_kv_set_locked(
+    ngx_http_tsb_acme_zone_t *z, const char *prefix, ngx_str_t *id,
+    u_char *value, size_t len, time_t expires, ngx_uint_t add);
 static ngx_int_t ngx_http_tsb_acme_kv_del(ngx_http_tsb_acme_zone_t *z,
     const char *prefix, ngx_str_t *id);
+static ngx_int_t ngx_http_tsb_acme_list_add(ngx_http_tsb_acme_zone_t *z,
+    ngx_str_t *account, ngx_str_t *order, time_t expires);
 
 static void ngx_http_tsb_acme_body(ngx_http_request_t *r);
 static ngx_int_t ngx_http_tsb_acme_post(ngx_http_request_t *r,
@@ -188,6 +207,16 @@ static ngx_int_t ngx_http_tsb_acme_load_order(ngx_http_request_t *r,
     ngx_http_tsb_acme_req_t *ar, ngx_str_t *id);
 static ngx_int_t ngx_http_tsb_acme_random_id(ngx_pool_t *pool,
     ngx_str_t *out);
+static void ngx_http_tsb_acme_persist(ngx_http_tsb_acme_zone_t *z,
+    ngx_log_t *log, ngx_str_t *id, const char *suffix, u_char *data,
+    size_t len);
+static ngx_int_t ngx_http_tsb_acme_load_orders(ngx_http_tsb_acme_zone_t *z,
+    ngx_log_t *log, DIR *dir);
+static ngx_int_t ngx_http_tsb_acme_http01_start(ngx_http_request_t *r,
+    ngx_http_tsb_acme_req_t *ar);
+static void ngx_http_tsb_acme_http01_done(ngx_http_tsb_fetch_t *f);
+static ngx_int_t ngx_http_tsb_acme_chall_answer(ngx_http_request_t *r,
+    ngx_http_tsb_acme_req_t *ar);
 static char *ngx_http_tsb_acme_cstr(ngx_pool_t *pool, ngx_str_t *s);
 static ngx_http_tsb_acme_conf_t *ngx_http_tsb_acme_conf(ngx_conf_t *cf,
     ngx_http_tsb_loc_conf_t *tlcf);
@@ -234,6 +263,8 @@ ngx_http_tsb_acme_conf(ngx_conf_t *cf, ngx_http_tsb_loc_conf_t *tlcf)
     }
 
     acf->eab_required = NGX_CONF_UNSET;
+    acf->http01 = NGX_CONF_UNSET;
+    acf->http01_port = NGX_CONF_UNSET_UINT;
     tlcf->acme = acf;
 
     return acf;
@@ -438,6 +469,7 @@ ngx_http_tsb_acme_load_accounts(ngx_http_tsb_acme_zone_t *z, ngx_log_t *log)
     while ((de = readdir(dir)) != NULL) {
         len = ngx_strlen(de->d_name);
 
+        /* orders: "<id>.order", read below */
         if (len <= 5 || len - 5 > TSB_ACME_MAX_ID
             || ngx_strcmp(de->d_name + len - 5, ".json") != 0
             || de->d_name[0] == '.')
@@ -504,11 +536,179 @@ ngx_http_tsb_acme_load_accounts(ngx_http_tsb_acme_zone_t *z, ngx_log_t *log)
         tsb_acme_account_free(&a);
     }
 
-    closedir(dir);
-
     ngx_log_error(NGX_LOG_NOTICE, log, 0,
                   "tsb acme: %ui accounts loaded from \"%V\"", loaded,
                   &z->accounts);
+
+    rewinddir(dir);
+
+    loaded = ngx_http_tsb_acme_load_orders(z, log, dir);
+
+    closedir(dir);
+
+    ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                  "tsb acme: %i orders loaded from \"%V\"", loaded,
+                  &z->accounts);
+}
+
+
+typedef struct {
+    u_char      id[TSB_ACME_MAX_ID + 1];
+    size_t      id_len;
+    long long   expires;
+    u_char     *rec;
+    size_t      len;
+} ngx_http_tsb_acme_saved_t;
+
+
+static int
+ngx_http_tsb_acme_saved_cmp(const void *a, const void *b)
+{
+    const ngx_http_tsb_acme_saved_t  *x = a, *y = b;
+
+    return (x->expires > y->expires) - (x->expires < y->expires);
+}
+
+
+/*
+ * The orders still alive, into the zone with their marks and accounts'
+ * lists (oldest first, as they were made); expired files are removed.
+ * Blocking file I/O at config time only, as the accounts are read.
+ */
+static ngx_int_t
+ngx_http_tsb_acme_load_orders(ngx_http_tsb_acme_zone_t *z, ngx_log_t *log,
+    DIR *dir)
+{
+    FILE                       *fp;
+    size_t                      n, len, i, nsaved, cap;
+    u_char                      buf[NGX_HTTP_TSB_ACME_RECORD_MAX];
+    char                        path[NGX_MAX_PATH];
+    ngx_str_t                   id, account;
+    ngx_int_t                   loaded;
+    long long                   expires;
+    tsb_error_t                 err;
+    struct dirent              *de;
+    tsb_acme_order_t            o;
+    ngx_http_tsb_acme_saved_t  *saved, *more;
+
+    saved = NULL;
+    nsaved = 0;
+    cap = 0;
+
+    while ((de = readdir(dir)) != NULL) {
+        len = ngx_strlen(de->d_name);
+
+        if (len <= 6 || len - 6 > TSB_ACME_MAX_ID
+            || ngx_strcmp(de->d_name + len - 6, ".order") != 0
+            || de->d_name[0] == '.'
+            || z->accounts.len + len + 2 > sizeof(path))
+        {
+            continue;
+        }
+
+        ngx_sprintf((u_char *) path, "%V/%s%Z", &z->accounts, de->d_name);
+
+        fp = fopen(path, "r");
+        if (fp == NULL) {
+            continue;
+        }
+
+        n = fread(buf, 1, sizeof(buf), fp);
+        fclose(fp);
+
+        ngx_memzero(&err, sizeof(tsb_error_t));
+
+        if (n == 0 || n == sizeof(buf)
+            || tsb_acme_order_decode(buf, n, &o, &err) != 0)
+        {
+            ngx_log_error(NGX_LOG_WARN, log, 0,
+                          "tsb acme: \"%s\" is not an order record, "
+                          "skipped", path);
+            continue;
+        }
+
+        expires = o.expires;
+        tsb_acme_order_free(&o);
+
+        if (expires < (long long) ngx_time()) {
+            (void) unlink(path);
+            continue;
+        }
+
+        if (nsaved == cap) {
+            cap = cap ? 2 * cap : 64;
+            more = realloc(saved, cap * sizeof(ngx_http_tsb_acme_saved_t));
+            if (more == NULL) {
+                break;
+            }
+
+            saved = more;
+        }
+
+        saved[nsaved].rec = malloc(n);
+        if (saved[nsaved].rec == NULL) {
+            break;
+        }
+
+        ngx_memcpy(saved[nsaved].rec, buf, n);
+        saved[nsaved].len = n;
+        saved[nsaved].id_len = len - 6;
+        ngx_memcpy(saved[nsaved].id, de->d_name, len - 6);
+        saved[nsaved].expires = expires;
+        nsaved++;
+    }
+
+    if (nsaved) {
+        qsort(saved, nsaved, sizeof(ngx_http_tsb_acme_saved_t),
+              ngx_http_tsb_acme_saved_cmp);
+    }
+
+    loaded = 0;
+
+    for (i = 0; i < nsaved; i++) {
+        id.data = saved[i].id;
+        id.len = saved[i].id_len;
+
+        if (tsb_acme_order_decode(saved[i].rec, saved[i].len, &o, &err)
+            != 0)
+        {
+            continue;
+        }
+
+        account.data = (u_char *) o.account;
+        account.len = ngx_strlen(o.account);
+
+        if (ngx_http_tsb_acme_kv_set(z, "o:", &id, saved[i].rec,
+                                     saved[i].len, (time_t) o.expires, 0)
+            == NGX_OK)
+        {
+            loaded++;
+
+            /* finalized once; and its outcome counted once */
+            if (o.request) {
+                (void) ngx_http_tsb_acme_kv_set(z, "f:", &id, (u_char *) "",
+                                                0, (time_t) o.expires, 0);
+            }
+
+            if (o.status == TSB_ACME_VALID || o.status == TSB_ACME_INVALID) {
+                (void) ngx_http_tsb_acme_kv_set(z, "d:", &id, (u_char *) "",
+                                                0, (time_t) o.expires, 0);
+            }
+
+            (void) ngx_http_tsb_acme_list_add(z, &account, &id,
+                                              (time_t) o.expires);
+        }
+
+        tsb_acme_order_free(&o);
+    }
+
+    for (i = 0; i < nsaved; i++) {
+        free(saved[i].rec);
+    }
+
+    free(saved);
+
+    return loaded;
 }
 
 
@@ -770,6 +970,67 @@ ngx_http_tsb_acme_terms(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 
 char *
+ngx_http_tsb_acme_challenge(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_str_t                 *value;
+    ngx_http_tsb_acme_conf_t  *acf;
+
+    acf = ngx_http_tsb_acme_conf(cf, conf);
+    if (acf == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (acf->http01 != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "http-01") == 0) {
+        acf->http01 = 1;
+
+    } else if (ngx_strcmp(value[1].data, "none") == 0) {
+        acf->http01 = 0;
+
+    } else {
+        return "takes \"none\" or \"http-01\"";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_http_tsb_acme_http01_port(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_int_t                  n;
+    ngx_str_t                 *value;
+    ngx_http_tsb_acme_conf_t  *acf;
+
+    acf = ngx_http_tsb_acme_conf(cf, conf);
+    if (acf == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (acf->http01_port != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    n = ngx_atoi(value[1].data, value[1].len);
+
+    if (n < 1 || n > 65535) {
+        return "takes a port number";
+    }
+
+    acf->http01_port = (ngx_uint_t) n;
+
+    return NGX_CONF_OK;
+}
+
+
+char *
 ngx_http_tsb_acme_merge(ngx_conf_t *cf, ngx_http_tsb_loc_conf_t *conf)
 {
     ngx_http_tsb_acme_conf_t  *acf;
@@ -791,6 +1052,14 @@ ngx_http_tsb_acme_merge(ngx_conf_t *cf, ngx_http_tsb_loc_conf_t *conf)
 
     if (acf->eab_required == NGX_CONF_UNSET) {
         acf->eab_required = 0;
+    }
+
+    if (acf->http01 == NGX_CONF_UNSET) {
+        acf->http01 = 0;
+    }
+
+    if (acf->http01_port == NGX_CONF_UNSET_UINT) {
+        acf->http01_port = 80;        /* RFC 8555 section 8.3 */
     }
 
     if (acf->eab_required && acf->eab == NULL) {
@@ -966,6 +1235,29 @@ ngx_http_tsb_acme_kv_set(ngx_http_tsb_acme_zone_t *z, const char *prefix,
     ngx_str_t *id, u_char *value, size_t len, time_t expires,
     ngx_uint_t add)
 {
+    ngx_int_t  rc;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+    rc = ngx_http_tsb_acme_kv_set_locked(z, prefix, id, value, len, expires,
+                                         add);
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    if (rc == NGX_ABORT) {
+        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                      "tsb acme: tsb_acme_zone is full of accounts");
+        rc = NGX_ERROR;
+    }
+
+    return rc;
+}
+
+
+/* the same under the zone's lock; NGX_ABORT: no room */
+static ngx_int_t
+ngx_http_tsb_acme_kv_set_locked(ngx_http_tsb_acme_zone_t *z,
+    const char *prefix, ngx_str_t *id, u_char *value, size_t len,
+    time_t expires, ngx_uint_t add)
+{
     size_t                     size;
     u_char                     kb[TSB_ACME_MAX_ID + 4];
     uint32_t                   hash;
@@ -980,8 +1272,6 @@ ngx_http_tsb_acme_kv_set(ngx_http_tsb_acme_zone_t *z, const char *prefix,
 
     hash = ngx_crc32_short(key.data, key.len);
     size = offsetof(ngx_http_tsb_acme_node_t, data) + key.len + len;
-
-    ngx_shmtx_lock(&z->shpool->mutex);
 
     /* a few expired ones go on every write */
     for (i = 0; i < 2 && !ngx_queue_empty(&z->sh->queue); i++) {
@@ -1003,7 +1293,6 @@ ngx_http_tsb_acme_kv_set(ngx_http_tsb_acme_zone_t *z, const char *prefix,
     }
 
     if (old && add) {
-        ngx_shmtx_unlock(&z->shpool->mutex);
         return NGX_DECLINED;
     }
 
@@ -1024,10 +1313,7 @@ ngx_http_tsb_acme_kv_set(ngx_http_tsb_acme_zone_t *z, const char *prefix,
     }
 
     if (n == NULL) {
-        ngx_shmtx_unlock(&z->shpool->mutex);
-        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
-                      "tsb acme: tsb_acme_zone is full of accounts");
-        return NGX_ERROR;
+        return NGX_ABORT;
     }
 
     if (old) {
@@ -1049,9 +1335,82 @@ ngx_http_tsb_acme_kv_set(ngx_http_tsb_acme_zone_t *z, const char *prefix,
         ngx_queue_insert_head(&z->sh->queue, &n->queue);
     }
 
+    return NGX_OK;
+}
+
+
+/*
+ * Adds an order id to its account's list ("l:" and the account id: ids
+ * separated by spaces, oldest first, the last NGX_HTTP_TSB_ACME_LIST_MAX
+ * kept), under the lock, so that orders made at once in several workers
+ * all get in.
+ */
+static ngx_int_t
+ngx_http_tsb_acme_list_add(ngx_http_tsb_acme_zone_t *z, ngx_str_t *account,
+    ngx_str_t *order, time_t expires)
+{
+    u_char                    *p, *last, *start;
+    u_char                     kb[TSB_ACME_MAX_ID + 4];
+    u_char                     buf[NGX_HTTP_TSB_ACME_LIST_MAX
+                                   * (TSB_ACME_MAX_ID + 1)];
+    size_t                     len;
+    ngx_int_t                  rc;
+    ngx_str_t                  key;
+    ngx_uint_t                 count;
+    ngx_http_tsb_acme_node_t  *n;
+
+    if (ngx_http_tsb_acme_key("l:", account, kb, &key) != NGX_OK
+        || order->len > TSB_ACME_MAX_ID)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    n = ngx_http_tsb_acme_lookup(z, &key, ngx_crc32_short(key.data, key.len));
+    len = 0;
+
+    if (n && (n->expires == 0 || n->expires >= ngx_time())
+        && n->vlen <= sizeof(buf))
+    {
+        start = n->data + n->sn.str.len;
+        last = start + n->vlen;
+
+        for (count = 0, p = start; p < last; p++) {
+            if (*p == ' ') {
+                count++;
+            }
+        }
+
+        /* the oldest go when the list is full */
+        for (p = start; count + 1 >= NGX_HTTP_TSB_ACME_LIST_MAX && p < last;
+             count--)
+        {
+            p = ngx_strlchr(p, last, ' ');
+            p = p ? p + 1 : last;
+        }
+
+        len = last - p;
+        ngx_memcpy(buf, p, len);
+    }
+
+    if (len + 1 + order->len > sizeof(buf)) {
+        len = 0;
+    }
+
+    if (len) {
+        buf[len++] = ' ';
+    }
+
+    ngx_memcpy(buf + len, order->data, order->len);
+    len += order->len;
+
+    rc = ngx_http_tsb_acme_kv_set_locked(z, "l:", account, buf, len, expires,
+                                         0);
+
     ngx_shmtx_unlock(&z->shpool->mutex);
 
-    return NGX_OK;
+    return rc == NGX_OK ? NGX_OK : NGX_ERROR;
 }
 
 
@@ -1310,6 +1669,7 @@ ngx_http_tsb_acme_handler(ngx_http_request_t *r)
 
     ar->conf = tlcf->acme;
     ar->zone = ar->conf->zone->data;
+    ar->tlcf = tlcf;
 
     /*
      * URLs are absolute (RFC 8555 section 7.1): the scheme and Host the
@@ -1534,6 +1894,7 @@ ngx_http_tsb_acme_post(ngx_http_request_t *r, ngx_http_tsb_acme_req_t *ar)
     nonce.len = ngx_strlen(ar->jws.nonce);
 
     if (ngx_http_tsb_acme_kv_del(ar->zone, "n:", &nonce) != NGX_OK) {
+        ngx_http_tsb_metrics_acme(NGX_HTTP_TSB_ACME_BAD_NONCE);
         return ngx_http_tsb_acme_problem(r, NGX_HTTP_BAD_REQUEST, "badNonce",
                    "the nonce is unknown, used or expired: retry with the "
                    "one in this answer's Replay-Nonce", NULL);
@@ -1812,6 +2173,7 @@ ngx_http_tsb_acme_new_account(ngx_http_request_t *r,
                       detail);
         ngx_http_tsb_audit(r, NULL, 1, NGX_HTTP_CREATED, "acme.new_account",
                            (char *) detail, NULL);
+        ngx_http_tsb_metrics_acme(NGX_HTTP_TSB_ACME_ACCOUNT);
 
         rc = ngx_http_tsb_acme_account_answer(r, ar, NGX_HTTP_CREATED, &id,
                                               &a);
@@ -2006,11 +2368,6 @@ ngx_http_tsb_acme_save_account(ngx_http_request_t *r,
     ngx_http_tsb_acme_req_t *ar, ngx_str_t *id, tsb_acme_account_t *a)
 {
     tsb_buf_t                 rec;
-#if (NGX_THREADS)
-    ngx_pool_t               *pool;
-    ngx_thread_task_t        *task;
-    ngx_http_tsb_acme_job_t  *job;
-#endif
 
     if (tsb_acme_account_encode(a, &rec) != 0) {
         return NGX_ERROR;
@@ -2023,64 +2380,79 @@ ngx_http_tsb_acme_save_account(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-#if (NGX_THREADS)
+    ngx_http_tsb_acme_persist(ar->zone, r->connection->log, id, ".json",
+                              rec.data, rec.len);
 
-    if (ar->zone->accounts.len == 0) {
-        tsb_buf_free(&rec);
-        return NGX_OK;
+    tsb_buf_free(&rec);
+
+    return NGX_OK;
+}
+
+
+/*
+ * Writes a record to <accounts>/<id><suffix> in nginx's thread pool;
+ * nothing without accounts=.  Accounts are "<id>.json", orders
+ * "<id>.order".
+ */
+static void
+ngx_http_tsb_acme_persist(ngx_http_tsb_acme_zone_t *z, ngx_log_t *log,
+    ngx_str_t *id, const char *suffix, u_char *data, size_t len)
+{
+#if (NGX_THREADS)
+    size_t                    slen;
+    ngx_pool_t               *pool;
+    ngx_thread_task_t        *task;
+    ngx_http_tsb_acme_job_t  *job;
+
+    if (z->accounts.len == 0) {
+        return;
     }
 
     pool = ngx_create_pool(1024, ngx_cycle->log);
     if (pool == NULL) {
-        tsb_buf_free(&rec);
-        return NGX_OK;
+        return;
     }
 
     task = ngx_thread_task_alloc(pool, sizeof(ngx_http_tsb_acme_job_t));
     if (task == NULL) {
         ngx_destroy_pool(pool);
-        tsb_buf_free(&rec);
-        return NGX_OK;
+        return;
     }
+
+    slen = ngx_strlen(suffix);
 
     job = task->ctx;
     job->pool = pool;
 
-    job->path.len = ar->zone->accounts.len + 1 + id->len + 5;
+    job->path.len = z->accounts.len + 1 + id->len + slen;
     job->path.data = ngx_pnalloc(pool, job->path.len + 1);
     job->tmp.len = job->path.len + 4;
     job->tmp.data = ngx_pnalloc(pool, job->tmp.len + 1);
-    job->data.len = rec.len;
-    job->data.data = ngx_pnalloc(pool, rec.len);
+    job->data.len = len;
+    job->data.data = ngx_pnalloc(pool, len);
 
     if (job->path.data == NULL || job->tmp.data == NULL
         || job->data.data == NULL)
     {
         ngx_destroy_pool(pool);
-        tsb_buf_free(&rec);
-        return NGX_OK;
+        return;
     }
 
-    ngx_sprintf(job->path.data, "%V/%V.json%Z", &ar->zone->accounts, id);
-    ngx_sprintf(job->tmp.data, "%V/%V.json.tmp%Z", &ar->zone->accounts, id);
-    ngx_memcpy(job->data.data, rec.data, rec.len);
+    ngx_sprintf(job->path.data, "%V/%V%s%Z", &z->accounts, id, suffix);
+    ngx_sprintf(job->tmp.data, "%V/%V%s.tmp%Z", &z->accounts, id, suffix);
+    ngx_memcpy(job->data.data, data, len);
 
     task->handler = ngx_http_tsb_acme_write;
     task->event.handler = ngx_http_tsb_acme_written;
     task->event.data = job;
 
-    if (ngx_thread_task_post(ar->zone->thread_pool, task) != NGX_OK) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "tsb acme: account %V not written to disk: the "
-                      "thread pool is busy", id);
+    if (ngx_thread_task_post(z->thread_pool, task) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "tsb acme: %V%s not written to disk: the thread pool "
+                      "is busy", id, suffix);
         ngx_destroy_pool(pool);
     }
-
 #endif
-
-    tsb_buf_free(&rec);
-
-    return NGX_OK;
 }
 
 
@@ -2141,7 +2513,7 @@ ngx_http_tsb_acme_written(ngx_event_t *ev)
 
     if (job->failed) {
         ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, job->err,
-                      "tsb acme: %s \"%V\" failed: the account lives in "
+                      "tsb acme: %s \"%V\" failed: the record lives in "
                       "tsb_acme_zone until a restart", job->failed,
                       &job->path);
     }
@@ -2192,6 +2564,13 @@ ngx_http_tsb_acme_save_order(ngx_http_request_t *r,
 
     rc = ngx_http_tsb_acme_kv_set(ar->zone, "o:", &ar->order_id, rec.data,
                                   rec.len, (time_t) ar->order.expires, 0);
+
+    if (rc == NGX_OK) {
+        ngx_http_tsb_acme_persist(ar->zone, r->connection->log,
+                                  &ar->order_id, ".order", rec.data,
+                                  rec.len);
+    }
+
     tsb_buf_free(&rec);
 
     return rc;
@@ -2348,6 +2727,24 @@ ngx_http_tsb_acme_new_order(ngx_http_request_t *r,
             tsb_acme_order_req_free(&req);
             return rc;
         }
+
+        /* the policy first: then what http-01 can prove */
+        if (ar->conf->http01 && req.idents[i].value[0] == '*') {
+            ngx_snprintf(detail, sizeof(detail),
+                         "\"%s\" is a wildcard: http-01, the one challenge "
+                         "of this CA, cannot prove control of it (RFC 8555 "
+                         "section 8.3)%Z", req.idents[i].value);
+
+            ngx_http_tsb_audit(r, NULL, 0, NGX_HTTP_FORBIDDEN,
+                               "acme.rejectedIdentifier", (char *) detail,
+                               NULL);
+
+            rc = ngx_http_tsb_acme_problem(r, NGX_HTTP_FORBIDDEN,
+                               "rejectedIdentifier", (char *) detail,
+                               &req.idents[i]);
+            tsb_acme_order_req_free(&req);
+            return rc;
+        }
     }
 
     if (ngx_http_tsb_acme_random_id(r->pool, &ar->order_id) != NGX_OK) {
@@ -2366,6 +2763,26 @@ ngx_http_tsb_acme_new_order(ngx_http_request_t *r,
     ngx_memcpy(ar->order.idents, req.idents, sizeof(req.idents));
     req.n = 0;
 
+    if (ar->conf->http01) {
+        /* allowed by the policy, and control is proven as well */
+        u_char     raw[16];
+        tsb_buf_t  tok;
+
+        if (RAND_bytes(raw, sizeof(raw)) != 1
+            || tsb_b64url_encode(raw, sizeof(raw), &tok) != 0)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ar->order.token = (char *) tok.data;    /* freed with the order */
+        ar->order.status = TSB_ACME_PENDING;
+        ar->order.has_authz = 1;
+
+        for (i = 0; i < ar->order.n; i++) {
+            ar->order.authz[i] = TSB_ACME_PENDING;
+        }
+    }
+
     if (ar->order.account == NULL
         || ngx_http_tsb_acme_save_order(r, ar) != NGX_OK)
     {
@@ -2373,27 +2790,154 @@ ngx_http_tsb_acme_new_order(ngx_http_request_t *r,
                    "serverInternal", "the order could not be kept", NULL);
     }
 
+    if (ngx_http_tsb_acme_list_add(ar->zone, &ar->account_id, &ar->order_id,
+                                   (time_t) ar->order.expires)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "tsb acme: order %V not in its account's list",
+                      &ar->order_id);
+    }
+
     ngx_snprintf(detail, sizeof(detail), "order %V for %s%s created%Z",
                  &ar->order_id, ar->order.idents[0].value,
                  ar->order.n > 1 ? " and more" : "");
     ngx_http_tsb_audit(r, NULL, 1, NGX_HTTP_CREATED, "acme.new_order",
                        (char *) detail, NULL);
+    ngx_http_tsb_metrics_acme(NGX_HTTP_TSB_ACME_ORDER);
 
     return ngx_http_tsb_acme_order_answer(r, ar, NGX_HTTP_CREATED);
 }
 
 
+/*
+ * orders/<account>[/<page>]: the account's orders the zone still has,
+ * newest first, but the invalid ones (RFC 8555 section 7.1.2.1 says
+ * "SHOULD NOT"), NGX_HTTP_TSB_ACME_LIST_PAGE a page with Link rel="next"
+ * to the next.
+ */
 static ngx_int_t
 ngx_http_tsb_acme_orders_list(ngx_http_request_t *r,
     ngx_http_tsb_acme_req_t *ar)
 {
-    tsb_buf_t  out;
+    u_char            *p, *end, *slash;
+    char              *ids[NGX_HTTP_TSB_ACME_LIST_PAGE];
+    ngx_int_t          rc, page;
+    ngx_str_t          id, list, value, rec, link;
+    ngx_uint_t         skip, n, more;
+    tsb_buf_t          out;
+    tsb_error_t        err;
+    tsb_acme_order_t   o;
 
-    /*
-     * Orders are not indexed by account: the list is empty, which RFC
-     * 8555 section 7.1.2.1 allows for orders the server does not list.
-     */
-    if (tsb_acme_orders_build(&out) != 0) {
+    id.data = ar->resource.data + 7;
+    id.len = ar->resource.len - 7;
+    page = 0;
+
+    slash = ngx_strlchr(id.data, id.data + id.len, '/');
+
+    if (slash) {
+        page = ngx_atoi(slash + 1, id.data + id.len - slash - 1);
+        id.len = slash - id.data;
+    }
+
+    if (page == NGX_ERROR || page > NGX_HTTP_TSB_ACME_LIST_MAX) {
+        return ngx_http_tsb_acme_problem(r, NGX_HTTP_NOT_FOUND, "malformed",
+                   "there is no such page of orders", NULL);
+    }
+
+    if (id.len != ar->account_id.len
+        || ngx_strncmp(id.data, ar->account_id.data, id.len) != 0)
+    {
+        return ngx_http_tsb_acme_problem(r, NGX_HTTP_FORBIDDEN,
+                   "unauthorized", "these are not the signer's orders",
+                   NULL);
+    }
+
+    rc = ngx_http_tsb_acme_kv_get(ar->zone, "l:", &id, r->pool, &list);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        list.len = 0;
+        list.data = (u_char *) "";
+    }
+
+    skip = (ngx_uint_t) page * NGX_HTTP_TSB_ACME_LIST_PAGE;
+    n = 0;
+    more = 0;
+    ngx_memzero(&err, sizeof(tsb_error_t));
+
+    /* newest last in the record: walk it backwards */
+
+    end = list.data + list.len;
+
+    while (end > list.data) {
+        for (p = end; p > list.data && p[-1] != ' '; p--) {
+            /* void */
+        }
+
+        value.data = p;
+        value.len = end - p;
+        end = (p > list.data) ? p - 1 : list.data;
+
+        if (ngx_http_tsb_acme_kv_get(ar->zone, "o:", &value, r->pool, &rec)
+            != NGX_OK)
+        {
+            continue;       /* expired or evicted */
+        }
+
+        if (tsb_acme_order_decode(rec.data, rec.len, &o, &err) != 0) {
+            continue;
+        }
+
+        rc = (o.status == TSB_ACME_INVALID);
+        tsb_acme_order_free(&o);
+
+        if (rc) {
+            continue;
+        }
+
+        if (skip) {
+            skip--;
+            continue;
+        }
+
+        if (n == NGX_HTTP_TSB_ACME_LIST_PAGE) {
+            more = 1;
+            break;
+        }
+
+        ids[n] = ngx_http_tsb_acme_cstr(r->pool, &value);
+        if (ids[n] == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        n++;
+    }
+
+    if (more) {
+        link.len = ar->base.len + sizeof("<orders//>;rel=\"next\"") - 1
+                   + id.len + NGX_INT_T_LEN;
+        link.data = ngx_pnalloc(r->pool, link.len);
+        if (link.data == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        link.len = ngx_sprintf(link.data, "<%Vorders/%V/%i>;rel=\"next\"",
+                               &ar->base, &id, page + 1)
+                   - link.data;
+
+        if (ngx_http_tsb_add_header(r, "Link", &link) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    if (tsb_acme_orders_build(ngx_http_tsb_acme_cstr(r->pool, &ar->base),
+                              ids, n, &out)
+        != 0)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -2509,13 +3053,36 @@ ngx_http_tsb_acme_order_serve(ngx_http_request_t *r,
         }
     }
 
-    ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
-                  "tsb acme: order %V is %s (sign request %s %s)",
-                  &ar->order_id, tsb_acme_status_name(ar->order.status),
-                  ar->order.request, tsb_status_name((int) e->status));
-
     if (ngx_http_tsb_acme_save_order(r, ar) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /*
+     * Pollers in several workers may all see the decision: the first to
+     * mark the order logs, audits and counts it.
+     */
+    if (ngx_http_tsb_acme_kv_set(ar->zone, "d:", &ar->order_id,
+                                 (u_char *) "", 0,
+                                 (time_t) ar->order.expires, 1)
+        == NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                      "tsb acme: order %V is %s (sign request %s %s)",
+                      &ar->order_id, tsb_acme_status_name(ar->order.status),
+                      ar->order.request, tsb_status_name((int) e->status));
+
+        if (type == NULL) {
+            ngx_snprintf(detail, sizeof(detail),
+                         "order %V valid: the approvers executed sign "
+                         "request %s%Z", &ar->order_id, ar->order.request);
+        }
+
+        ngx_http_tsb_audit(r, NULL, type == NULL, NGX_HTTP_OK,
+                           type ? "acme.order_invalid" : "acme.order_valid",
+                           (char *) detail, ar->order.request);
+
+        ngx_http_tsb_metrics_acme(type ? NGX_HTTP_TSB_ACME_ORDER_INVALID
+                                       : NGX_HTTP_TSB_ACME_ORDER_VALID);
     }
 
     return ngx_http_tsb_acme_order_answer(r, ar, NGX_HTTP_OK);
@@ -2528,7 +3095,7 @@ ngx_http_tsb_acme_authz_op(ngx_http_request_t *r,
 {
     u_char     *dash;
     ngx_int_t   rc, n;
-    ngx_str_t   id, up, authz;
+    ngx_str_t   id, authz;
     tsb_buf_t   out;
     ngx_uint_t  chall;
 
@@ -2571,6 +3138,9 @@ ngx_http_tsb_acme_authz_op(ngx_http_request_t *r,
                    "there is no such authorization", NULL);
     }
 
+    ar->authz = authz;
+    ar->authz_n = (ngx_uint_t) n;
+
     if (!chall) {
         if (tsb_acme_authz_build(&ar->order, n,
                                  ngx_http_tsb_acme_cstr(r->pool, &ar->base),
@@ -2584,18 +3154,42 @@ ngx_http_tsb_acme_authz_op(ngx_http_request_t *r,
     }
 
     /*
-     * A challenge answered (payload {}) or fetched: it is valid already,
-     * nothing to do (RFC 8555 section 7.5.1 lets the server say so).
+     * A challenge answered (payload {}) of a pending authorization, with
+     * tsb_acme_challenge http-01: validated now, and answered when done.
+     * Otherwise it is valid already, nothing to do (RFC 8555 section
+     * 7.5.1 lets the server say so), or fetched (POST-as-GET).
      */
-    if (tsb_acme_challenge_build(&ar->order, n,
+    if (ar->order.has_authz && ar->jws.payload.len
+        && ar->order.status == TSB_ACME_PENDING
+        && ar->order.authz[n] == TSB_ACME_PENDING)
+    {
+        return ngx_http_tsb_acme_http01_start(r, ar);
+    }
+
+    return ngx_http_tsb_acme_chall_answer(r, ar);
+}
+
+
+/* the challenge object, with Link rel="up" to its authorization */
+static ngx_int_t
+ngx_http_tsb_acme_chall_answer(ngx_http_request_t *r,
+    ngx_http_tsb_acme_req_t *ar)
+{
+    ngx_str_t  up;
+    tsb_buf_t  out;
+
+    if (tsb_acme_challenge_build(&ar->order, ar->authz_n,
                                  ngx_http_tsb_acme_cstr(r->pool, &ar->base),
-                                 ngx_http_tsb_acme_cstr(r->pool, &id), &out)
+                                 ngx_http_tsb_acme_cstr(r->pool,
+                                                        &ar->order_id),
+                                 &out)
         != 0)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    up.len = ar->base.len + sizeof("<authz/>;rel=\"up\"") - 1 + authz.len;
+    up.len = ar->base.len + sizeof("<authz/>;rel=\"up\"") - 1
+             + ar->authz.len;
     up.data = ngx_pnalloc(r->pool, up.len);
 
     if (up.data == NULL) {
@@ -2603,7 +3197,7 @@ ngx_http_tsb_acme_authz_op(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_sprintf(up.data, "<%Vauthz/%V>;rel=\"up\"", &ar->base, &authz);
+    ngx_sprintf(up.data, "<%Vauthz/%V>;rel=\"up\"", &ar->base, &ar->authz);
 
     if (ngx_http_tsb_add_header(r, "Link", &up) != NGX_OK) {
         tsb_buf_free(&out);
@@ -2611,6 +3205,288 @@ ngx_http_tsb_acme_authz_op(ngx_http_request_t *r,
     }
 
     return ngx_http_tsb_acme_reply(r, NGX_HTTP_OK, &out, NULL);
+}
+
+
+/* ------------------------------------------------------------ http-01 */
+
+/*
+ * GET http://<identifier>:<port>/.well-known/acme-challenge/<token>
+ * through the module's libcurl client on the event loop, as a TSB call
+ * is made, but with a configuration of its own: no TSB credentials, no
+ * client certificate, no proxy, no redirects followed, an answer of at
+ * most NGX_HTTP_TSB_ACME_HTTP01_MAX bytes, within
+ * NGX_HTTP_TSB_ACME_HTTP01_TIME ms.  The challenge POST is answered when
+ * the validation is done.
+ */
+static ngx_int_t
+ngx_http_tsb_acme_http01_start(ngx_http_request_t *r,
+    ngx_http_tsb_acme_req_t *ar)
+{
+    u_char                        *p;
+    char                           tok[TSB_ACME_TOKEN_MAX];
+    size_t                         len;
+    ngx_str_t                      path;
+    tsb_acme_ident_t              *ident;
+    ngx_http_tsb_node_t           *node;
+    ngx_http_tsb_fetch_t          *f;
+    ngx_http_tsb_loc_conf_t       *tlcf;
+    ngx_http_tsb_upstream_conf_t  *ucf;
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tsb_module);
+    ident = &ar->order.idents[ar->authz_n];
+
+    if (tsb_acme_challenge_token(&ar->order, ar->authz_n,
+                                 ngx_http_tsb_acme_cstr(r->pool,
+                                                        &ar->order_id),
+                                 tok, sizeof(tok))
+        != 0)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ar->token = ngx_pnalloc(r->pool, ngx_strlen(tok) + 1);
+    if (ar->token == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(ar->token, tok, ngx_strlen(tok) + 1);
+
+    /* one validation of an authorization at a time, across workers */
+
+    if (ngx_http_tsb_acme_kv_set(ar->zone, "v:", &ar->authz, (u_char *) "",
+                                 0, ngx_time()
+                                    + NGX_HTTP_TSB_ACME_HTTP01_TIME / 1000
+                                    + 5, 1)
+        != NGX_OK)
+    {
+        return ngx_http_tsb_acme_chall_answer(r, ar);
+    }
+
+    ar->validating = 1;
+
+    ucf = ngx_palloc(r->pool, sizeof(ngx_http_tsb_upstream_conf_t));
+    node = ngx_pcalloc(r->pool, sizeof(ngx_http_tsb_node_t));
+
+    if (ucf == NULL || node == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    *ucf = tlcf->upstream;
+
+    ngx_str_null(&ucf->api_key);
+    ngx_str_null(&ucf->bearer);
+    ucf->tls = NULL;
+    ucf->http2 = 0;
+    ucf->max_response = NGX_HTTP_TSB_ACME_HTTP01_MAX;
+    ucf->timeout = ngx_min(ucf->timeout, NGX_HTTP_TSB_ACME_HTTP01_TIME);
+    ucf->connect_timeout = ngx_min(ucf->connect_timeout,
+                                   NGX_HTTP_TSB_ACME_HTTP01_TIME);
+
+    /* the identifier is a checked DNS name, no wildcard: safe in a URL */
+    len = sizeof("http://:65535") + ident->len;
+    node->url.data = ngx_pnalloc(r->pool, len);
+    if (node->url.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_sprintf(node->url.data, "http://%s:%ui", ident->value,
+                    ar->conf->http01_port);
+    node->url.len = p - node->url.data;
+    *p = '\0';
+
+    ucf->url = node->url;
+    ucf->nodes = ngx_array_create(r->pool, 1, sizeof(ngx_http_tsb_node_t));
+    if (ucf->nodes == NULL || ngx_array_push(ucf->nodes) == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(ucf->nodes->elts, node, sizeof(ngx_http_tsb_node_t));
+
+    path.len = sizeof("/.well-known/acme-challenge/") - 1
+               + ngx_strlen(ar->token);
+    path.data = ngx_pnalloc(r->pool, path.len);
+    if (path.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_sprintf(path.data, "/.well-known/acme-challenge/%s", ar->token);
+
+    ar->http01_url.len = node->url.len + path.len;
+    ar->http01_url.data = ngx_pnalloc(r->pool, ar->http01_url.len);
+    if (ar->http01_url.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_sprintf(ar->http01_url.data, "%V%V", &node->url, &path);
+
+    f = ngx_http_tsb_fetch_create(r, ucf, "GET", &path, NULL);
+    if (f == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    f->not_tsb = 1;
+    f->done = ngx_http_tsb_acme_http01_done;
+    f->data = ar;
+
+    if (ngx_http_tsb_fetch_start(f) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "tsb acme: authorization %V: http-01 validation at %V",
+                  &ar->authz, &ar->http01_url);
+
+    r->main->count++;
+    r->read_event_handler = ngx_http_test_reading;
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_tsb_acme_http01_done(ngx_http_tsb_fetch_t *f)
+{
+    u_char                    detail[TSB_DETAIL_MAX];
+    size_t                    i;
+    ngx_int_t                 rc;
+    ngx_str_t                 value;
+    ngx_uint_t                k, valid;
+    const char               *type;
+    tsb_error_t               err;
+    tsb_acme_order_t          o;
+    ngx_http_request_t       *r;
+    ngx_http_tsb_acme_req_t  *ar;
+
+    r = f->request;
+    ar = f->data;
+    k = ar->authz_n;
+
+    ngx_memzero(&err, sizeof(tsb_error_t));
+    type = NULL;
+
+    if (f->busy) {
+        (void) ngx_http_tsb_acme_kv_del(ar->zone, "v:", &ar->authz);
+        ar->validating = 0;
+
+        ngx_http_finalize_request(r, ngx_http_tsb_acme_problem(r,
+                        NGX_HTTP_SERVICE_UNAVAILABLE, "serverInternal",
+                        "too many transfers in flight: answer the "
+                        "challenge again later", NULL));
+        return;
+    }
+
+    if (f->too_large) {
+        type = "incorrectResponse";
+        ngx_snprintf(detail, sizeof(detail), "%V answered more than %uz "
+                     "bytes, not a key authorization%Z", &ar->http01_url,
+                     (size_t) NGX_HTTP_TSB_ACME_HTTP01_MAX);
+
+    } else if (f->result != CURLE_OK) {
+        type = "connection";
+        ngx_snprintf(detail, sizeof(detail), "%V could not be fetched: "
+                     "%s%Z", &ar->http01_url,
+                     f->errbuf[0] ? f->errbuf
+                                  : curl_easy_strerror(f->result));
+
+    } else if (f->status != 200) {
+        type = "incorrectResponse";
+        ngx_snprintf(detail, sizeof(detail), "%V answered HTTP %l%s, not "
+                     "200 with the key authorization%Z", &ar->http01_url,
+                     f->status,
+                     f->status >= 300 && f->status < 400
+                     ? " (redirects are not followed)" : "");
+
+    } else if (tsb_acme_http01_check(f->body, f->body_len, ar->token,
+                                     ar->key.thumb, &err)
+               != 0)
+    {
+        type = err.reason;
+        ngx_snprintf(detail, sizeof(detail), "%V: %s%Z", &ar->http01_url,
+                     err.detail);
+    }
+
+    valid = (type == NULL);
+
+    if (valid) {
+        ngx_snprintf(detail, sizeof(detail), "%V answered the key "
+                     "authorization%Z", &ar->http01_url);
+    }
+
+    /*
+     * The order as it is now (another authorization of it may have been
+     * validated meanwhile), with this authorization's outcome.
+     */
+
+    rc = ngx_http_tsb_acme_kv_get(ar->zone, "o:", &ar->order_id, r->pool,
+                                  &value);
+
+    if (rc != NGX_OK
+        || tsb_acme_order_decode(value.data, value.len, &o, &err) != 0)
+    {
+        (void) ngx_http_tsb_acme_kv_del(ar->zone, "v:", &ar->authz);
+        ar->validating = 0;
+        ngx_http_finalize_request(r, ngx_http_tsb_acme_problem(r,
+                        NGX_HTTP_NOT_FOUND, "malformed",
+                        "the order is gone", NULL));
+        return;
+    }
+
+    tsb_acme_order_free(&ar->order);
+    ar->order = o;
+
+    if (o.has_authz && k < o.n && o.authz[k] == TSB_ACME_PENDING) {
+        ar->order.authz[k] = valid ? TSB_ACME_VALID : TSB_ACME_INVALID;
+
+        if (!valid) {
+            /* an invalid authorization makes the order invalid (7.1.6) */
+            ar->order.status = TSB_ACME_INVALID;
+
+            if (tsb_acme_order_set_error(&ar->order, type, (char *) detail)
+                != 0)
+            {
+                ngx_http_finalize_request(r,
+                                          NGX_HTTP_INTERNAL_SERVER_ERROR);
+                return;
+            }
+
+        } else if (ar->order.status == TSB_ACME_PENDING) {
+            for (i = 0; i < ar->order.n; i++) {
+                if (ar->order.authz[i] != TSB_ACME_VALID) {
+                    break;
+                }
+            }
+
+            if (i == ar->order.n) {
+                ar->order.status = TSB_ACME_READY;
+            }
+        }
+
+        if (ngx_http_tsb_acme_save_order(r, ar) != NGX_OK) {
+            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+    }
+
+    (void) ngx_http_tsb_acme_kv_del(ar->zone, "v:", &ar->authz);
+    ar->validating = 0;
+
+    ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                  "tsb acme: authorization %V %s: %s", &ar->authz,
+                  valid ? "valid" : "invalid", detail);
+
+    ngx_http_tsb_audit(r, NULL, valid, valid ? NGX_HTTP_OK
+                                             : NGX_HTTP_FORBIDDEN,
+                       valid ? "acme.http01_valid" : "acme.http01_invalid",
+                       (char *) detail, NULL);
+
+    if (!valid) {
+        ngx_http_tsb_metrics_refusal(type[0] == 'c'
+                                     ? "acme.connection"
+                                     : "acme.incorrectResponse");
+    }
+
+    ngx_http_finalize_request(r, ngx_http_tsb_acme_chall_answer(r, ar));
 }
 
 
@@ -2670,6 +3546,12 @@ ngx_http_tsb_acme_finalize(ngx_http_request_t *r,
         return rc;
     }
 
+    if (ar->order.status == TSB_ACME_PENDING) {
+        return ngx_http_tsb_acme_problem(r, NGX_HTTP_FORBIDDEN,
+                   "orderNotReady", "the order is not \"ready\": answer its "
+                   "http-01 challenges first", NULL);
+    }
+
     if (ar->order.status != TSB_ACME_READY) {
         return ngx_http_tsb_acme_problem(r, NGX_HTTP_FORBIDDEN,
                    "orderNotReady", "the order is not \"ready\": it was "
@@ -2693,6 +3575,7 @@ ngx_http_tsb_acme_finalize(ngx_http_request_t *r,
     {
         ngx_http_tsb_audit(r, ctx, 0, NGX_HTTP_BAD_REQUEST, "acme.badCSR",
                            err.detail, NULL);
+        ngx_http_tsb_metrics_acme(NGX_HTTP_TSB_ACME_FINALIZE_REFUSED);
         return ngx_http_tsb_acme_problem(r, NGX_HTTP_BAD_REQUEST, "badCSR",
                                          err.detail, NULL);
     }
@@ -2724,6 +3607,7 @@ ngx_http_tsb_acme_finalize(ngx_http_request_t *r,
     if (tsb_policy_check(policy, &facts, &ctx->req, &err) != 0) {
         ngx_http_tsb_audit(r, ctx, 0, err.status ? err.status : 403,
                            err.reason, err.detail, NULL);
+        ngx_http_tsb_metrics_acme(NGX_HTTP_TSB_ACME_FINALIZE_REFUSED);
         return ngx_http_tsb_acme_problem(r, NGX_HTTP_FORBIDDEN,
                    ngx_strncmp(err.reason, "policy.common_name", 18) == 0
                    || ngx_strncmp(err.reason, "policy.san", 10) == 0
@@ -2777,6 +3661,31 @@ ngx_http_tsb_acme_finalize(ngx_http_request_t *r,
 
     ar->finalizing = 1;
 
+    /*
+     * As tsb_sign does: the record of what is accepted must have room in
+     * the cache before the TSB acts, or the certificate could not be
+     * checked against it.
+     */
+    if (ngx_http_tsb_cache_reserve(tlcf, ctx->expect.len, &ar->reserved,
+                                   r->connection->log)
+        != NGX_OK)
+    {
+        (void) ngx_http_tsb_acme_kv_del(ar->zone, "f:", &ar->order_id);
+        ar->finalizing = 0;
+
+        if (ctx->req.key_password) {
+            tsb_secure_zero(up.data, up.len);
+        }
+
+        return ngx_http_tsb_acme_problem(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                   "serverInternal", "the cache zone has no room left to "
+                   "keep what is accepted for pending requests; finalize "
+                   "again later", NULL);
+    }
+
+    /* accepted by the engine and the policy; the TSB's answer is audited */
+    ngx_http_tsb_metrics_acme(NGX_HTTP_TSB_ACME_FINALIZE_OK);
+
     ngx_str_set(&path, "/v1/certificate/sign");
 
     f = ngx_http_tsb_fetch_create(r, &tlcf->upstream, "POST", &path, &up);
@@ -2819,6 +3728,10 @@ ngx_http_tsb_acme_sign_done(ngx_http_tsb_fetch_t *f)
     ar = f->data;
     ctx = ngx_http_get_module_ctx(r, ngx_http_tsb_module);
     tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tsb_module);
+
+    /* remember() below takes the room for real */
+    ngx_http_tsb_cache_unreserve(tlcf, ar->reserved);
+    ar->reserved = 0;
 
     ngx_memzero(&err, sizeof(tsb_error_t));
 
@@ -2958,6 +3871,10 @@ ngx_http_tsb_acme_cert_serve(ngx_http_request_t *r, ngx_http_tsb_entry_t *e,
                                 &ngx_http_tsb_acme_type_chain, p,
                                 pem.len + chain.len, 0);
 
+    if (rc != NGX_ERROR) {
+        ngx_http_tsb_metrics_acme(NGX_HTTP_TSB_ACME_CERTIFICATE);
+    }
+
     tsb_buf_free(&pem);
     tsb_buf_free(&chain);
 
@@ -2990,6 +3907,16 @@ ngx_http_tsb_acme_cleanup(void *data)
      */
     if (ar->finalizing) {
         (void) ngx_http_tsb_acme_kv_del(ar->zone, "f:", &ar->order_id);
+    }
+
+    if (ar->reserved) {
+        ngx_http_tsb_cache_unreserve(ar->tlcf, ar->reserved);
+        ar->reserved = 0;
+    }
+
+    /* the client went away during a validation: it may answer again */
+    if (ar->validating) {
+        (void) ngx_http_tsb_acme_kv_del(ar->zone, "v:", &ar->authz);
     }
 
     if (ar->have_jws) {

@@ -29,6 +29,10 @@ char *ngx_http_tsb_acme_eab_required(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_tsb_acme_terms(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+char *ngx_http_tsb_acme_challenge(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_tsb_acme_http01_port(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 /* from merge_loc_conf: checks a tsb_acme location */
 char *ngx_http_tsb_acme_merge(ngx_conf_t *cf, ngx_http_tsb_loc_conf_t *conf);

@@ -23,7 +23,12 @@
  * requests.  It owns the single refresh of that id in this worker, polls the
  * zone while another worker refreshes it, and wakes its waiters when an
  * answer lands; ?wait= waiters stay until the status is terminal or their
- * time is up, refreshed once per tsb_refresh_interval for all of them.
+ * time is up, refreshed once per tsb_refresh_interval for all of them.  A
+ * ?wait= waiter that sent If-None-Match with the status document's ETag is
+ * answered as soon as the document differs from it: an approval, not only
+ * the end.  Every worker's watch of an id is timed from the zone's last
+ * refresh of it, so that they all look when one of them asks the TSB, and
+ * the others take its answer within a poll (NGX_HTTP_TSB_POLL_MS).
  */
 
 
@@ -38,6 +43,7 @@
 #include "ngx_http_tsb_store.h"
 #include "ngx_http_tsb_metrics.h"
 #include "tsb_owner.h"
+#include "tsb_etag.h"
 
 
 /* how often a watch looks at the zone while another worker refreshes */
@@ -146,6 +152,7 @@ typedef struct {
     ngx_http_tsb_watch_t        *watch;
     ngx_http_tsb_serve_pt        serve;
     ngx_event_t                  timer;        /* the waiter's deadline */
+    ngx_str_t                    inm;          /* If-None-Match, ?wait */
     unsigned                     linked:1;
     unsigned                     terminal:1;   /* ?wait: only a final one */
 } ngx_http_tsb_waiter_t;
@@ -237,6 +244,8 @@ static void ngx_http_tsb_watch_forget(ngx_http_tsb_watch_t *w,
     ngx_uint_t notfound);
 static ngx_int_t ngx_http_tsb_watch_copy(ngx_http_tsb_watch_t *w,
     ngx_http_tsb_entry_t *e);
+static ngx_uint_t ngx_http_tsb_cache_changed(ngx_http_tsb_entry_t *e,
+    ngx_str_t *inm);
 static void ngx_http_tsb_waiter_serve(ngx_http_tsb_waiter_t *wt,
     ngx_uint_t timed_out);
 static void ngx_http_tsb_waiter_timeout(ngx_event_t *ev);
@@ -1572,9 +1581,17 @@ ngx_int_t
 ngx_http_tsb_cache_handle(ngx_http_request_t *r, ngx_str_t *id,
     ngx_msec_t wait, ngx_http_tsb_serve_pt serve)
 {
+    return ngx_http_tsb_cache_watch(r, id, wait, NULL, serve);
+}
+
+
+ngx_int_t
+ngx_http_tsb_cache_watch(ngx_http_request_t *r, ngx_str_t *id,
+    ngx_msec_t wait, ngx_str_t *inm, ngx_http_tsb_serve_pt serve)
+{
     uint32_t                    hash;
     uint64_t                    now;
-    ngx_uint_t                  fresh, cache_status;
+    ngx_uint_t                  fresh, copied, cache_status;
     ngx_http_tsb_entry_t        e;
     ngx_http_cleanup_t         *cln;
     ngx_http_tsb_watch_t       *w;
@@ -1589,6 +1606,7 @@ ngx_http_tsb_cache_handle(ngx_http_request_t *r, ngx_str_t *id,
     hash = ngx_crc32_short(id->data, id->len);
     now = ngx_http_tsb_now_ms();
     cache_status = NGX_HTTP_TSB_CACHE_NONE;
+    copied = 0;
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
@@ -1599,6 +1617,19 @@ ngx_http_tsb_cache_handle(ngx_http_request_t *r, ngx_str_t *id,
 
         if (fresh && (wait == 0 || tsb_status_is_terminal(cn->status))) {
             cache_status = NGX_HTTP_TSB_CACHE_HIT;
+
+        } else if (fresh && inm) {
+            /* the client's document is not this one: no need to wait */
+            if (ngx_http_tsb_cache_copy(cn, r->pool, &e) != NGX_OK) {
+                ngx_shmtx_unlock(&ctx->shpool->mutex);
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            copied = 1;
+
+            if (ngx_http_tsb_cache_changed(&e, inm)) {
+                cache_status = NGX_HTTP_TSB_CACHE_HIT;
+            }
 
         } else if (!fresh && wait == 0 && cn->updating > now
                    && now <= cn->fetched
@@ -1618,7 +1649,8 @@ ngx_http_tsb_cache_handle(ngx_http_request_t *r, ngx_str_t *id,
                 ngx_queue_insert_head(&ctx->sh->queue, &cn->queue);
             }
 
-            if (ngx_http_tsb_cache_copy(cn, r->pool, &e) != NGX_OK) {
+            if (!copied && ngx_http_tsb_cache_copy(cn, r->pool, &e) != NGX_OK)
+            {
                 ngx_shmtx_unlock(&ctx->shpool->mutex);
                 return NGX_HTTP_INTERNAL_SERVER_ERROR;
             }
@@ -1650,6 +1682,11 @@ ngx_http_tsb_cache_handle(ngx_http_request_t *r, ngx_str_t *id,
     wt->watch = w;
     wt->serve = serve;
     wt->terminal = (wait > 0);
+
+    if (wait && inm) {
+        /* the header lives as long as r */
+        wt->inm = *inm;
+    }
 
     /* debug logging reads an event's data as a connection */
     wt->timer.data = r->connection;
@@ -2298,11 +2335,26 @@ ngx_http_tsb_watch_snapshot(ngx_http_tsb_watch_t *w,
 static void
 ngx_http_tsb_watch_deliver(ngx_http_tsb_watch_t *w, ngx_uint_t final)
 {
-    ngx_uint_t              terminal;
+    uint64_t                now;
+    ngx_uint_t              terminal, tagged;
+    ngx_msec_t              delay;
     ngx_queue_t             ready, *q, *next;
     ngx_http_tsb_waiter_t  *wt;
+    u_char                  etag[TSB_STATUS_ETAG_LEN];
 
     terminal = w->snap && !w->failed && tsb_status_is_terminal(w->snap->status);
+
+    /* the document's tag, once for every If-None-Match waiter */
+    tagged = 0;
+
+    if (w->snap && !w->failed
+        && tsb_status_etag(w->snap->status_json.data,
+                           w->snap->status_json.len, w->snap->der.data,
+                           w->snap->der.len, etag)
+           == 0)
+    {
+        tagged = 1;
+    }
 
     ngx_queue_init(&ready);
 
@@ -2313,8 +2365,15 @@ ngx_http_tsb_watch_deliver(ngx_http_tsb_watch_t *w, ngx_uint_t final)
         next = ngx_queue_next(q);
         wt = ngx_queue_data(q, ngx_http_tsb_waiter_t, queue);
 
-        /* a worker told to exit keeps nobody for a next refresh */
-        if (wt->terminal && !terminal && !w->failed && !ngx_exiting) {
+        /*
+         * A worker told to exit keeps nobody for a next refresh; a waiter
+         * with If-None-Match goes as soon as the document is another.
+         */
+        if (wt->terminal && !terminal && !w->failed && !ngx_exiting
+            && !(tagged && wt->inm.len
+                 && !tsb_etag_match(wt->inm.data, wt->inm.len, etag,
+                                    TSB_STATUS_ETAG_LEN)))
+        {
             continue;
         }
 
@@ -2355,9 +2414,31 @@ ngx_http_tsb_watch_deliver(ngx_http_tsb_watch_t *w, ngx_uint_t final)
      * Anything newer than what they have seen will do, also another
      * worker's refresh: that is what keeps it to one GET per interval.
      */
-    w->want_since = (w->snap && !w->failed) ? w->snap->fetched + 1
-                                            : ngx_http_tsb_now_ms();
-    ngx_http_tsb_watch_schedule(w, w->conf->refresh_interval);
+    now = ngx_http_tsb_now_ms();
+    delay = w->conf->refresh_interval;
+
+    if (w->snap && !w->failed) {
+        w->want_since = w->snap->fetched + 1;
+
+        /*
+         * Timed from the refresh, not from now: every worker's watch of
+         * the id looks at the zone when the next refresh is due, one of
+         * them asks the TSB and the others wait for its answer (polling
+         * while it is "updating"), so an approval reaches the waiters of
+         * all workers together, with still one GET per interval.
+         */
+        if (w->snap->fetched + delay > now) {
+            delay = (ngx_msec_t) (w->snap->fetched + delay - now);
+
+        } else {
+            delay = 1;
+        }
+
+    } else {
+        w->want_since = now;
+    }
+
+    ngx_http_tsb_watch_schedule(w, delay);
 }
 
 
@@ -2401,6 +2482,25 @@ ngx_http_tsb_watch_release(ngx_http_tsb_watch_t *w)
 
     ngx_rbtree_delete(&ngx_http_tsb_watches, &w->node);
     ngx_free(w);
+}
+
+
+/* is e another document than the one the client's If-None-Match names? */
+
+static ngx_uint_t
+ngx_http_tsb_cache_changed(ngx_http_tsb_entry_t *e, ngx_str_t *inm)
+{
+    u_char  etag[TSB_STATUS_ETAG_LEN];
+
+    if (tsb_status_etag(e->status_json.data, e->status_json.len,
+                        e->der.data, e->der.len, etag)
+        != 0)
+    {
+        /* not known: as without If-None-Match */
+        return 0;
+    }
+
+    return !tsb_etag_match(inm->data, inm->len, etag, TSB_STATUS_ETAG_LEN);
 }
 
 

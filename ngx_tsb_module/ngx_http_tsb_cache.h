@@ -71,6 +71,14 @@ char *ngx_http_tsb_cache_valid(ngx_conf_t *cf, ngx_command_t *cmd,
 ngx_int_t ngx_http_tsb_cache_handle(ngx_http_request_t *r, ngx_str_t *id,
     ngx_msec_t wait, ngx_http_tsb_serve_pt serve);
 
+/*
+ * The same for a status document request with If-None-Match (inm, the
+ * header's value): with wait > 0 it is answered as soon as the document
+ * is another than the one inm names, not only at a terminal status.
+ */
+ngx_int_t ngx_http_tsb_cache_watch(ngx_http_request_t *r, ngx_str_t *id,
+    ngx_msec_t wait, ngx_str_t *inm, ngx_http_tsb_serve_pt serve);
+
 /* after a sign request: the entry starts PENDING with what was accepted */
 ngx_int_t ngx_http_tsb_cache_remember(ngx_http_request_t *r, ngx_str_t *id,
     u_char *expect, size_t expect_len);

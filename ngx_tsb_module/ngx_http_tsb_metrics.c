@@ -51,6 +51,7 @@ typedef struct {
     ngx_atomic_t            cache[5];    /* NGX_HTTP_TSB_CACHE_* */
     ngx_atomic_t            evictions;
     ngx_atomic_t            waiters;
+    ngx_atomic_t            acme[NGX_HTTP_TSB_ACME_EVENTS];
     ngx_uint_t              nreasons;
     ngx_http_tsb_reason_t   reasons[NGX_HTTP_TSB_REASONS];
     ngx_atomic_t            other_reasons;
@@ -83,6 +84,28 @@ static const char  *ngx_http_tsb_handler_names[NGX_HTTP_TSB_HANDLERS] = {
 
 static const char  *ngx_http_tsb_upstream_results[NGX_HTTP_TSB_UP_RESULTS] = {
     "2xx", "4xx", "5xx", "timeout", "error"
+};
+
+/* ACME events: the metric's name, its label if any, and its help */
+static const struct {
+    const char  *name;
+    const char  *label;
+    const char  *help;
+} ngx_http_tsb_acme_events[NGX_HTTP_TSB_ACME_EVENTS] = {
+    { "tsb_acme_accounts_created_total", NULL,
+      "ACME accounts created." },
+    { "tsb_acme_orders_created_total", NULL,
+      "ACME orders created (their identifiers allowed by the policy)." },
+    { "tsb_acme_finalize_total", "result=\"accepted\"",
+      "ACME finalize requests, by decision of the CSR engine and policy." },
+    { "tsb_acme_finalize_total", "result=\"refused\"", NULL },
+    { "tsb_acme_orders_done_total", "status=\"valid\"",
+      "ACME orders the TSB's decision made valid or invalid." },
+    { "tsb_acme_orders_done_total", "status=\"invalid\"", NULL },
+    { "tsb_acme_certificates_served_total", NULL,
+      "ACME certificate downloads served." },
+    { "tsb_acme_bad_nonces_total", NULL,
+      "ACME requests refused with badNonce." }
 };
 
 static const char  *ngx_http_tsb_cache_results[5] = {
@@ -383,6 +406,16 @@ ngx_http_tsb_metrics_eviction(void)
 
 
 void
+ngx_http_tsb_metrics_acme(ngx_uint_t event)
+{
+    if (ngx_http_tsb_metrics && event < NGX_HTTP_TSB_ACME_EVENTS) {
+        (void) ngx_atomic_fetch_add(&ngx_http_tsb_metrics->sh->acme[event],
+                                    1);
+    }
+}
+
+
+void
 ngx_http_tsb_metrics_waiters(ngx_int_t delta)
 {
     if (ngx_http_tsb_metrics) {
@@ -562,6 +595,24 @@ ngx_http_tsb_metrics_handler(ngx_http_request_t *r)
         "# TYPE tsb_waiters gauge\n"
         "tsb_waiters %A\n",
         sh->evictions, (ngx_atomic_int_t) sh->waiters);
+
+    for (i = 0; i < NGX_HTTP_TSB_ACME_EVENTS; i++) {
+        if (ngx_http_tsb_acme_events[i].help) {
+            ngx_http_tsb_metrics_line(p, last,
+                "# HELP %s %s\n# TYPE %s counter\n",
+                ngx_http_tsb_acme_events[i].name,
+                ngx_http_tsb_acme_events[i].help,
+                ngx_http_tsb_acme_events[i].name);
+        }
+
+        ngx_http_tsb_metrics_line(p, last, "%s%s%s%s %uA\n",
+            ngx_http_tsb_acme_events[i].name,
+            ngx_http_tsb_acme_events[i].label ? "{" : "",
+            ngx_http_tsb_acme_events[i].label
+                ? ngx_http_tsb_acme_events[i].label : "",
+            ngx_http_tsb_acme_events[i].label ? "}" : "",
+            sh->acme[i]);
+    }
 
     b->last = p;
     b->last_buf = (r == r->main) ? 1 : 0;

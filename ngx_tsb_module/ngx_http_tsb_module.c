@@ -27,6 +27,8 @@
 #define NGX_HTTP_TSB_HANDLER_ERROR        4
 
 
+static void *ngx_http_tsb_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_tsb_cert_key(ngx_conf_t *cf, ngx_str_t *name);
 static void *ngx_http_tsb_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_tsb_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
@@ -595,6 +597,20 @@ static ngx_command_t  ngx_http_tsb_commands[] = {
       0,
       NULL },
 
+    { ngx_string("tsb_acme_challenge"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_tsb_acme_challenge,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("tsb_acme_http01_port"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_tsb_acme_http01_port,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
@@ -603,7 +619,7 @@ static ngx_http_module_t  ngx_http_tsb_module_ctx = {
     ngx_http_tsb_preconfiguration,         /* preconfiguration */
     ngx_http_tsb_metrics_postconfiguration, /* postconfiguration */
 
-    NULL,                                  /* create main configuration */
+    ngx_http_tsb_create_main_conf,         /* create main configuration */
     NULL,                                  /* init main configuration */
 
     NULL,                                  /* create server configuration */
@@ -628,6 +644,59 @@ ngx_module_t  ngx_http_tsb_module = {
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
+
+
+static void *
+ngx_http_tsb_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_tsb_main_conf_t  *tmcf;
+
+    tmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_tsb_main_conf_t));
+    if (tmcf == NULL) {
+        return NULL;
+    }
+
+    tmcf->cert_keys = ngx_array_create(cf->pool, 2, sizeof(char *));
+    if (tmcf->cert_keys == NULL) {
+        return NULL;
+    }
+
+    return tmcf;
+}
+
+
+/* a certificate key, once, whichever location names it (config time) */
+
+static char *
+ngx_http_tsb_cert_key(ngx_conf_t *cf, ngx_str_t *name)
+{
+    char                      **key;
+    ngx_uint_t                  i;
+    ngx_http_tsb_main_conf_t   *tmcf;
+
+    if (name->len == 0) {
+        return NGX_CONF_OK;
+    }
+
+    tmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_tsb_module);
+    key = tmcf->cert_keys->elts;
+
+    for (i = 0; i < tmcf->cert_keys->nelts; i++) {
+        if (ngx_strcmp(key[i], name->data) == 0) {
+            return NGX_CONF_OK;
+        }
+    }
+
+    key = ngx_array_push(tmcf->cert_keys);
+    if (key == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* directive arguments end in '\0' */
+    *key = (char *) name->data;
+
+    return NGX_CONF_OK;
+}
 
 
 static void *
@@ -785,6 +854,10 @@ ngx_http_tsb_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_uint_value(conf->owner_check, prev->owner_check,
                               NGX_HTTP_TSB_OWNER_CANCEL);
     ngx_conf_merge_str_value(conf->sign_key_name, prev->sign_key_name, "");
+
+    if (ngx_http_tsb_cert_key(cf, &conf->sign_key_name) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
 
     /* issue 10: extensions, lifetime and keys */
     ngx_conf_merge_ptr_value(conf->extensions, prev->extensions, NULL);

@@ -100,6 +100,16 @@ typedef struct {
 } ngx_http_tsb_loc_conf_t;
 
 
+/*
+ * Every key the configuration issues certificates with (tsb_sign_key_name
+ * of every location, as char *): tsb_pass never passes a key operation
+ * that names one of them.
+ */
+typedef struct {
+    ngx_array_t                   *cert_keys;
+} ngx_http_tsb_main_conf_t;
+
+
 /* tsb_owner_check */
 #define NGX_HTTP_TSB_OWNER_OFF      0
 #define NGX_HTTP_TSB_OWNER_CANCEL   1

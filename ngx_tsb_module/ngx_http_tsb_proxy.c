@@ -66,16 +66,17 @@ ngx_http_tsb_pass_handler(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_tsb_pass_run(ngx_http_request_t *r)
 {
-    u_char                   *p, *end;
-    unsigned                  method;
-    ngx_int_t                 rc;
-    ngx_str_t                 path, query;
-    ngx_array_t              *rules;
-    const char               *why;
-    int                       known;
-    ngx_http_tsb_ctx_t       *ctx;
-    ngx_http_tsb_front_t     *front;
-    ngx_http_tsb_loc_conf_t  *tlcf;
+    u_char                    *p, *end;
+    unsigned                   method;
+    ngx_int_t                  rc;
+    ngx_str_t                  path, query;
+    ngx_array_t               *rules, *keys;
+    const char                *why;
+    int                        known;
+    ngx_http_tsb_ctx_t        *ctx;
+    ngx_http_tsb_front_t      *front;
+    ngx_http_tsb_loc_conf_t   *tlcf;
+    ngx_http_tsb_main_conf_t  *tmcf;
 
     tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tsb_module);
 
@@ -181,6 +182,27 @@ ngx_http_tsb_pass_run(ngx_http_request_t *r)
 
     if (front->route == NGX_HTTP_TSB_ROUTE_CANCEL) {
         ngx_http_tsb_front_cancel_id(&path, &front->id);
+    }
+
+    /*
+     * Reading a certificate key (its public key, its attributes) is
+     * harmless; anything else on it (DELETE /v1/key/CA-Key, ...) is not
+     * the front's to pass.
+     */
+    tmcf = ngx_http_get_module_main_conf(r, ngx_http_tsb_module);
+    keys = tmcf->cert_keys;
+
+    if (method != TSB_METHOD_GET
+        && front->route == NGX_HTTP_TSB_ROUTE_PASS
+        && tsb_front_path_names_key(path.data, path.len,
+                                    (const char *const *) keys->elts,
+                                    keys->nelts))
+    {
+        return ngx_http_tsb_send_error(r, NGX_HTTP_FORBIDDEN,
+                                       "policy.key_operation",
+                                       "the path names a key this gateway "
+                                       "issues certificates with; only "
+                                       "reading it is passed");
     }
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
@@ -417,10 +439,11 @@ static void
 ngx_http_tsb_front_body_read(ngx_http_request_t *r)
 {
     ngx_int_t              rc;
-    ngx_str_t              body;
-    tsb_error_t            err;
-    ngx_http_tsb_ctx_t    *ctx;
-    ngx_http_tsb_front_t  *front;
+    ngx_str_t                  body;
+    tsb_error_t                err;
+    ngx_http_tsb_ctx_t        *ctx;
+    ngx_http_tsb_front_t      *front;
+    ngx_http_tsb_main_conf_t  *tmcf;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_tsb_module);
     front = ctx->front;
@@ -440,9 +463,18 @@ ngx_http_tsb_front_body_read(ngx_http_request_t *r)
         return;
     }
 
-    /* what goes out is the client's bytes, once yajl has read them */
+    /*
+     * What goes out is the client's bytes, once yajl has read them and
+     * found no certificate key named in them.
+     */
 
-    if (tsb_json_check(body.data, body.len, &err) != 0) {
+    tmcf = ngx_http_get_module_main_conf(r, ngx_http_tsb_module);
+
+    if (tsb_front_key_check(body.data, body.len,
+                            (const char *const *) tmcf->cert_keys->elts,
+                            tmcf->cert_keys->nelts, &err)
+        != 0)
+    {
         ngx_http_finalize_request(r, ngx_http_tsb_send_tsb_error(r, &err));
         return;
     }

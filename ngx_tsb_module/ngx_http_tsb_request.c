@@ -17,6 +17,7 @@
 #include "ngx_http_tsb_metrics.h"
 #include "ngx_http_tsb_proxy.h"
 #include "tsb_path.h"
+#include "tsb_etag.h"
 
 
 static ngx_int_t ngx_http_tsb_request_handler(ngx_http_request_t *r,
@@ -56,6 +57,7 @@ ngx_http_tsb_request_handler(ngx_http_request_t *r, ngx_uint_t certificate)
     u_char                   *p;
     ngx_int_t                 rc;
     ngx_str_t                 path;
+    ngx_str_t                *inm;
     ngx_msec_t                wait;
     ngx_http_tsb_ctx_t       *ctx;
     ngx_http_tsb_fetch_t     *f;
@@ -118,8 +120,18 @@ ngx_http_tsb_request_handler(ngx_http_request_t *r, ngx_uint_t certificate)
     }
 
     if (tlcf->cache_zone) {
-        return ngx_http_tsb_cache_handle(r, &ctx->id, wait,
-                                         ngx_http_tsb_serve);
+        /*
+         * A long poll of the status document that names the version it
+         * has is answered as soon as there is another one (an approval);
+         * certificate downloads wait for the end as they always did.
+         */
+        inm = (ctx->format == NGX_HTTP_TSB_FORMAT_JSON
+               && r->headers_in.if_none_match
+               && r->headers_in.if_none_match->value.len)
+              ? &r->headers_in.if_none_match->value : NULL;
+
+        return ngx_http_tsb_cache_watch(r, &ctx->id, wait, inm,
+                                        ngx_http_tsb_serve);
     }
 
     path.len = sizeof("/v1/request/") - 1 + ctx->id.len;
@@ -498,9 +510,37 @@ static ngx_int_t
 ngx_http_tsb_serve_status(ngx_http_request_t *r, ngx_http_tsb_entry_t *e)
 {
     ngx_int_t     rc;
+    ngx_str_t     etag;
     tsb_buf_t     out, pem;
     tsb_error_t   err;
     tsb_status_t  st;
+
+    /*
+     * A strong validator of the document: a client that long-polls with
+     * ?wait= and If-None-Match is answered when it changes, and a plain
+     * conditional GET for the version it has gets 304.  Copied into the
+     * request's pool: e may be a watch's snapshot (see below).
+     */
+
+    etag.len = TSB_STATUS_ETAG_LEN;
+    etag.data = ngx_pnalloc(r->pool, TSB_STATUS_ETAG_LEN);
+
+    if (etag.data == NULL
+        || tsb_status_etag(e->status_json.data, e->status_json.len,
+                           e->der.data, e->der.len, etag.data)
+           != 0
+        || ngx_http_tsb_add_header(r, "ETag", &etag) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_tsb_not_modified(r, &etag)) {
+        r->headers_out.status = NGX_HTTP_NOT_MODIFIED;
+        r->header_only = 1;
+        ngx_http_clear_content_length(r);
+
+        return ngx_http_send_header(r);
+    }
 
     if (e->status != TSB_STATUS_EXECUTED || e->der.len == 0) {
         return ngx_http_tsb_send(r, NGX_HTTP_OK, &ngx_http_tsb_type_json,
@@ -770,42 +810,11 @@ ngx_http_tsb_serve_certificate(ngx_http_request_t *r, ngx_http_tsb_ctx_t *ctx,
 static ngx_int_t
 ngx_http_tsb_not_modified(ngx_http_request_t *r, ngx_str_t *etag)
 {
-    u_char  *p, *last, *start;
-
     if (r->headers_in.if_none_match == NULL) {
         return 0;
     }
 
-    p = r->headers_in.if_none_match->value.data;
-    last = p + r->headers_in.if_none_match->value.len;
-
-    while (p < last) {
-
-        while (p < last && (*p == ' ' || *p == ',' || *p == '\t')) {
-            p++;
-        }
-
-        start = p;
-
-        while (p < last && *p != ',' && *p != ' ' && *p != '\t') {
-            p++;
-        }
-
-        if (p - start == 1 && *start == '*') {
-            return 1;
-        }
-
-        /* a weak tag matches too: If-None-Match compares weakly */
-        if (p - start > 2 && start[0] == 'W' && start[1] == '/') {
-            start += 2;
-        }
-
-        if ((size_t) (p - start) == etag->len
-            && ngx_strncmp(start, etag->data, etag->len) == 0)
-        {
-            return 1;
-        }
-    }
-
-    return 0;
+    return tsb_etag_match(r->headers_in.if_none_match->value.data,
+                          r->headers_in.if_none_match->value.len,
+                          etag->data, etag->len);
 }

@@ -1538,6 +1538,11 @@ ngx_http_tsb_node_update(ngx_http_tsb_fetch_t *f, ngx_uint_t failed)
     ngx_uint_t            doublings;
     ngx_http_tsb_node_t  *node;
 
+    if (f->not_tsb) {
+        /* an ACME http-01 fetch: its one node is its own, not a TSB */
+        return;
+    }
+
     node = f->conf->nodes->elts;
     node = &node[f->node];
 
@@ -2520,7 +2525,9 @@ ngx_http_tsb_fetch_finish(ngx_http_tsb_fetch_t *f)
     ngx_connection_t    *c;
     ngx_http_request_t  *r;
 
-    ngx_http_tsb_metrics_upstream(f);
+    if (!f->not_tsb) {
+        ngx_http_tsb_metrics_upstream(f);
+    }
 
     if (f->done == NULL) {
         return;

@@ -132,6 +132,8 @@ struct ngx_http_tsb_fetch_s {
     unsigned                    lost:1;          /* no nginx connection for
                                                     its socket */
     unsigned                    lost_linked:1;
+    unsigned                    not_tsb:1;       /* an ACME http-01 fetch:
+                                                    not a TSB call */
 };
 
 

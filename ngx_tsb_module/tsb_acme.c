@@ -759,11 +759,13 @@ tsb_acme_directory_build(const char *base, const char *tos,
 }
 
 
-/* an account's orders list: empty, the orders are not indexed by account */
+/* an account's orders list (RFC 8555 section 7.1.2.1): order URLs */
 int
-tsb_acme_orders_build(tsb_buf_t *out)
+tsb_acme_orders_build(const char *base, char *const *ids, size_t n,
+    tsb_buf_t *out)
 {
     int       rc;
+    size_t    i;
     yajl_gen  g;
 
     g = tsb_acme_gen();
@@ -773,10 +775,18 @@ tsb_acme_orders_build(tsb_buf_t *out)
 
     rc = (tsb_gen_ok(yajl_gen_map_open(g))
           && tsb_acme_str(g, "orders") == 0
-          && tsb_gen_ok(yajl_gen_array_open(g))
-          && tsb_gen_ok(yajl_gen_array_close(g))
-          && tsb_gen_ok(yajl_gen_map_close(g)))
+          && tsb_gen_ok(yajl_gen_array_open(g)))
          ? 0 : -1;
+
+    for (i = 0; rc == 0 && i < n; i++) {
+        rc = tsb_acme_url(g, base, "order/", ids[i]);
+    }
+
+    if (rc == 0) {
+        rc = (tsb_gen_ok(yajl_gen_array_close(g))
+              && tsb_gen_ok(yajl_gen_map_close(g)))
+             ? 0 : -1;
+    }
 
     return tsb_acme_finish(g, rc, out);
 }
@@ -985,19 +995,21 @@ tsb_acme_order_build(const tsb_acme_order_t *o, const char *base,
 }
 
 
-/*
- * The authorization's one challenge.  Its identifier was authorised by
- * the location's policy, so the challenge is valid from the start: a
- * client sees nothing to do (RFC 8555 section 7.1.4 lets a server hold
- * authorizations that are valid before any challenge was answered).
- */
-static int
-tsb_acme_challenge_gen(yajl_gen g, const tsb_acme_order_t *o, size_t k,
-    const char *base, const char *id)
+int
+tsb_acme_challenge_token(const tsb_acme_order_t *o, size_t k,
+    const char *id, char *out, size_t size)
 {
-    char       n[32];
+    char       n[TSB_ACME_TOKEN_MAX];
     tsb_buf_t  tok;
-    int        rc;
+
+    if (o->token) {
+        /* random: what the client serves cannot be guessed by another */
+        if ((size_t) snprintf(out, size, "%s-%zu", o->token, k) >= size) {
+            return -1;
+        }
+
+        return 0;
+    }
 
     snprintf(n, sizeof(n), "%s-%zu", id, k);
 
@@ -1005,20 +1017,93 @@ tsb_acme_challenge_gen(yajl_gen g, const tsb_acme_order_t *o, size_t k,
         return -1;
     }
 
-    rc = (tsb_gen_ok(yajl_gen_map_open(g))
-          && tsb_acme_kv(g, "type", "http-01") == 0
-          && tsb_acme_str(g, "url") == 0
-          && tsb_acme_url(g, base, "chall/", n) == 0
-          && tsb_acme_kv(g, "status", o->status == TSB_ACME_INVALID
-                                      && o->request == NULL
-                                      ? "invalid" : "valid") == 0
-          && tsb_acme_kv(g, "token", (char *) tok.data) == 0
-          && tsb_gen_ok(yajl_gen_map_close(g)))
-         ? 0 : -1;
+    if (tok.len >= size) {
+        tsb_buf_free(&tok);
+        return -1;
+    }
 
+    memcpy(out, tok.data, tok.len + 1);
     tsb_buf_free(&tok);
 
-    return rc;
+    return 0;
+}
+
+
+int
+tsb_acme_http01_check(const unsigned char *body, size_t len,
+    const char *token, const char *thumbprint, tsb_error_t *err)
+{
+    size_t  tl, hl;
+
+    while (len && (body[len - 1] == ' ' || body[len - 1] == '\t'
+                   || body[len - 1] == '\r' || body[len - 1] == '\n'))
+    {
+        len--;
+    }
+
+    tl = strlen(token);
+    hl = strlen(thumbprint);
+
+    if (len == tl + 1 + hl
+        && memcmp(body, token, tl) == 0
+        && body[tl] == '.'
+        && memcmp(body + tl + 1, thumbprint, hl) == 0)
+    {
+        return 0;
+    }
+
+    tsb_error_set(err, 403, "incorrectResponse",
+                  len == 0 ? "the http-01 answer is empty; it must be the "
+                             "key authorization (token.thumbprint)"
+                           : "the http-01 answer is not the key "
+                             "authorization (token.thumbprint) of this "
+                             "challenge and account");
+    return -1;
+}
+
+
+/*
+ * The authorization's one challenge.  Without http-01 validation its
+ * identifier was authorised by the location's policy, so the challenge
+ * is valid from the start: a client sees nothing to do (RFC 8555 section
+ * 7.1.4 lets a server hold authorizations that are valid before any
+ * challenge was answered).  With it, the challenge is pending until the
+ * client answers it, then valid or invalid with the order's error.
+ */
+static int
+tsb_acme_challenge_gen(yajl_gen g, const tsb_acme_order_t *o, size_t k,
+    const char *base, const char *id)
+{
+    char         n[32], tok[TSB_ACME_TOKEN_MAX];
+    const char  *status;
+
+    snprintf(n, sizeof(n), "%s-%zu", id, k);
+
+    if (tsb_acme_challenge_token(o, k, id, tok, sizeof(tok)) != 0) {
+        return -1;
+    }
+
+    if (o->has_authz) {
+        status = tsb_acme_status_name(o->authz[k]);
+
+    } else {
+        status = o->status == TSB_ACME_INVALID && o->request == NULL
+                 ? "invalid" : "valid";
+    }
+
+    return (tsb_gen_ok(yajl_gen_map_open(g))
+            && tsb_acme_kv(g, "type", "http-01") == 0
+            && tsb_acme_str(g, "url") == 0
+            && tsb_acme_url(g, base, "chall/", n) == 0
+            && tsb_acme_kv(g, "status", status) == 0
+            && tsb_acme_kv(g, "token", tok) == 0
+            && (!o->has_authz || o->authz[k] != TSB_ACME_INVALID
+                || o->error_type == NULL
+                || (tsb_acme_str(g, "error") == 0
+                    && tsb_acme_problem_gen(g, o->error_type,
+                                            o->error_detail, 0, NULL) == 0))
+            && tsb_gen_ok(yajl_gen_map_close(g)))
+           ? 0 : -1;
 }
 
 
@@ -1042,7 +1127,9 @@ tsb_acme_authz_build(const tsb_acme_order_t *o, size_t k, const char *base,
     v = o->idents[k].value;
 
     rc = (tsb_gen_ok(yajl_gen_map_open(g))
-          && tsb_acme_kv(g, "status", "valid") == 0
+          && tsb_acme_kv(g, "status", o->has_authz
+                                      ? tsb_acme_status_name(o->authz[k])
+                                      : "valid") == 0
           && tsb_acme_time_kv(g, "expires", o->expires) == 0
           && tsb_acme_str(g, "identifier") == 0
           && tsb_acme_ident_gen(g, &o->idents[k], 1) == 0
@@ -1261,8 +1348,21 @@ tsb_acme_order_encode(const tsb_acme_order_t *o, tsb_buf_t *out)
         rc = tsb_acme_ident_gen(g, &o->idents[i], 0);
     }
 
+    if (rc == 0 && o->has_authz) {
+        rc = (tsb_gen_ok(yajl_gen_array_close(g))
+              && tsb_acme_str(g, "authz") == 0
+              && tsb_gen_ok(yajl_gen_array_open(g)))
+             ? 0 : -1;
+
+        for (i = 0; rc == 0 && i < o->n; i++) {
+            rc = tsb_acme_str(g, tsb_acme_status_name(o->authz[i]));
+        }
+    }
+
     if (rc == 0) {
         rc = (tsb_gen_ok(yajl_gen_array_close(g))
+              && (o->token == NULL
+                  || tsb_acme_kv(g, "token", o->token) == 0)
               && (o->request == NULL
                   || tsb_acme_kv(g, "request", o->request) == 0)
               && (o->error_type == NULL
@@ -1275,6 +1375,41 @@ tsb_acme_order_encode(const tsb_acme_order_t *o, tsb_buf_t *out)
     }
 
     return tsb_acme_finish(g, rc, out);
+}
+
+
+/* "authz": one status a identifier, optional */
+static int
+tsb_acme_rec_authz(const tsb_jv_t *arr, tsb_acme_order_t *o)
+{
+    size_t           i;
+    const tsb_jv_t  *e;
+
+    if (arr == NULL) {
+        return 0;
+    }
+
+    if (arr->type != TSB_JV_ARRAY || arr->n != o->n) {
+        return -1;
+    }
+
+    for (i = 0, e = arr->child; e; i++, e = e->next) {
+        if (e->type != TSB_JV_STRING) {
+            return -1;
+        }
+
+        o->authz[i] = tsb_acme_status_from_name(e->str);
+
+        if (o->authz[i] != TSB_ACME_PENDING && o->authz[i] != TSB_ACME_VALID
+            && o->authz[i] != TSB_ACME_INVALID)
+        {
+            return -1;
+        }
+    }
+
+    o->has_authz = 1;
+
+    return 0;
 }
 
 
@@ -1296,8 +1431,10 @@ tsb_acme_order_decode(const unsigned char *buf, size_t len,
         || tsb_acme_rec_str(v, "request", 0, &o->request) != 0
         || tsb_acme_rec_str(v, "errorType", 0, &o->error_type) != 0
         || tsb_acme_rec_str(v, "errorDetail", 0, &o->error_detail) != 0
+        || tsb_acme_rec_str(v, "token", 0, &o->token) != 0
         || tsb_acme_idents_parse(tsb_jv_get(v, "identifiers"), o->idents,
-                                 &o->n, err) != 0)
+                                 &o->n, err) != 0
+        || tsb_acme_rec_authz(tsb_jv_get(v, "authz"), o) != 0)
     {
         tsb_jv_free(v);
         tsb_acme_order_free(o);
@@ -1320,6 +1457,7 @@ tsb_acme_order_free(tsb_acme_order_t *o)
     free(o->request);
     free(o->error_type);
     free(o->error_detail);
+    free(o->token);
 
     memset(o, 0, sizeof(tsb_acme_order_t));
 }

@@ -131,6 +131,16 @@ typedef struct {
     char        *request;            /* the TSB's signRequestId */
     char        *error_type;         /* an ACME error type, no prefix */
     char        *error_detail;
+
+    /*
+     * With real http-01 validation: a random token (base64url, 128 bits)
+     * the challenges' tokens derive from, and each authorization's status
+     * (PENDING, VALID or INVALID).  Without (token NULL, has_authz 0),
+     * every authorization is valid: pre-authorised by the policy.
+     */
+    char        *token;
+    int          has_authz;
+    int          authz[TSB_ACME_MAX_IDENTS];
 } tsb_acme_order_t;
 
 int tsb_acme_order_encode(const tsb_acme_order_t *o, tsb_buf_t *out);
@@ -152,13 +162,33 @@ int tsb_acme_directory_build(const char *base, const char *tos,
     int eab_required, tsb_buf_t *out);
 int tsb_acme_account_build(const tsb_acme_account_t *a, const char *base,
     const char *id, tsb_buf_t *out);
-int tsb_acme_orders_build(tsb_buf_t *out);
+int tsb_acme_orders_build(const char *base, char *const *ids,
+    size_t n, tsb_buf_t *out);
 int tsb_acme_order_build(const tsb_acme_order_t *o, const char *base,
     const char *id, tsb_buf_t *out);
 int tsb_acme_authz_build(const tsb_acme_order_t *o, size_t n,
     const char *base, const char *id, tsb_buf_t *out);
 int tsb_acme_challenge_build(const tsb_acme_order_t *o, size_t n,
     const char *base, const char *id, tsb_buf_t *out);
+
+/*
+ * The token of the challenge of authorization k: printable base64url, as
+ * the client puts it in the http-01 path; out is at least
+ * TSB_ACME_TOKEN_MAX bytes.
+ */
+#define TSB_ACME_TOKEN_MAX  128
+
+int tsb_acme_challenge_token(const tsb_acme_order_t *o, size_t k,
+    const char *id, char *out, size_t size);
+
+/*
+ * RFC 8555 section 8.3: whether an http-01 answer is the key
+ * authorization "token.thumbprint", trailing whitespace ignored.  0 when
+ * it is; else -1 with 403 "incorrectResponse" and a detail that quotes no
+ * byte of the answer.
+ */
+int tsb_acme_http01_check(const unsigned char *body, size_t len,
+    const char *token, const char *thumbprint, tsb_error_t *err);
 
 /* {"type": "urn:ietf:params:acme:error:<type>", "detail", "status"} and,
  * with ident, the identifier the problem is about */

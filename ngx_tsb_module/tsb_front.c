@@ -39,9 +39,15 @@ typedef struct {
     size_t               depth;
     int                  dup_check;
     tsb_front_level_t    levels[TSB_FRONT_MAX_DEPTH + 1];
+
+    /* tsb_front_key_check(): the value of a "...KeyName" member is next */
+    const char *const   *keys;
+    size_t               nkeys;
+    int                  key_next;
 } tsb_front_ctx_t;
 
 
+static unsigned char tsb_front_lower(unsigned char c);
 static int tsb_front_fail(tsb_front_ctx_t *ctx, const char *reason,
     const char *detail);
 static int tsb_front_gen(tsb_front_ctx_t *ctx, yajl_gen_status st);
@@ -50,6 +56,20 @@ static void tsb_front_pop(tsb_front_ctx_t *ctx);
 static int tsb_front_run(tsb_front_ctx_t *ctx, const unsigned char *buf,
     size_t len, const char *reason);
 static void tsb_front_free(tsb_front_ctx_t *ctx);
+static int tsb_front_key_value(tsb_front_ctx_t *ctx, const unsigned char *s,
+    size_t len, int is_string);
+static int tsb_front_key_member(const unsigned char *s, size_t len);
+static int tsb_front_key_named(const char *const *keys, size_t nkeys,
+    const unsigned char *s, size_t len);
+
+
+/* ASCII only: no locale */
+
+static unsigned char
+tsb_front_lower(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') ? (unsigned char) (c | 0x20) : c;
+}
 
 
 static int
@@ -132,6 +152,9 @@ tsb_front_null(void *data)
 {
     tsb_front_ctx_t *ctx = data;
 
+    /* "signKeyName": null names no key */
+    ctx->key_next = 0;
+
     return ctx->g ? tsb_front_gen(ctx, yajl_gen_null(ctx->g)) : 1;
 }
 
@@ -141,6 +164,10 @@ tsb_front_boolean(void *data, int value)
 {
     tsb_front_ctx_t *ctx = data;
 
+    if (!tsb_front_key_value(ctx, NULL, 0, 0)) {
+        return 0;
+    }
+
     return ctx->g ? tsb_front_gen(ctx, yajl_gen_bool(ctx->g, value)) : 1;
 }
 
@@ -149,6 +176,10 @@ static int
 tsb_front_number(void *data, const char *s, size_t len)
 {
     tsb_front_ctx_t *ctx = data;
+
+    if (!tsb_front_key_value(ctx, NULL, 0, 0)) {
+        return 0;
+    }
 
     /* the number as it was written: no rounding through a double */
     return ctx->g ? tsb_front_gen(ctx, yajl_gen_number(ctx->g, s, len)) : 1;
@@ -160,6 +191,10 @@ tsb_front_string(void *data, const unsigned char *s, size_t len)
 {
     tsb_front_ctx_t *ctx = data;
 
+    if (!tsb_front_key_value(ctx, s, len, 1)) {
+        return 0;
+    }
+
     return ctx->g ? tsb_front_gen(ctx, yajl_gen_string(ctx->g, s, len)) : 1;
 }
 
@@ -169,7 +204,7 @@ tsb_front_start_map(void *data)
 {
     tsb_front_ctx_t *ctx = data;
 
-    if (!tsb_front_push(ctx, 1)) {
+    if (!tsb_front_key_value(ctx, NULL, 0, 0) || !tsb_front_push(ctx, 1)) {
         return 0;
     }
 
@@ -186,6 +221,10 @@ tsb_front_map_key(void *data, const unsigned char *s, size_t len)
     char              **keys;
     size_t             *lens;
     tsb_front_level_t  *l;
+
+    if (ctx->keys) {
+        ctx->key_next = tsb_front_key_member(s, len);
+    }
 
     if (ctx->dup_check) {
         l = &ctx->levels[ctx->depth];
@@ -252,7 +291,7 @@ tsb_front_start_array(void *data)
 {
     tsb_front_ctx_t *ctx = data;
 
-    if (!tsb_front_push(ctx, 0)) {
+    if (!tsb_front_key_value(ctx, NULL, 0, 0) || !tsb_front_push(ctx, 0)) {
         return 0;
     }
 
@@ -339,6 +378,155 @@ tsb_json_check(const unsigned char *buf, size_t len, tsb_error_t *err)
     ctx.dup_check = 1;
 
     return tsb_front_run(&ctx, buf, len, "json.syntax");
+}
+
+
+/*
+ * A key operation names its key in a member whose name ends in "KeyName"
+ * (signKeyName, blockKeyName, modifyKeyName, decryptKeyName, ...); a
+ * key's attributes and a new key in "label".  Compared without case: a
+ * Jackson mapper may be configured to accept any.
+ */
+static int
+tsb_front_key_member(const unsigned char *s, size_t len)
+{
+    static const char  suffix[] = "keyname";
+    static const char  label[] = "label";
+
+    size_t  i, n;
+
+    n = sizeof(suffix) - 1;
+
+    if (len >= n) {
+        for (i = 0; i < n; i++) {
+            if (tsb_front_lower(s[len - n + i]) != (unsigned char) suffix[i]) {
+                break;
+            }
+        }
+
+        if (i == n) {
+            return 1;
+        }
+    }
+
+    n = sizeof(label) - 1;
+
+    if (len != n) {
+        return 0;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (tsb_front_lower(s[i]) != (unsigned char) label[i]) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+static int
+tsb_front_key_named(const char *const *keys, size_t nkeys,
+    const unsigned char *s, size_t len)
+{
+    size_t  i, j;
+
+    for (i = 0; i < nkeys; i++) {
+
+        if (strlen(keys[i]) != len) {
+            continue;
+        }
+
+        for (j = 0; j < len; j++) {
+            if (tsb_front_lower(s[j])
+                != tsb_front_lower((unsigned char) keys[i][j]))
+            {
+                break;
+            }
+        }
+
+        if (j == len) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+static int
+tsb_front_key_value(tsb_front_ctx_t *ctx, const unsigned char *s, size_t len,
+    int is_string)
+{
+    if (!ctx->key_next) {
+        return 1;
+    }
+
+    ctx->key_next = 0;
+
+    if (!is_string) {
+        /* ["CA-Key"] could be unwrapped by a lenient mapper: refuse */
+        return tsb_front_fail(ctx, "request.key_name",
+                              "a key name (a \"...KeyName\" or \"label\" "
+                              "member) must be a string or null");
+    }
+
+    if (tsb_front_key_named(ctx->keys, ctx->nkeys, s, len)) {
+        ctx->status = 403;
+        return tsb_front_fail(ctx, "policy.key_operation",
+                              "the request names a key this gateway issues "
+                              "certificates with; key operations on it are "
+                              "never passed (a payload it signs could be a "
+                              "certificate the policy never judged)");
+    }
+
+    return 1;
+}
+
+
+int
+tsb_front_key_check(const unsigned char *buf, size_t len,
+    const char *const *keys, size_t nkeys, tsb_error_t *err)
+{
+    tsb_front_ctx_t  ctx;
+
+    memset(&ctx, 0, sizeof(tsb_front_ctx_t));
+    memset(err, 0, sizeof(tsb_error_t));
+
+    ctx.err = err;
+    ctx.status = 400;
+    ctx.dup_check = 1;
+    ctx.keys = keys;
+    ctx.nkeys = nkeys;
+
+    return tsb_front_run(&ctx, buf, len, "json.syntax");
+}
+
+
+int
+tsb_front_path_names_key(const unsigned char *path, size_t len,
+    const char *const *keys, size_t nkeys)
+{
+    size_t  i, start;
+
+    start = 0;
+
+    for (i = 0; i <= len; i++) {
+
+        if (i < len && path[i] != '/') {
+            continue;
+        }
+
+        if (i > start
+            && tsb_front_key_named(keys, nkeys, path + start, i - start))
+        {
+            return 1;
+        }
+
+        start = i + 1;
+    }
+
+    return 0;
 }
 
 

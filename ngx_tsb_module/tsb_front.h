@@ -32,6 +32,24 @@
 int tsb_json_check(const unsigned char *buf, size_t len, tsb_error_t *err);
 
 /*
+ * tsb_pass, any body it forwards: tsb_json_check(), and no member named
+ * "...KeyName" or "label" (any case, any depth) that names one of keys
+ * (the keys the configuration issues certificates with, compared without
+ * ASCII case): 403 "policy.key_operation" (a payload signed with a CA key
+ * can be a certificate), or holds anything but a string or null: 400
+ * "request.key_name".  0, or -1 with err set.
+ */
+int tsb_front_key_check(const unsigned char *buf, size_t len,
+    const char *const *keys, size_t nkeys, tsb_error_t *err);
+
+/*
+ * 1 when a segment of a normalised path names one of keys, compared as
+ * above (DELETE /v1/key/CA-Key).
+ */
+int tsb_front_path_names_key(const unsigned char *path, size_t len,
+    const char *const *keys, size_t nkeys);
+
+/*
  * The same JSON value written again by yajl_gen (compact, numbers as they
  * were, strings re-escaped): what the TSB answered, passed to a client
  * without trusting its bytes.  0, or -1 with err set (502

@@ -307,34 +307,55 @@ function follow(id, location) {
     $("progress").hidden = false;
     $("request").hidden = true;
     text($("req-state"), "Asking the gateway\u2026");
-    poll(id, 0);
+    poll(id, 0, undefined);
 }
 
 /*
- * One long poll at a time: the gateway holds the request until the status
- * is final or WAIT seconds pass (202 with the current approvals), so a
- * waiting page costs one request per WAIT seconds, not a poll loop.
+ * One long poll at a time, live: each names the version of the status it
+ * has (If-None-Match with the last ETag), and the gateway holds it until
+ * the status is another one (an approval, a rejection, the certificate) or
+ * WAIT seconds pass (304: nothing new, ask again).  The first look at a
+ * request is a plain GET, so a reload shows it at once.  A waiting page
+ * costs one request per change or per WAIT seconds, not a poll loop.
  */
-async function poll(id, failures) {
+async function poll(id, failures, etag) {
     if (watching !== id) { return; }
+    const headers = { Accept: "application/json" };
+    const waits = etag !== undefined && !failures;
+    if (etag) { headers["If-None-Match"] = etag; }
+    const started = Date.now();
     let res, st;
     try {
-        res = await fetch(statusBase + "?wait=" + (failures ? 0 : WAIT),
-                          { headers: { Accept: "application/json" },
-                            credentials: "same-origin" });
-        st = await json(res);
+        res = await fetch(statusBase + (waits ? "?wait=" + WAIT : ""),
+                          { headers, credentials: "same-origin",
+                            cache: "no-store" });
+        st = res.status === 304 ? {} : await json(res);
     } catch (e) {
         res = null;
     }
     if (watching !== id) { return; }
 
-    if (res && (res.status === 200 || res.status === 202) && st.status) {
-        showStatus(st);
-        if (st.status === "EXECUTED") {
-            return issued(id);
+    if (res && (res.status === 304 || res.status === 200
+                || res.status === 202)
+        && (res.status === 304 || st.status)) {
+        const tag = res.headers.get("ETag");
+        const same = res.status === 304 || tag === etag;
+        if (res.status !== 304) {
+            showStatus(st);
+            if (st.status === "EXECUTED") {
+                return issued(id);
+            }
+            if (TERMINAL.includes(st.status)) { return; }
         }
-        if (TERMINAL.includes(st.status)) { return; }
-        return poll(id, 0);
+        /*
+         * Nothing new, at once: this gateway does not hold requests
+         * (a location without tsb_cache ignores ?wait), so do not spin.
+         */
+        if (waits && same && Date.now() - started < 1000) {
+            setTimeout(() => poll(id, 0, tag || etag), 5000);
+            return;
+        }
+        return poll(id, 0, res.status === 304 ? etag : tag);
     }
     if (res && res.status >= 400 && res.status < 500 && res.status !== 429) {
         text($("req-state"), (st.reason || res.status) + ": "
@@ -345,7 +366,7 @@ async function poll(id, failures) {
     /* the gateway or the TSB is away: try again, backing off */
     text($("req-state"), "The gateway did not answer; trying again\u2026");
     const delay = Math.min(30, 2 ** Math.min(failures, 5)) * 1000;
-    setTimeout(() => poll(id, failures + 1), delay);
+    setTimeout(() => poll(id, failures + 1, etag), delay);
 }
 
 async function cancel() {

@@ -204,7 +204,7 @@ for my $f (qw(tsb-client-go-sign-request.json
 {
     my $payload = encode_base64('to be signed', '');
     my $body = qq({"signRequest":{"payload":"$payload","payloadType":)
-        . qq("UNSPECIFIED","signKeyName":"CA-Key","signatureAlgorithm":)
+        . qq("UNSPECIFIED","signKeyName":"Pay-Key","signatureAlgorithm":)
         . qq("SHA256_WITH_RSA","signatureType":"DER","metaData":"e30=",)
         . qq("metaDataSignature":null},"requestSignature":null});
     my ($tsb, $gw) = both(POST => '/v1/sign', $body);
@@ -231,6 +231,18 @@ for my $f (qw(tsb-client-go-sign-request.json
        && $gw->{json}{reason} =~ /^policy\./ && defined $gw->{json}{message},
        '... in the TSB\'s error shape, with the policy\'s reason')
         or diag($gw->{content});
+
+    my $payload = encode_base64('a TBSCertificate, say', '');
+    my $sign = qq({"signRequest":{"payload":"$payload","payloadType":)
+        . qq("UNSPECIFIED","signKeyName":"CA-Key","signatureAlgorithm":)
+        . qq("SHA256_WITH_RSA","signatureType":"DER"},)
+        . qq("requestSignature":null});
+    ($tsb, $gw) = both(POST => '/v1/sign', $sign);
+    like($tsb->{status}, qr/^20[01]$/,
+         'a payload signed with the certificate key: the TSB takes it');
+    is($gw->{status}, 403, '... the gateway refuses it');
+    is($gw->{json}{reason}, 'policy.key_operation', '... policy.key_operation');
+    is($gw->{shape}{errorCode}, 'number', '... with a numeric errorCode');
 
     ($tsb, $gw) = both(GET => '/v1/key/CA-Key');
     is($gw->{status}, 403, 'an endpoint the allow-list does not name: 403');

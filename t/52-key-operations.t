@@ -29,7 +29,8 @@ my $LOCATIONS = <<'EOF';
         tsb_pass_allow GET    /v1/request/*;
         tsb_pass_allow DELETE /v1/request/*;
         tsb_pass_allow POST   /v1/certificate/sign /v1/sign /v1/block
-                              /v1/modify;
+                              /v1/modify /v1/synchronousSign;
+        tsb_pass_allow DELETE /v1/key/*;
         tsb_sign_key_name     CA-Key;
         tsb_allow_common_name *.svc.example;
         tsb_cache             tsb;
@@ -42,6 +43,11 @@ my $LOCATIONS = <<'EOF';
     }
     location /plain/request/ {
         tsb_status;
+    }
+    location /other/ {
+        tsb_sign;
+        tsb_sign_key_name Other-CA;
+        tsb_allow_common_name *.other.example;
     }
 EOF
 
@@ -92,15 +98,15 @@ my $PAYLOAD = encode_base64('the payload to sign', '');
 # write them (compact; no key pair: requestSignature null)
 my %OPS = (
     sign => ['/v1/sign', 'signRequestId', qq({"signRequest":{"payload":)
-        . qq("$PAYLOAD","payloadType":"UNSPECIFIED","signKeyName":"CA-Key",)
+        . qq("$PAYLOAD","payloadType":"UNSPECIFIED","signKeyName":"Pay-Key",)
         . qq("signatureAlgorithm":"SHA256_WITH_RSA","signatureType":"DER",)
         . qq("metaData":"e30=","metaDataSignature":null},)
         . qq("requestSignature":null})],
     block => ['/v1/block', 'blockKeyRequestId', qq({"blockRequest":)
-        . qq({"blockKeyName":"CA-Key","metaData":"e30=",)
+        . qq({"blockKeyName":"Pay-Key","metaData":"e30=",)
         . qq("metaDataSignature":null},"requestSignature":null})],
     modify => ['/v1/modify', 'modifyKeyRequestId', qq({"modifyRequest":)
-        . qq({"modifyKeyName":"CA-Key","metaData":"e30=",)
+        . qq({"modifyKeyName":"Pay-Key","metaData":"e30=",)
         . qq("metaDataSignature":null,"policy":{}},)
         . qq("requestSignature":null})],
 );
@@ -156,6 +162,62 @@ for my $op (qw(sign block modify)) {
     $r = $t->get("/strict/request/$id");
     is($r->{status}, 200, "$op: under tsb_verify_issued strict too: the "
        . 'status, it is no certificate') or $t->explain_response($r);
+}
+
+# ------------------------------- never a key operation on a certificate key
+#
+# A payload signed with the CA key can be a TBSCertificate: a certificate
+# the policy never judged (and /v1/synchronousSign has no approval). Keys
+# any location of the configuration issues certificates with are refused
+# whatever the allow-list says; the TSB itself would have taken them.
+
+{
+    # a certificate key of another location counts too
+    my %bad = (
+        'sign with the CA key' => ['/v1/sign', $OPS{sign}[2] =~ s/Pay-Key/CA-Key/r],
+        'synchronous sign with the CA key' =>
+            ['/v1/synchronousSign', $OPS{sign}[2] =~ s/Pay-Key/CA-Key/r],
+        'the key name in another case' =>
+            ['/v1/sign', $OPS{sign}[2] =~ s/Pay-Key/ca-key/r],
+        'the key name with a \\u escape' =>
+            ['/v1/sign', $OPS{sign}[2] =~ s/Pay-Key/CA\\u002dKey/r],
+        'the key of another location' =>
+            ['/v1/sign', $OPS{sign}[2] =~ s/Pay-Key/Other-CA/r],
+        'block the CA key' =>
+            ['/v1/block', $OPS{block}[2] =~ s/Pay-Key/CA-Key/r],
+        'modify the CA key\'s policy' =>
+            ['/v1/modify', $OPS{modify}[2] =~ s/Pay-Key/CA-Key/r],
+    );
+    my $before = $t->sim_counts;
+    for my $name (sort keys %bad) {
+        my ($path, $body) = @{$bad{$name}};
+        my $r = $t->request(POST => $path, content_type => $JSON,
+                            body => $body);
+        $t->error_is($r, 403, 'policy.key_operation', "$name: 403");
+        unlike($r->{content}, qr/CA-Key|Other-CA/i,
+               '... the answer does not quote the key');
+    }
+
+    my $r = $t->request(POST => '/v1/sign', content_type => $JSON,
+        body => $OPS{sign}[2] =~ s/"Pay-Key"/["CA-Key"]/r);
+    $t->error_is($r, 400, 'request.key_name', 'a key name in an array: 400');
+
+    $r = $t->request(DELETE => '/v1/key/CA-Key');
+    $t->error_is($r, 403, 'policy.key_operation',
+                 'DELETE /v1/key/CA-Key, although the allow-list has it');
+    $r = $t->request(DELETE => '/v1/key/other-ca');
+    $t->error_is($r, 403, 'policy.key_operation',
+                 '... the other location\'s key, in another case');
+
+    is_deeply($t->sim_counts, $before, 'none of them reached the TSB');
+    like($t->error_log, qr/policy\.key_operation/, 'refusals are logged');
+
+    $r = $t->request(POST => '/v1/synchronousSign', content_type => $JSON,
+                     body => $OPS{sign}[2]);
+    is($r->{status}, 200, 'a synchronous sign with a payload key passes')
+        or $t->explain_response($r);
+    $r = $t->request(DELETE => '/v1/key/Pay-Key');
+    isnt($r->{status}, 403, 'DELETE /v1/key/Pay-Key is passed');
 }
 
 # ---------------------------------------- certificates keep their checks

@@ -31,12 +31,12 @@ tsb_upstream %%SIM%%;
 tsb_api_key page-test-key;
 tsb_cache_zone tsb:1m;
 tsb_cache tsb;
-tsb_refresh_interval 300ms;
 tsb_issuer_chain %%SIMCA%%;
 server {
     listen 127.0.0.1:%%PORT%%;
 
-    # the page as conf/page.conf shows it; a short wait for a quick test
+    # the page as conf/page.conf shows it, with its 20 s long polls: the
+    # approvals must show long before a poll's time is up
     location /ui/ {
         alias $ROOT/page/;
         types {
@@ -44,8 +44,6 @@ server {
             text/css                css;
             application/javascript  js;
         }
-        sub_filter 'data-wait="20"' 'data-wait="2"';
-        sub_filter_once on;
     }
     location = /tsb/sign {
         tsb_sign;
@@ -82,7 +80,7 @@ remove_tree($out);
 make_path($out);
 
 my $url = $t->base_url . '/ui/';
-my $json = `$PY $ROOT/t/page/browser.py --url '$url' --sim '${\ $t->sim_url}' --out '$out' --refused www.evil.example --name web1.svc.example --first alice --timeout ${\ (30 * $TsbTest::TIME_FACTOR)}`;
+my $json = `$PY $ROOT/t/page/browser.py --url '$url' --sim '${\ $t->sim_url}' --out '$out' --refused www.evil.example --name web1.svc.example --first alice --second bob --timeout ${\ (30 * $TsbTest::TIME_FACTOR)}`;
 is($?, 0, 'the browser driver ran');
 my $seen = TsbTest::json_decode($json) // {};
 diag("browser: $seen->{timeout}\n$seen->{page_text}") if $seen->{timeout};
@@ -105,8 +103,20 @@ is_deeply([sort @{$seen->{pending_before} // []}], ['alice', 'bob'],
 is_deeply($seen->{approved_partial}, ['alice'],
           'an approval shows without a reload');
 is_deeply($seen->{pending_partial}, ['bob'], 'bob still missing');
+# tsb_refresh_interval 1s (the default), the page's polls 20 s
+cmp_ok($seen->{partial_seconds} // 99, '<', 3,
+       "shown $seen->{partial_seconds} s after the approval, long before "
+       . 'the 20 s long poll is up');
 is($seen->{after_reload_id}, $seen->{id}, 'a reload keeps the request');
 
+is_deeply($seen->{approved_partial2}, ['alice'],
+          'second request: the first approval shows without a reload');
+is_deeply($seen->{pending_partial2}, ['bob'], 'bob still missing');
+cmp_ok($seen->{partial2_seconds} // 99, '<', 3,
+       "shown $seen->{partial2_seconds} s after the approval");
+cmp_ok($seen->{issued_seconds} // 99, '<', 5,
+       "the final approval: issued and shown $seen->{issued_seconds} s "
+       . 'after it');
 is($seen->{state}, 'EXECUTED', 'the second request was issued');
 like($seen->{cert_info} // '', qr/CN=web1\.svc\.example/,
      'the page shows the subject');

@@ -3,7 +3,9 @@
 # with EdDSA, RSA and EC keys, who may see what, the url rule, orders,
 # authorizations and challenges, finalize (badCSR, once only, processing
 # with Retry-After, valid after approval, the chain), keyChange,
-# deactivation, revokeCert, and the metrics of refusals.
+# deactivation, revokeCert, an account's orders list (paginated), the
+# ACME counters of tsb_metrics and the audit lines of accounts, orders and
+# finalize decisions.
 
 use strict;
 use warnings;
@@ -31,6 +33,7 @@ tsb_sign_key_name CA-Key;
 tsb_cache tsb;
 tsb_issuer_chain %%SIMCA%%;
 tsb_retry_after 3s;
+tsb_audit_log $tmp/audit.log;
 server {
     listen 127.0.0.1:%%PORT%% ssl;
     ssl_certificate $pki->{server};
@@ -125,6 +128,20 @@ problem_is($r, 403, 'unauthorized', 'another account');
 $r = post($acct_ed, $rsa, kid => $acct_ed, payload => '');
 problem_is($r, 403, 'unauthorized', 'signed with another key');
 
+# a nonce the server never gave
+$r = post($base . 'new-order', $ed, kid => $acct_ed,
+          nonce => 'AAAAAAAAAAAAAAAAAAAAAA', payload => '{}');
+problem_is($r, 400, 'badNonce', 'an unknown nonce');
+like($r->{headers}{'replay-nonce'} // '', qr/^[A-Za-z0-9_-]{22}$/,
+     'badNonce comes with a fresh Replay-Nonce');
+
+$r = post($acct_ed, $ed, kid => $acct_ed, payload => '');
+my $orders_ed = ($r->{json} // {})->{orders} // '';
+like($orders_ed, qr{^\Q${base}\Eorders/}, 'the account names its orders list');
+$r = post($orders_ed, $ed, kid => $acct_ed, payload => '');
+is($r->{status}, 200, 'orders list of an account without orders');
+is_deeply(($r->{json} // {})->{orders}, [], 'is empty');
+
 $r = post($base . 'new-order', $ed, kid => $acct_ed,
           payload => '{"identifiers":[]}');
 problem_is($r, 400, 'malformed', 'no identifiers');
@@ -170,6 +187,13 @@ like(ref $link ? join(',', @$link) : $link, qr/rel="up"/, 'Link up to the author
 
 $r = post($order_url, $rsa, kid => $acct_rsa, payload => '');
 problem_is($r, 403, 'unauthorized', 'the order of another account');
+
+$r = post($orders_ed, $ed, kid => $acct_ed, payload => '');
+is($r->{status}, 200, 'orders list');
+is_deeply(($r->{json} // {})->{orders}, [$order_url],
+          'lists the order, not the one refused');
+$r = post($orders_ed, $rsa, kid => $acct_rsa, payload => '');
+problem_is($r, 403, 'unauthorized', 'the orders list of another account');
 
 # ------------------------------------------------------------ finalize
 
@@ -230,6 +254,39 @@ $r = post($base . 'revoke-cert', $ed, kid => $acct_ed,
 problem_is($r, 403, 'unauthorized', 'revokeCert');
 like(($r->{json} // {})->{detail}, qr/cannot revoke/, 'says why');
 
+# ---------------------------------------------- an order the TSB rejects
+
+$r = post($base . 'new-order', $ed, kid => $acct_ed,
+          payload => '{"identifiers":[{"type":"dns","value":"b.svc.example"}]}');
+is($r->{status}, 201, 'a second order');
+my $order2 = $r->{headers}{location} // '';
+$r = post(($r->{json} // {})->{finalize} // '', $ed, kid => $acct_ed,
+          payload => '{"csr":"' . csr_b64url('c4', 'b.svc.example') . '"}');
+is(($r->{json} // {})->{status}, 'processing', 'the second processing');
+
+$r = post($orders_ed, $ed, kid => $acct_ed, payload => '');
+is_deeply(($r->{json} // {})->{orders}, [$order2, $order_url],
+          'orders list: newest first');
+
+my @ids = $t->error_log =~ /sign request (\S+) submitted/g;
+my $id2 = $ids[-1] // 'none';
+isnt($id2, $id, 'a second sign request');
+$t->sim_post("/_sim/reject/$id2");
+$deadline = time + 20;
+do {
+    sleep 1;
+    $r = post($order2, $ed, kid => $acct_ed, payload => '');
+} while (($r->{json} // {})->{status} eq 'processing' && time < $deadline);
+is(($r->{json} // {})->{status}, 'invalid', 'invalid after a rejection');
+like((($r->{json} // {})->{error} // {})->{detail} // '', qr/REJECTED/,
+     'its error says so');
+$r = post($order2, $ed, kid => $acct_ed, payload => '');
+is(($r->{json} // {})->{status}, 'invalid', 'polled again: still invalid');
+
+$r = post($orders_ed, $ed, kid => $acct_ed, payload => '');
+is_deeply(($r->{json} // {})->{orders}, [$order_url],
+          'orders list: not the invalid one');
+
 # ----------------------------------------------------------- keyChange
 
 {
@@ -259,9 +316,32 @@ $r = post($base . 'new-order', $rsa, kid => $acct_rsa,
           payload => '{"identifiers":[{"type":"dns","value":"a.svc.example"}]}');
 problem_is($r, 401, 'unauthorized', 'a deactivated account');
 
-# an ES384 account orders too
+# an ES384 account orders too, many times: the list comes in pages
 $r = post($base . 'new-account', $ec, payload => '{}');
 is($r->{status}, 201, 'ES384 account');
+my $acct_ec = $r->{headers}{location};
+my $orders_ec = ($r->{json} // {})->{orders} // '';
+my @made;
+for my $i (1 .. 23) {
+    $r = post($base . 'new-order', $ec, kid => $acct_ec,
+              payload => '{"identifiers":[{"type":"dns","value":"p' . $i
+                         . '.svc.example"}]}');
+    push @made, $r->{headers}{location} // '';
+}
+is(scalar(grep { length } @made), 23, '23 orders made');
+$r = post($orders_ec, $ec, kid => $acct_ec, payload => '');
+is_deeply(($r->{json} // {})->{orders}, [reverse @made[3 .. 22]],
+          'the first page: the newest 20');
+my $next = $r->{headers}{link} // '';
+($next) = grep { /rel="next"/ } (ref $next ? @$next : ($next));
+my ($next_url) = ($next // '') =~ /<([^>]+)>;rel="next"/;
+ok($next_url, 'Link rel="next"') or diag(explain($r->{headers}));
+$r = post($next_url // $orders_ec, $ec, kid => $acct_ec, payload => '');
+is($r->{status}, 200, 'the next page');
+is_deeply(($r->{json} // {})->{orders}, [reverse @made[0 .. 2]],
+          'the next page: the 3 oldest');
+ok(!grep({ /rel="next"/ } map { ref $_ ? @$_ : $_ } $r->{headers}{link} // ''),
+   'and no next after it');
 
 # ------------------------------------------------------------ metrics
 
@@ -271,6 +351,47 @@ like($m->{content}, qr/tsb_refusals_total\{reason="acme\.badCSR"\} 1/,
      'refusals counted by ACME type');
 like($m->{content}, qr/tsb_refusals_total\{reason="acme\.rejectedIdentifier"\} 1/,
      'rejectedIdentifier counted');
+my %acme = $m->{content} =~ /^(tsb_acme_\S+) (\d+)$/mg;
+is_deeply(\%acme, {
+    'tsb_acme_accounts_created_total' => 3,
+    'tsb_acme_orders_created_total' => 25,
+    'tsb_acme_finalize_total{result="accepted"}' => 2,
+    'tsb_acme_finalize_total{result="refused"}' => 1,
+    'tsb_acme_orders_done_total{status="valid"}' => 1,
+    'tsb_acme_orders_done_total{status="invalid"}' => 1,
+    'tsb_acme_certificates_served_total' => 1,
+    'tsb_acme_bad_nonces_total' => 1,
+}, 'the ACME counters: accounts, orders, finalize decisions, outcomes, '
+   . 'certificates, bad nonces') or diag($m->{content});
+like($m->{content}, qr/^# TYPE tsb_acme_finalize_total counter$/m,
+     'typed for Prometheus');
+
+# ---------------------------------------------------------- audit lines
+
+my @audit = map { TsbTest::json_decode($_) // {} }
+            split /\n/, slurp("$tmp/audit.log") // '';
+sub audited {
+    my ($reason, $decision) = @_;
+    return grep { ($_->{reason} // '') eq $reason
+                  && $_->{decision} eq $decision } @audit;
+}
+is(scalar(audited('acme.new_account', 'accepted')), 3,
+   'audit: every account created');
+is(scalar(audited('acme.new_order', 'accepted')), 25,
+   'audit: every order created');
+is(scalar(audited('acme.rejectedIdentifier', 'refused')), 1,
+   'audit: the order refused');
+is(scalar(audited('acme.badCSR', 'refused')), 1,
+   'audit: the finalize refused');
+is(scalar(grep { !defined $_->{reason} && $_->{decision} eq 'accepted'
+                 && ($_->{sign_request_id} // '') =~ /^\Q$id\E|\Q$id2\E$/ }
+          @audit), 2, 'audit: the finalizes accepted, with their sign requests');
+my ($valid) = audited('acme.order_valid', 'accepted');
+is(($valid // {})->{sign_request_id}, $id, 'audit: the order made valid');
+my ($invalid) = audited('acme.order_invalid', 'refused');
+is(($invalid // {})->{sign_request_id}, $id2,
+   'audit: the order made invalid');
+like(($invalid // {})->{detail} // '', qr/REJECTED/, 'and why');
 
 ok($t->no_worker_crash, 'no worker crashed');
 

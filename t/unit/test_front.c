@@ -119,6 +119,96 @@ test_check(void)
 }
 
 
+/* tsb_pass never passes a key operation on a certificate key */
+
+static void
+test_key_check(void)
+{
+    size_t               i;
+    tsb_error_t          err;
+    static const char   *keys[] = { "CA-Key", "Other-CA" };
+
+    static const struct {
+        const char  *body;
+        int          status;             /* 0: passed */
+        const char  *reason;
+        const char  *name;
+    } cases[] = {
+        { "{\"signRequest\":{\"payload\":\"AA==\",\"signKeyName\":"
+          "\"Payload-Key\"},\"requestSignature\":null}", 0, NULL,
+          "a payload key passes" },
+        { "{\"signRequest\":{\"payload\":\"AA==\",\"signKeyName\":"
+          "\"CA-Key\"}}", 403, "policy.key_operation",
+          "sign with a certificate key" },
+        { "{\"signRequest\":{\"signKeyName\":\"ca-KEY\"}}", 403,
+          "policy.key_operation", "... in another case" },
+        { "{\"signRequest\":{\"signKeyName\":\"CA\\u002dKey\"}}", 403,
+          "policy.key_operation", "... written with a \\u escape" },
+        { "{\"signRequest\":{\"SIGNKEYNAME\":\"Other-CA\"}}", 403,
+          "policy.key_operation", "... the member name in another case" },
+        { "{\"blockRequest\":{\"blockKeyName\":\"CA-Key\"}}", 403,
+          "policy.key_operation", "block a certificate key" },
+        { "{\"modifyRequest\":{\"modifyKeyName\":\"CA-Key\","
+          "\"policy\":{}}}", 403, "policy.key_operation",
+          "modify a certificate key's policy" },
+        { "{\"label\":\"CA-Key\",\"algorithm\":\"EC\"}", 403,
+          "policy.key_operation", "a label that names a certificate key" },
+        { "{\"a\":[{\"b\":{\"decryptKeyName\":\"CA-Key\"}}]}", 403,
+          "policy.key_operation", "at any depth" },
+        { "{\"signRequest\":{\"signKeyName\":[\"CA-Key\"]}}", 400,
+          "request.key_name", "a key name in an array" },
+        { "{\"signRequest\":{\"signKeyName\":{\"x\":1}}}", 400,
+          "request.key_name", "a key name as an object" },
+        { "{\"signRequest\":{\"signKeyName\":7}}", 400,
+          "request.key_name", "a key name as a number" },
+        { "{\"signRequest\":{\"signKeyName\":null}}", 0, NULL,
+          "a null key name passes" },
+        { "{\"signRequest\":{\"payload\":\"CA-Key\"}}", 0, NULL,
+          "the name elsewhere than a key member passes" },
+        { "{\"signRequest\":{\"signKeyName\":\"CA-Key2\"}}", 0, NULL,
+          "a longer name passes" },
+        { "{\"signRequest\":{\"signKeyName\":\"P\",\"signKeyName\":"
+          "\"CA-Key\"}}", 400, "json.duplicate_key",
+          "a duplicate member is refused before its value" },
+    };
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int rc = tsb_front_key_check((const unsigned char *) cases[i].body,
+                                     strlen(cases[i].body), keys, 2, &err);
+
+        if (cases[i].status == 0) {
+            ok(rc == 0 && err.reason == NULL, "key check: %s",
+               cases[i].name);
+
+        } else {
+            ok(rc == -1 && err.status == cases[i].status
+               && strcmp(err.reason ? err.reason : "", cases[i].reason) == 0,
+               "key check: %s: %d %s", cases[i].name, err.status,
+               err.reason ? err.reason : "(none)");
+            ok(err.detail[0] && strstr(err.detail, "CA-Key") == NULL,
+               "... the detail does not quote the name");
+        }
+    }
+
+    ok(tsb_front_key_check(S("{\"signKeyName\":\"CA-Key\"}"), NULL, 0,
+                           &err) == 0,
+       "key check: no certificate keys configured: passes");
+
+    ok(tsb_front_path_names_key(S("/v1/key/CA-Key"), keys, 2),
+       "path: /v1/key/CA-Key names a certificate key");
+    ok(tsb_front_path_names_key(S("/v1/key/ca-key/attributes"), keys, 2),
+       "path: in another case, not the last segment");
+    ok(tsb_front_path_names_key(S("/Other-CA"), keys, 2),
+       "path: the first segment");
+    ok(!tsb_front_path_names_key(S("/v1/key/CA-Key2"), keys, 2),
+       "path: a longer name does not");
+    ok(!tsb_front_path_names_key(S("/v1/key/CA"), keys, 2),
+       "path: a shorter name does not");
+    ok(!tsb_front_path_names_key(S("/v1/request/CA-Key-x"), keys, 2),
+       "path: a segment only starting with it does not");
+}
+
+
 static void
 test_import(void)
 {
@@ -298,6 +388,7 @@ main(void)
 {
     test_reemit();
     test_check();
+    test_key_check();
     test_import();
     test_changed();
 

@@ -574,6 +574,89 @@ test_orders(void)
     tsb_acme_order_free(&o);
     tsb_acme_order_free(&o2);
 
+    /* http-01: a random token, authorizations with their own status */
+    {
+        char  tok[TSB_ACME_TOKEN_MAX];
+
+        memset(&o, 0, sizeof(o));
+        o.account = strdup("acct");
+        o.status = TSB_ACME_PENDING;
+        o.expires = 1800000000;
+        o.n = 2;
+        o.idents[0].value = strdup("a.example");
+        o.idents[0].len = 9;
+        o.idents[1].value = strdup("b.example");
+        o.idents[1].len = 9;
+        o.token = strdup("AAAAAAAAAAAAAAAAAAAAAA");
+        o.has_authz = 1;
+        o.authz[0] = TSB_ACME_VALID;
+        o.authz[1] = TSB_ACME_INVALID;
+        tsb_acme_order_set_error(&o, "incorrectResponse", "not the key");
+
+        is_int(tsb_acme_order_encode(&o, &out), 0, "http-01 order record");
+        is_int(tsb_acme_order_decode(out.data, out.len, &o2, &err), 0,
+               "http-01 order record decodes");
+        ok(o2.has_authz && o2.authz[0] == TSB_ACME_VALID
+           && o2.authz[1] == TSB_ACME_INVALID
+           && strcmp(o2.token, o.token) == 0, "http-01 order round trip");
+        tsb_buf_free(&out);
+
+        is_int(tsb_acme_challenge_token(&o2, 1, "o1", tok, sizeof(tok)), 0,
+               "challenge token");
+        is_str(tok, "AAAAAAAAAAAAAAAAAAAAAA-1", "token from the order's");
+
+        is_int(tsb_acme_authz_build(&o2, 0, "https://ca/acme/", "o1", &out),
+               0, "authz 0");
+        ok(strstr((char *) out.data, "\"status\":\"valid\"") != NULL,
+           "a validated authz: %s", out.data);
+        tsb_buf_free(&out);
+
+        is_int(tsb_acme_authz_build(&o2, 1, "https://ca/acme/", "o1", &out),
+               0, "authz 1");
+        ok(strstr((char *) out.data, "{\"status\":\"invalid\"") != NULL
+           && strstr((char *) out.data, "\"token\":\"AAAAAAAAAAAAAAAAAAAAAA"
+                                        "-1\"")
+           && strstr((char *) out.data, "acme:error:incorrectResponse"),
+           "a failed authz, its challenge with the problem: %s", out.data);
+        tsb_buf_free(&out);
+
+        tsb_acme_order_free(&o2);
+
+        o.authz[1] = TSB_ACME_PENDING;
+        is_int(tsb_acme_challenge_build(&o, 1, "https://ca/acme/", "o1",
+                                        &out), 0, "pending challenge");
+        ok(strstr((char *) out.data, "\"status\":\"pending\"")
+           && !strstr((char *) out.data, "error"),
+           "pending challenge: %s", out.data);
+        tsb_buf_free(&out);
+
+        /* a damaged authz list */
+        snprintf(buf, sizeof(buf), "{\"account\":\"a\",\"status\":"
+                 "\"pending\",\"expires\":1,\"identifiers\":[{\"type\":"
+                 "\"dns\",\"value\":\"a.example\"}],\"authz\":[\"valid\","
+                 "\"valid\"]}");
+        ok(tsb_acme_order_decode((unsigned char *) buf, strlen(buf), &o2,
+                                 &err) != 0, "authz of another length");
+
+        tsb_acme_order_free(&o);
+
+#define H01(s) (const unsigned char *) (s), strlen(s)
+        is_int(tsb_acme_http01_check(H01("tok.thumb"), "tok", "thumb", &err),
+               0, "http-01: the key authorization");
+        is_int(tsb_acme_http01_check(H01("tok.thumb \r\n"), "tok", "thumb",
+                                     &err), 0, "trailing whitespace");
+        ok(tsb_acme_http01_check(H01("tok.thumbx"), "tok", "thumb", &err)
+           != 0 && strcmp(err.reason, "incorrectResponse") == 0
+           && err.status == 403, "http-01: another answer");
+        ok(tsb_acme_http01_check(H01(" tok.thumb"), "tok", "thumb", &err)
+           != 0, "leading whitespace is not ignored");
+        ok(tsb_acme_http01_check(H01(""), "tok", "thumb", &err) != 0
+           && strstr(err.detail, "empty"), "an empty answer");
+        ok(tsb_acme_http01_check(H01("tok"), "tok", "thumb", &err) != 0,
+           "the token alone");
+#undef H01
+    }
+
     snprintf(buf, sizeof(buf), "{\"identifiers\":[{\"type\":\"ip\","
              "\"value\":\"10.0.0.1\"}]}");
     ok(tsb_acme_order_req_parse((unsigned char *) buf, strlen(buf), &req,
@@ -638,10 +721,23 @@ test_records(void)
        "directory: %s", out.data);
     tsb_buf_free(&out);
 
-    is_int(tsb_acme_orders_build(&out), 0, "orders list");
+    is_int(tsb_acme_orders_build("https://ca/acme/", NULL, 0, &out), 0,
+           "orders list");
     ok(strcmp((char *) out.data, "{\"orders\":[]}") == 0,
        "orders list: %s", out.data);
     tsb_buf_free(&out);
+
+    {
+        char  *ids[2] = { "o1", "o-2_" };
+
+        is_int(tsb_acme_orders_build("https://ca/acme/", ids, 2, &out), 0,
+               "orders list of two");
+        ok(strcmp((char *) out.data, "{\"orders\":["
+                  "\"https://ca/acme/order/o1\","
+                  "\"https://ca/acme/order/o-2_\"]}") == 0,
+           "orders list of two: %s", out.data);
+        tsb_buf_free(&out);
+    }
 }
 
 
