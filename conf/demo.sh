@@ -6,6 +6,7 @@
 #   DEMO_DIR       state, logs    (default ./demo)
 #   NGINX_BIN      nginx binary   (default /usr/sbin/nginx)
 #   MODULE_SO      the module     (default build/ngx_http_tsb_module.so)
+#   NGINX_WRAPPER  a command nginx runs under (default none)
 
 set -e
 
@@ -62,7 +63,9 @@ sed -e "s#@MODULE@#${MODULE_SO:-$top/build/ngx_http_tsb_module.so}#" \
     -e "s#@TOP@#$top#g" \
     "$top/conf/demo.conf" >"$dir/nginx.conf"
 
-"$nginx" -p "$dir" -c "$dir/nginx.conf" -g 'daemon on;'
+# NGINX_WRAPPER (unquoted: a command and its arguments) runs nginx under a
+# checker, as make test-asan and test-valgrind do
+${NGINX_WRAPPER:-} "$nginx" -p "$dir" -c "$dir/nginx.conf" -g 'daemon on;'
 wait_for "http://127.0.0.1:$port/tsb/request/x" "nginx"
 
 cat <<MSG

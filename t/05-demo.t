@@ -24,6 +24,8 @@ local $ENV{DEMO_PORT} = TsbTest::free_port();
 local $ENV{DEMO_SIM_PORT} = TsbTest::free_port();
 local $ENV{NGINX_BIN} = $TsbTest::NGINX;
 local $ENV{MODULE_SO} = $TsbTest::MODULE;
+# under make test-asan / test-valgrind, the checker's wrapper too
+local $ENV{NGINX_WRAPPER} = join ' ', @TsbTest::NGINX_WRAPPER;
 
 # the demo loads build/ngx_http_tsb_module.so, as make demo does
 my $out = `sh $root/conf/demo.sh start 2>&1`;
