@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "tsb_allow.h"
+#include "tsb_common.h"
 
 
 static const struct {
@@ -584,18 +585,8 @@ static const struct {
 };
 
 
-static unsigned char tsb_allow_lower(unsigned char c);
 static int tsb_allow_like(const unsigned char *path, size_t len,
     const char *name, size_t nlen);
-
-
-/* ASCII only: no locale, and no 'ſ' or Kelvin sign folds into a letter */
-
-static unsigned char
-tsb_allow_lower(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') ? (unsigned char) (c | 0x20) : c;
-}
 
 
 /*
@@ -629,7 +620,7 @@ tsb_allow_like(const unsigned char *path, size_t len, const char *name,
     }
 
     for (i = 0; i < nlen; i++) {
-        if (tsb_allow_lower(path[i]) != (unsigned char) name[i]) {
+        if (tsb_ascii_lower(path[i]) != (unsigned char) name[i]) {
             return 0;
         }
     }

@@ -53,6 +53,13 @@ void tsb_buf_free(tsb_buf_t *b);
 /* zero a secret before freeing it; the compiler may not elide this */
 void tsb_secure_zero(void *p, size_t n);
 
+/* ASCII only, whatever the locale: no 'ſ' or Kelvin sign becomes a letter */
+static inline unsigned char
+tsb_ascii_lower(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') ? (unsigned char) (c | 0x20) : c;
+}
+
 /*
  * The length of the well-formed UTF-8 sequence at s (len > 0 bytes left),
  * or 0: no overlong forms, surrogates or code points above U+10FFFF.

@@ -47,7 +47,6 @@ typedef struct {
 } tsb_front_ctx_t;
 
 
-static unsigned char tsb_front_lower(unsigned char c);
 static int tsb_front_fail(tsb_front_ctx_t *ctx, const char *reason,
     const char *detail);
 static int tsb_front_gen(tsb_front_ctx_t *ctx, yajl_gen_status st);
@@ -61,15 +60,6 @@ static int tsb_front_key_value(tsb_front_ctx_t *ctx, const unsigned char *s,
 static int tsb_front_key_member(const unsigned char *s, size_t len);
 static int tsb_front_key_named(const char *const *keys, size_t nkeys,
     const unsigned char *s, size_t len);
-
-
-/* ASCII only: no locale */
-
-static unsigned char
-tsb_front_lower(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') ? (unsigned char) (c | 0x20) : c;
-}
 
 
 static int
@@ -399,7 +389,7 @@ tsb_front_key_member(const unsigned char *s, size_t len)
 
     if (len >= n) {
         for (i = 0; i < n; i++) {
-            if (tsb_front_lower(s[len - n + i]) != (unsigned char) suffix[i]) {
+            if (tsb_ascii_lower(s[len - n + i]) != (unsigned char) suffix[i]) {
                 break;
             }
         }
@@ -416,7 +406,7 @@ tsb_front_key_member(const unsigned char *s, size_t len)
     }
 
     for (i = 0; i < n; i++) {
-        if (tsb_front_lower(s[i]) != (unsigned char) label[i]) {
+        if (tsb_ascii_lower(s[i]) != (unsigned char) label[i]) {
             return 0;
         }
     }
@@ -438,8 +428,8 @@ tsb_front_key_named(const char *const *keys, size_t nkeys,
         }
 
         for (j = 0; j < len; j++) {
-            if (tsb_front_lower(s[j])
-                != tsb_front_lower((unsigned char) keys[i][j]))
+            if (tsb_ascii_lower(s[j])
+                != tsb_ascii_lower((unsigned char) keys[i][j]))
             {
                 break;
             }
